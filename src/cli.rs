@@ -1,0 +1,85 @@
+//! Command-line definitions (clap derive) for the one `etl` binary. Only the shape of what the
+//! user typed lives here; `main.rs` turns it into loaded configuration and runs the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Replicate PostgreSQL through logical replication, run its control plane and migrations.
+#[derive(Debug, Parser)]
+#[command(name = "etl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Environment whose `config/{env}.yaml` is loaded: dev, staging or prod
+    /// (default: `APP_ENVIRONMENT`, else prod).
+    #[arg(long, global = true, value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// Directory holding `base.yaml` and `{env}.yaml`.
+    #[arg(
+        long,
+        global = true,
+        env = "APP_CONFIG_DIR",
+        default_value = "config",
+        value_name = "DIR"
+    )]
+    pub config_dir: PathBuf,
+
+    /// Log format (default: human in dev, JSON lines in staging and prod).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded database migrations.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply the control-plane migrations (schema `app`).
+    ///
+    /// Example: etl migrate api --database-url postgres://postgres:postgres@localhost:5430/postgres
+    Api(MigrateArgs),
+
+    /// Apply the replicator state migrations (schema `etl`) on the source database.
+    ///
+    /// Example: etl migrate replicator --database-url postgres://postgres:postgres@localhost:5430/postgres
+    Replicator(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Database to migrate (default: `DATABASE_URL`, else the configuration).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// List the pending migrations without applying them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as YAML, secrets redacted, with where each value came from.
+    ///
+    /// Example: APP_ENVIRONMENT=dev etl config show
+    Show,
+}

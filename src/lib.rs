@@ -1,0 +1,23 @@
+//! `etl` replicates PostgreSQL into other systems through logical replication, runs the REST
+//! control plane that deploys replicators, and runs the migrations of both.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the clap definitions of the one binary (`etl replicate`, `etl serve-api`, …).
+//! - [`config`]: configuration shared by every subcommand: `config/base.yaml`, then
+//!   `config/{env}.yaml`, then `APP_` variables; typed sections and secrets.
+//! - [`telemetry`]: the tracing subscriber (human or JSON lines).
+//! - [`migrate`]: the two embedded migration sets (`app` for the API, `etl` for the replicator).
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a handle every long-running task can wait on.
+//! - [`exit`]: how an error becomes an exit code and one readable line.
+//! - [`engine`]: the replication engine (the common engine module behind `etl replicate`).
+//! - [`destinations`]: where the engine writes, behind one trait.
+
+pub mod cli;
+pub mod config;
+pub mod destinations;
+pub mod engine;
+pub mod exit;
+pub mod migrate;
+pub mod shutdown;
+pub mod telemetry;
