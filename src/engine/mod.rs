@@ -7,3 +7,4 @@
 pub mod event;
 pub mod lsn;
 pub mod schema;
+pub mod source;
