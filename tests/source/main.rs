@@ -1,0 +1,13 @@
+//! Integration tests of `etl::engine::source` (the replication client, COPY, the replication
+//! stream, pgoutput decoding and type parsing) against the shared test cluster
+//! (`ETL_TEST_DATABASE_URL`). Every test works in its own database and drops its slots.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod helpers;
+
+mod connection;
+mod slots;
+mod streaming;
+mod types_roundtrip;

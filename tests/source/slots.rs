@@ -1,0 +1,261 @@
+//! Slots and snapshots: a temporary slot with `SNAPSHOT 'use'` gives the copy exactly the rows
+//! committed before its consistent point (and the stream everything after); an exported snapshot
+//! can be imported by another session.
+
+use std::time::Duration;
+
+use etl::engine::event::Cell;
+use etl::engine::lsn::Lsn;
+use etl::engine::source::{
+    Error, PgOutputMessage, PgOutputOptions, ReplicationMessage, SnapshotAction, TupleData,
+};
+use sqlx::Connection;
+
+use crate::common::TestDatabase;
+use crate::helpers::{connect, drop_slot, slot_name};
+
+#[tokio::test]
+async fn copy_in_a_used_snapshot_sees_exactly_the_rows_before_the_consistent_point() {
+    let db = TestDatabase::create("src_snapuse").await;
+    let pool = db.pool().await;
+    sqlx::query("create table items (id int primary key, label text)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into items select g, 'before ' || g from generate_series(1, 5000) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("create publication snap_pub for table items")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut client = connect(&db).await;
+    client
+        .simple_query("BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    let slot = slot_name("snapuse");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Use)
+        .await
+        .unwrap();
+    assert_eq!(created.name, slot);
+    assert!(created.snapshot_name.is_none());
+    assert!(!created.consistent_point.is_zero());
+
+    // Committed after the consistent point: invisible to the copy, delivered by the stream.
+    sqlx::query("insert into items select g, 'after ' || g from generate_series(5001, 5010) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update items set label = 'changed' where id = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut copied = Vec::new();
+    let mut chunks = 0;
+    {
+        let mut copy = client
+            .copy_out("COPY public.items (id, label) TO STDOUT")
+            .await
+            .unwrap();
+        while let Some(chunk) = copy.next_chunk().await.unwrap() {
+            assert!(chunk.raw().ends_with(b"\n"));
+            assert!(chunk.raw().len() < 64 * 1024 + 100, "chunks stay near 64 KiB");
+            chunks += 1;
+            copied.extend(chunk.rows(2).unwrap());
+        }
+        assert_eq!(copy.rows_read(), 5000);
+    }
+    assert!(chunks >= 2, "5000 rows of ~15 bytes span several chunks");
+    let expected: Vec<Vec<Cell>> = (1..=5000)
+        .map(|i| vec![Cell::Text(i.to_string()), Cell::Text(format!("before {i}"))])
+        .collect();
+    assert_eq!(copied, expected);
+    client.simple_query("COMMIT").await.unwrap();
+
+    // The same session streams the slot: exactly the later changes, none of the copied rows.
+    let options = PgOutputOptions {
+        publication_names: vec!["snap_pub".into()],
+        proto_version: 1,
+        messages: false,
+        streaming: false,
+    };
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options)
+        .await
+        .unwrap();
+    let mut inserted = Vec::new();
+    let mut updated = Vec::new();
+    let mut commits = 0;
+    while commits < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("stream delivers the changes")
+            .unwrap()
+            .expect("stream open");
+        let ReplicationMessage::XLogData { message, .. } = message else {
+            continue;
+        };
+        match message {
+            PgOutputMessage::Insert { new, .. } => inserted.push(new),
+            PgOutputMessage::Update { new, .. } => updated.push(new),
+            PgOutputMessage::Commit { commit_lsn, .. } => {
+                assert!(commit_lsn > created.consistent_point);
+                commits += 1;
+            }
+            _ => {}
+        }
+    }
+    let text = |s: String| TupleData::Text(s.into());
+    let expected: Vec<Vec<TupleData>> = (5001..=5010)
+        .map(|i| vec![text(i.to_string()), text(format!("after {i}"))])
+        .collect();
+    assert_eq!(inserted, expected);
+    assert_eq!(updated, vec![vec![text("1".into()), text("changed".into())]]);
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_exported_snapshot_is_importable_by_another_session() {
+    let db = TestDatabase::create("src_snapexp").await;
+    let pool = db.pool().await;
+    sqlx::query("create table t (id int primary key)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into t select generate_series(1, 10)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut client = connect(&db).await;
+    let slot = slot_name("snapexp");
+    let created = client
+        .create_slot(&slot, false, SnapshotAction::Export)
+        .await
+        .unwrap();
+    let snapshot = created.snapshot_name.clone().expect("exported snapshot name");
+
+    sqlx::query("insert into t select generate_series(11, 20)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("begin isolation level repeatable read")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query(&format!("set transaction snapshot '{snapshot}'"))
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let ids: Vec<i32> = sqlx::query_scalar("select id from t order by id")
+        .fetch_all(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    sqlx::query("commit").execute(&mut other).await.unwrap();
+
+    // The slot is permanent: it survives this session and shows its consistent point.
+    client.close().await.unwrap();
+    let restart: String = sqlx::query_scalar(
+        "select confirmed_flush_lsn::text from pg_replication_slots where slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(restart.parse::<Lsn>().unwrap(), created.consistent_point);
+    drop_slot(&db, &slot).await;
+    let left: i64 =
+        sqlx::query_scalar("select count(*) from pg_replication_slots where slot_name = $1")
+            .bind(&slot)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn creating_an_existing_slot_fails_with_the_slot_name() {
+    let db = TestDatabase::create("src_dupslot").await;
+    let mut client = connect(&db).await;
+    let slot = slot_name("dup");
+    client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let err = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("42710"));
+    assert!(err.to_string().contains(&slot), "{err}");
+    assert!(client.drop_slot(&slot, false).await.unwrap());
+    assert!(!client.drop_slot(&slot, false).await.unwrap());
+    let err = client
+        .create_slot("Bad Name", true, SnapshotAction::Nothing)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Bad Name"), "{err}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_copy_makes_the_session_refuse_further_commands() {
+    let db = TestDatabase::create("src_abandon").await;
+    let mut client = connect(&db).await;
+    {
+        let mut copy = client
+            .copy_out("COPY (select generate_series(1, 100000)) TO STDOUT")
+            .await
+            .unwrap();
+        let first = copy.next_chunk().await.unwrap().unwrap();
+        assert!(first.row_count() > 0);
+    }
+    let err = client.simple_query("select 1").await.unwrap_err();
+    assert!(matches!(err, Error::Unusable { .. }), "{err:?}");
+    assert!(err.to_string().contains("COPY"), "{err}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failed_copy_leaves_the_session_usable() {
+    let db = TestDatabase::create("src_copyerr").await;
+    let mut client = connect(&db).await;
+    let err = client
+        .copy_out("COPY no_such_table TO STDOUT")
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.code(), Some("42P01"));
+    // An error in the middle of the data (division by zero at row 3).
+    {
+        let mut copy = client
+            .copy_out("COPY (select 10 / (3 - g) from generate_series(1, 5) g) TO STDOUT")
+            .await
+            .unwrap();
+        let mut result = Ok(());
+        loop {
+            match copy.next_chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(result.unwrap_err().code(), Some("22012"));
+    }
+    let rows = client.simple_query("select 'still here'").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("still here".to_owned())]]);
+    db.drop_database().await;
+}

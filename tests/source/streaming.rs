@@ -1,0 +1,443 @@
+//! The replication stream against a real walsender: every change kind decodes to the values
+//! Postgres holds, an unchanged TOAST column stays distinct from NULL, keepalives asking for a
+//! reply are answered, and a standby status update moves the slot's `confirmed_flush_lsn`.
+
+use std::time::Duration;
+
+use etl::engine::event::Cell;
+use etl::engine::lsn::Lsn;
+use etl::engine::source::{
+    OldTuple, PgOutputMessage, PgOutputOptions, ReplicationMessage, ReplicationStream,
+    SnapshotAction, TupleData,
+};
+
+use crate::common::TestDatabase;
+use crate::helpers::{confirmed_flush, connect, drop_slot, slot_name};
+
+fn options(publication: &str) -> PgOutputOptions {
+    PgOutputOptions {
+        publication_names: vec![publication.to_owned()],
+        proto_version: 1,
+        messages: true,
+        streaming: false,
+    }
+}
+
+/// Reads XLogData messages until `commits` transactions have been seen.
+async fn collect(stream: &mut ReplicationStream, commits: usize) -> Vec<PgOutputMessage> {
+    let mut out = Vec::new();
+    let mut seen = 0;
+    while seen < commits {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the stream delivers within 30 s")
+            .expect("stream error")
+            .expect("stream still open");
+        if let ReplicationMessage::XLogData { message, .. } = message {
+            if matches!(message, PgOutputMessage::Commit { .. }) {
+                seen += 1;
+            }
+            out.push(message);
+        }
+    }
+    out
+}
+
+fn text(s: &str) -> TupleData {
+    TupleData::Text(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+async fn oid(pool: &sqlx::PgPool, table: &str) -> u32 {
+    let oid: i64 = sqlx::query_scalar("select $1::regclass::oid::bigint")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    oid as u32
+}
+
+#[tokio::test]
+async fn insert_update_delete_truncate_and_messages_decode_to_the_source_values() {
+    let db = TestDatabase::create("src_stream").await;
+    let pool = db.pool().await;
+    sqlx::query(
+        "create table t (id int primary key, label text, amount numeric(10,2));
+         create table u (k text primary key);
+         create table full_t (a int, b text);
+         alter table full_t replica identity full;
+         create publication stream_pub for table t, u, full_t",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (t, u, full_t) = (
+        oid(&pool, "t").await,
+        oid(&pool, "u").await,
+        oid(&pool, "full_t").await,
+    );
+
+    let mut client = connect(&db).await;
+    let slot = slot_name("stream");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("stream_pub"))
+        .await
+        .unwrap();
+
+    for sql in [
+        "insert into t values (1, E'tab\\there', 12.50), (2, null, null)",
+        "update t set label = 'new' where id = 1",
+        "update t set id = 10 where id = 2",
+        "delete from t where id = 10",
+        "insert into full_t values (1, 'x'); update full_t set b = 'y'; delete from full_t",
+        "truncate t, u",
+        "select pg_logical_emit_message(true, 'etl-test', 'hello')",
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    }
+    let messages = collect(&mut stream, 7).await;
+
+    // Relation messages describe the columns, with the key flag on the primary key.
+    let relation = messages
+        .iter()
+        .find_map(|m| match m {
+            PgOutputMessage::Relation {
+                id,
+                namespace,
+                name,
+                replica_identity,
+                columns,
+                ..
+            } if *id == t => Some((namespace, name, *replica_identity, columns)),
+            _ => None,
+        })
+        .expect("relation message for t");
+    assert_eq!((relation.0.as_str(), relation.1.as_str()), ("public", "t"));
+    assert_eq!(relation.2, b'd');
+    let columns: Vec<(&str, u32, i32, bool)> = relation
+        .3
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_oid, c.type_modifier, c.is_key()))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("id", 23, -1, true),
+            ("label", 25, -1, false),
+            ("amount", 1700, (10 << 16 | 2) + 4, false)
+        ]
+    );
+
+    let changes: Vec<&PgOutputMessage> = messages
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                PgOutputMessage::Insert { .. }
+                    | PgOutputMessage::Update { .. }
+                    | PgOutputMessage::Delete { .. }
+                    | PgOutputMessage::Truncate { .. }
+                    | PgOutputMessage::Message { .. }
+            )
+        })
+        .collect();
+    let expected = vec![
+        PgOutputMessage::Insert {
+            xid: None,
+            relation: t,
+            new: vec![text("1"), text("tab\there"), text("12.50")],
+        },
+        PgOutputMessage::Insert {
+            xid: None,
+            relation: t,
+            new: vec![text("2"), TupleData::Null, TupleData::Null],
+        },
+        PgOutputMessage::Update {
+            xid: None,
+            relation: t,
+            old: None,
+            new: vec![text("1"), text("new"), text("12.50")],
+        },
+        PgOutputMessage::Update {
+            xid: None,
+            relation: t,
+            old: Some(OldTuple::Key(vec![
+                text("2"),
+                TupleData::Null,
+                TupleData::Null,
+            ])),
+            new: vec![text("10"), TupleData::Null, TupleData::Null],
+        },
+        PgOutputMessage::Delete {
+            xid: None,
+            relation: t,
+            old: OldTuple::Key(vec![text("10"), TupleData::Null, TupleData::Null]),
+        },
+        PgOutputMessage::Insert {
+            xid: None,
+            relation: full_t,
+            new: vec![text("1"), text("x")],
+        },
+        PgOutputMessage::Update {
+            xid: None,
+            relation: full_t,
+            old: Some(OldTuple::Full(vec![text("1"), text("x")])),
+            new: vec![text("1"), text("y")],
+        },
+        PgOutputMessage::Delete {
+            xid: None,
+            relation: full_t,
+            old: OldTuple::Full(vec![text("1"), text("y")]),
+        },
+        PgOutputMessage::Truncate {
+            xid: None,
+            options: 0,
+            relations: vec![t, u],
+        },
+    ];
+    assert_eq!(changes[..expected.len()], expected.iter().collect::<Vec<_>>()[..]);
+    match changes.get(expected.len()) {
+        Some(PgOutputMessage::Message {
+            transactional,
+            prefix,
+            content,
+            ..
+        }) => {
+            assert!(*transactional);
+            assert_eq!(prefix, "etl-test");
+            assert_eq!(content.as_ref(), b"hello");
+        }
+        other => panic!("expected the logical message, got {other:?}"),
+    }
+
+    // Begin and Commit pair up: same final LSN, increasing commit LSNs.
+    let mut last_commit = created.consistent_point;
+    let mut open: Option<Lsn> = None;
+    for message in &messages {
+        match message {
+            PgOutputMessage::Begin { final_lsn, xid, .. } => {
+                assert!(open.is_none());
+                assert!(*xid > 0);
+                open = Some(*final_lsn);
+            }
+            PgOutputMessage::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                assert_eq!(Some(*commit_lsn), open.take());
+                assert!(*commit_lsn > last_commit && end_lsn > commit_lsn);
+                last_commit = *commit_lsn;
+            }
+            _ => {}
+        }
+    }
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn unchanged_toast_column_is_not_decoded_as_null() {
+    let db = TestDatabase::create("src_toast").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql(
+        "create table docs (id int primary key, body text, counter int, note text);
+         alter table docs alter column body set storage external;
+         create publication toast_pub for table docs;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let body: String = sqlx::query_scalar(
+        "select string_agg(md5(random()::text), '') from generate_series(1, 200)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(body.len(), 6400);
+
+    let mut client = connect(&db).await;
+    let slot = slot_name("toast");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("toast_pub"))
+        .await
+        .unwrap();
+    sqlx::query("insert into docs values (1, $1, 0, null)")
+        .bind(&body)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update docs set counter = counter + 1 where id = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let messages = collect(&mut stream, 2).await;
+    let rows: Vec<&Vec<TupleData>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            PgOutputMessage::Insert { new, .. } | PgOutputMessage::Update { new, .. } => Some(new),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0],
+        &vec![text("1"), text(&body), text("0"), TupleData::Null]
+    );
+    assert_eq!(
+        rows[1],
+        &vec![
+            text("1"),
+            TupleData::UnchangedToast,
+            text("1"),
+            TupleData::Null
+        ]
+    );
+    let cells: Vec<Cell> = rows[1]
+        .iter()
+        .cloned()
+        .map(|value| value.into_cell().unwrap())
+        .collect();
+    assert_eq!(
+        cells,
+        vec![
+            Cell::Text("1".into()),
+            Cell::Unchanged,
+            Cell::Text("1".into()),
+            Cell::Null
+        ]
+    );
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn keepalives_asking_for_a_reply_are_answered() {
+    let db = TestDatabase::create("src_keepalive").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql("create table k (id int primary key); create publication ka_pub for table k")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut client = connect(&db).await;
+    // The walsender asks for a reply after half of this timeout without one, and ends the
+    // stream after the whole timeout.
+    client
+        .simple_query("SET wal_sender_timeout = '2s'")
+        .await
+        .unwrap();
+    let slot = slot_name("keepalive");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("ka_pub"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut requested = 0;
+    // Three times the timeout: without replies the server would have closed the stream.
+    while started.elapsed() < Duration::from_secs(6) {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("keepalives keep coming")
+            .expect("the stream stays up")
+            .expect("the stream stays open");
+        if let ReplicationMessage::Keepalive {
+            reply_requested: true,
+            ..
+        } = message
+        {
+            requested += 1;
+        }
+    }
+    assert!(
+        requested >= 2,
+        "the server asked {requested} times in 6 s with a 2 s timeout"
+    );
+    let replied: bool = sqlx::query_scalar(
+        "select r.reply_time is not null and r.reply_time > now() - interval '3 s' \
+         from pg_stat_replication r join pg_replication_slots s on s.active_pid = r.pid \
+         where s.slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(replied, "pg_stat_replication shows a recent reply");
+
+    // A status update asking for a reply gets a keepalive back.
+    let position = stream.last_received();
+    stream
+        .send_status(position, Lsn::ZERO, Lsn::ZERO, true)
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(answer, ReplicationMessage::Keepalive { .. }),
+        "{answer:?}"
+    );
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn status_update_moves_the_slots_confirmed_flush_lsn() {
+    let db = TestDatabase::create("src_flush").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql("create table f (id int primary key); create publication f_pub for table f")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut client = connect(&db).await;
+    let slot = slot_name("flush");
+    let created = client
+        .create_slot(&slot, false, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("f_pub"))
+        .await
+        .unwrap();
+    sqlx::query("insert into f values (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let messages = collect(&mut stream, 1).await;
+    let end = messages
+        .iter()
+        .find_map(|m| match m {
+            PgOutputMessage::Commit { end_lsn, .. } => Some(*end_lsn),
+            _ => None,
+        })
+        .unwrap();
+    assert!(end > created.consistent_point);
+    let before: Lsn = confirmed_flush(&pool, &slot).await.unwrap().parse().unwrap();
+    assert!(before < end);
+
+    stream.send_status(end, end, end, false).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let confirmed = loop {
+        let confirmed: Lsn = confirmed_flush(&pool, &slot).await.unwrap().parse().unwrap();
+        if confirmed >= end || std::time::Instant::now() > deadline {
+            break confirmed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(confirmed, end);
+    stream.finish().await.unwrap();
+    drop_slot(&db, &slot).await;
+    db.drop_database().await;
+}
