@@ -1,8 +1,11 @@
-//! The tracing subscriber: `RUST_LOG` filtering (default `info`), human-readable lines in `dev`,
+//! The tracing subscriber: `RUST_LOG` filtering (default [`DEFAULT_FILTER`]), human-readable lines in `dev`,
 //! JSON lines in `staging` and `prod`, always on stderr so stdout stays free for data
 //! (`etl config show`, the `jsonl` destination).
 
 use tracing_subscriber::EnvFilter;
+
+/// `RUST_LOG` when unset: our info lines, without sqlx's per-statement notices.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +16,8 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. Safe to call once per process; later calls are ignored.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -39,7 +39,7 @@ impl TestDatabase {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .expect("connect to the test cluster");
-        sqlx::query(&format!("create database \"{name}\""))
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
             .execute(&mut conn)
             .await
             .expect("create test database");
@@ -71,9 +71,12 @@ impl TestDatabase {
         .bind(&self.name)
         .execute(&mut conn)
         .await;
-        let _ = sqlx::query(&format!("drop database if exists \"{}\" with (force)", self.name))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database if exists \"{}\" with (force)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
