@@ -1,8 +1,8 @@
 //! Login (SCRAM, wrong password), TLS negotiation against a server without TLS, simple query,
 //! IDENTIFY_SYSTEM and error reporting.
 
-use etl::config::TlsMode;
 use etl::config::Secret;
+use etl::config::TlsMode;
 use etl::engine::source::{Error, ReplicationClient};
 
 use crate::common::TestDatabase;
@@ -23,7 +23,10 @@ async fn scram_login_succeeds_and_runs_queries() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(method, "scram", "the role's password must be stored as SCRAM");
+    assert_eq!(
+        method, "scram",
+        "the role's password must be stored as SCRAM"
+    );
 
     let mut conn = connection(&db);
     conn.username = "scram_user_login".into();

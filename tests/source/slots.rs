@@ -64,7 +64,10 @@ async fn copy_in_a_used_snapshot_sees_exactly_the_rows_before_the_consistent_poi
             .unwrap();
         while let Some(chunk) = copy.next_chunk().await.unwrap() {
             assert!(chunk.raw().ends_with(b"\n"));
-            assert!(chunk.raw().len() < 64 * 1024 + 100, "chunks stay near 64 KiB");
+            assert!(
+                chunk.raw().len() < 64 * 1024 + 100,
+                "chunks stay near 64 KiB"
+            );
             chunks += 1;
             copied.extend(chunk.rows(2).unwrap());
         }
@@ -115,7 +118,10 @@ async fn copy_in_a_used_snapshot_sees_exactly_the_rows_before_the_consistent_poi
         .map(|i| vec![text(i.to_string()), text(format!("after {i}"))])
         .collect();
     assert_eq!(inserted, expected);
-    assert_eq!(updated, vec![vec![text("1".into()), text("changed".into())]]);
+    assert_eq!(
+        updated,
+        vec![vec![text("1".into()), text("changed".into())]]
+    );
     stream.finish().await.unwrap();
     db.drop_database().await;
 }
@@ -139,7 +145,10 @@ async fn an_exported_snapshot_is_importable_by_another_session() {
         .create_slot(&slot, false, SnapshotAction::Export)
         .await
         .unwrap();
-    let snapshot = created.snapshot_name.clone().expect("exported snapshot name");
+    let snapshot = created
+        .snapshot_name
+        .clone()
+        .expect("exported snapshot name");
 
     sqlx::query("insert into t select generate_series(11, 20)")
         .execute(&pool)
@@ -151,10 +160,12 @@ async fn an_exported_snapshot_is_importable_by_another_session() {
         .execute(&mut other)
         .await
         .unwrap();
-    sqlx::query(&format!("set transaction snapshot '{snapshot}'"))
-        .execute(&mut other)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "set transaction snapshot '{snapshot}'"
+    )))
+    .execute(&mut other)
+    .await
+    .unwrap();
     let ids: Vec<i32> = sqlx::query_scalar("select id from t order by id")
         .fetch_all(&mut other)
         .await
@@ -189,17 +200,27 @@ async fn creating_an_existing_slot_fails_with_the_slot_name() {
     let mut client = connect(&db).await;
     let slot = slot_name("dup");
     client
-        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .create_slot(&slot, false, SnapshotAction::Nothing)
         .await
         .unwrap();
     let err = client
-        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .create_slot(&slot, false, SnapshotAction::Nothing)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("42710"));
     assert!(err.to_string().contains(&slot), "{err}");
     assert!(client.drop_slot(&slot, false).await.unwrap());
     assert!(!client.drop_slot(&slot, false).await.unwrap());
+
+    // An error on a walsender session drops that session's temporary slots (server behaviour
+    // callers must know about).
+    let temporary = slot_name("dup_tmp");
+    client
+        .create_slot(&temporary, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    assert!(client.simple_query("select 1/0").await.is_err());
+    assert!(!client.drop_slot(&temporary, false).await.unwrap());
     let err = client
         .create_slot("Bad Name", true, SnapshotAction::Nothing)
         .await

@@ -60,7 +60,7 @@ async fn oid(pool: &sqlx::PgPool, table: &str) -> u32 {
 async fn insert_update_delete_truncate_and_messages_decode_to_the_source_values() {
     let db = TestDatabase::create("src_stream").await;
     let pool = db.pool().await;
-    sqlx::query(
+    sqlx::raw_sql(
         "create table t (id int primary key, label text, amount numeric(10,2));
          create table u (k text primary key);
          create table full_t (a int, b text);
@@ -198,7 +198,10 @@ async fn insert_update_delete_truncate_and_messages_decode_to_the_source_values(
             relations: vec![t, u],
         },
     ];
-    assert_eq!(changes[..expected.len()], expected.iter().collect::<Vec<_>>()[..]);
+    assert_eq!(
+        changes[..expected.len()],
+        expected.iter().collect::<Vec<_>>()[..]
+    );
     match changes.get(expected.len()) {
         Some(PgOutputMessage::Message {
             transactional,
@@ -424,13 +427,21 @@ async fn status_update_moves_the_slots_confirmed_flush_lsn() {
         })
         .unwrap();
     assert!(end > created.consistent_point);
-    let before: Lsn = confirmed_flush(&pool, &slot).await.unwrap().parse().unwrap();
+    let before: Lsn = confirmed_flush(&pool, &slot)
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(before < end);
 
     stream.send_status(end, end, end, false).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let confirmed = loop {
-        let confirmed: Lsn = confirmed_flush(&pool, &slot).await.unwrap().parse().unwrap();
+        let confirmed: Lsn = confirmed_flush(&pool, &slot)
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
         if confirmed >= end || std::time::Instant::now() > deadline {
             break confirmed;
         }
