@@ -116,7 +116,7 @@ pub(super) async fn authenticate(
                 return Err(Error::Server {
                     target: client.target.clone(),
                     action: format!("logging in as `{}`", conn.username),
-                    error,
+                    error: Box::new(error),
                 });
             }
             Message::AuthenticationGss

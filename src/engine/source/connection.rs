@@ -283,10 +283,8 @@ impl ReplicationClient {
                         None => Ok(()),
                     };
                 }
-                Backend::Message(Message::ErrorResponse(body)) => {
-                    if error.is_none() {
-                        error = Some(self.server_error(&body, action));
-                    }
+                Backend::Message(Message::ErrorResponse(body)) if error.is_none() => {
+                    error = Some(self.server_error(&body, action));
                 }
                 _ => {}
             }
@@ -404,7 +402,7 @@ impl ReplicationClient {
         Error::Server {
             target: self.target.clone(),
             action: action.to_owned(),
-            error: parse_error_fields(body),
+            error: Box::new(parse_error_fields(body)),
         }
     }
 }

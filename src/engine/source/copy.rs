@@ -33,31 +33,28 @@ impl ReplicationClient {
             .map_err(|e| self.protocol(format!("cannot encode COPY: {e}")))?;
         self.flush().await?;
         let action = format!("COPY `{}`", abbreviate(sql));
-        loop {
-            match self.recv().await? {
-                Backend::Message(Message::CopyOutResponse(body)) => {
-                    if body.format() != 0 {
-                        self.busy = Some("COPY");
-                        return Err(self.protocol(format!(
-                            "{action} is in binary format; only text COPY is supported"
-                        )));
-                    }
-                    break;
+        match self.recv().await? {
+            Backend::Message(Message::CopyOutResponse(body)) => {
+                if body.format() != 0 {
+                    self.busy = Some("COPY");
+                    return Err(self.protocol(format!(
+                        "{action} is in binary format; only text COPY is supported"
+                    )));
                 }
-                Backend::Message(Message::ErrorResponse(body)) => {
-                    let error = self.server_error(&body, &action);
-                    self.finish_query(&action).await?;
-                    return Err(error);
-                }
-                // `copy_out` of a non-COPY statement: finish it and refuse.
-                Backend::Message(Message::RowDescription(_))
-                | Backend::Message(Message::CommandComplete(_))
-                | Backend::Message(Message::EmptyQueryResponse) => {
-                    self.finish_query(&action).await?;
-                    return Err(self.protocol(format!("{action} is not a COPY … TO STDOUT")));
-                }
-                _ => return Err(self.protocol(format!("unexpected answer to {action}"))),
             }
+            Backend::Message(Message::ErrorResponse(body)) => {
+                let error = self.server_error(&body, &action);
+                self.finish_query(&action).await?;
+                return Err(error);
+            }
+            // `copy_out` of a non-COPY statement: finish it and refuse.
+            Backend::Message(Message::RowDescription(_))
+            | Backend::Message(Message::CommandComplete(_))
+            | Backend::Message(Message::EmptyQueryResponse) => {
+                self.finish_query(&action).await?;
+                return Err(self.protocol(format!("{action} is not a COPY … TO STDOUT")));
+            }
+            _ => return Err(self.protocol(format!("unexpected answer to {action}"))),
         }
         self.busy = Some("COPY");
         Ok(CopyOut {

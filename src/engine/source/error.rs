@@ -92,7 +92,7 @@ pub enum Error {
         target: String,
         /// What we asked for, e.g. the query or `creating slot "etl_1"`.
         action: String,
-        error: ServerError,
+        error: Box<ServerError>,
     },
     #[error("protocol violation from {target}: {message}")]
     Protocol { target: String, message: String },
@@ -162,12 +162,12 @@ mod tests {
         Error::Server {
             target: "u@h:1/d".into(),
             action: "query".into(),
-            error: ServerError {
+            error: Box::new(ServerError {
                 severity: "FATAL".into(),
                 code: code.into(),
                 message: "m".into(),
                 ..Default::default()
-            },
+            }),
         }
     }
 

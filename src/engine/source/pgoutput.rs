@@ -349,7 +349,7 @@ fn decode_from(
             let lsn = r.lsn("message LSN")?;
             let prefix = r.string("prefix")?;
             let len = r.i32("content length")?;
-            let len = r.count(i64::from(len), 1, "content length")?;
+            let len = r.count(i64::from(len), 1, "content")?;
             let content = r.bytes(len, "content")?;
             PgOutputMessage::Message {
                 xid,
@@ -519,7 +519,7 @@ impl<'a> Reader<'a> {
                 b'u' => TupleData::UnchangedToast,
                 kind @ (b't' | b'b') => {
                     let len = self.i32("column length")?;
-                    let len = self.count(i64::from(len), 1, "column length")?;
+                    let len = self.count(i64::from(len), 1, "column value")?;
                     let bytes = self.bytes(len, "column value")?;
                     if kind == b't' {
                         TupleData::Text(bytes)
@@ -545,3 +545,7 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pgoutput_tests.rs"]
+mod tests;

@@ -248,18 +248,15 @@ impl ReplicationClient {
         frontend::query(&command, &mut self.write_buf)
             .map_err(|e| self.protocol(format!("cannot encode START_REPLICATION: {e}")))?;
         self.flush().await?;
-        loop {
-            match self.recv().await? {
-                Backend::CopyBoth => break,
-                Backend::Message(Message::ErrorResponse(body)) => {
-                    let action = format!("starting replication from slot `{slot}` at {start}");
-                    let error = self.server_error(&body, &action);
-                    // The server follows the error with ReadyForQuery; the session is not
-                    // reused (it is consumed), so do not wait for it.
-                    return Err(error);
-                }
-                _ => return Err(self.protocol("unexpected answer to START_REPLICATION")),
+        match self.recv().await? {
+            Backend::CopyBoth => {}
+            Backend::Message(Message::ErrorResponse(body)) => {
+                let action = format!("starting replication from slot `{slot}` at {start}");
+                // The server follows the error with ReadyForQuery; the session is consumed, so
+                // there is no need to wait for it.
+                return Err(self.server_error(&body, &action));
             }
+            _ => return Err(self.protocol("unexpected answer to START_REPLICATION")),
         }
         Ok(ReplicationStream {
             client: self,
@@ -295,91 +292,84 @@ impl ReplicationStream {
     /// the last flush/apply positions given to [`Self::send_status`] (so the slot never moves
     /// further than the caller said), and is then returned. Cancel-safe between messages.
     pub async fn next(&mut self) -> Result<Option<ReplicationMessage>, Error> {
-        loop {
-            if self.finished {
+        if self.finished {
+            return Ok(None);
+        }
+        let mut data = match self.client.recv().await? {
+            Backend::Message(Message::CopyData(body)) => body.into_bytes(),
+            Backend::Message(Message::CopyDone) => {
+                self.finished = true;
+                frontend::copy_done(&mut self.client.write_buf);
+                self.client.flush().await?;
+                let action = format!("ending replication from slot `{}`", self.slot);
+                self.client.finish_query(&action).await?;
                 return Ok(None);
             }
-            let message = self.client.recv().await?;
-            let mut data = match message {
-                Backend::Message(Message::CopyData(body)) => body.into_bytes(),
-                Backend::Message(Message::CopyDone) => {
-                    self.finished = true;
-                    frontend::copy_done(&mut self.client.write_buf);
-                    self.client.flush().await?;
-                    let action = format!("ending replication from slot `{}`", self.slot);
-                    self.client.finish_query(&action).await?;
-                    return Ok(None);
-                }
-                Backend::Message(Message::ErrorResponse(body)) => {
-                    self.finished = true;
-                    let action = format!("streaming from slot `{}`", self.slot);
-                    return Err(self.client.server_error(&body, &action));
-                }
-                _ => {
-                    return Err(self
-                        .client
-                        .protocol("unexpected message in the replication stream"));
-                }
-            };
-            if data.is_empty() {
+            Backend::Message(Message::ErrorResponse(body)) => {
+                self.finished = true;
+                let action = format!("streaming from slot `{}`", self.slot);
+                return Err(self.client.server_error(&body, &action));
+            }
+            _ => {
                 return Err(self
                     .client
-                    .protocol("empty CopyData in the replication stream"));
+                    .protocol("unexpected message in the replication stream"));
             }
-            let kind = data.get_u8();
-            match kind {
-                b'w' => {
-                    if data.len() < 24 {
-                        return Err(self.client.protocol("XLogData header is truncated"));
-                    }
-                    let wal_start = Lsn(data.get_u64());
-                    let wal_end = Lsn(data.get_u64());
-                    let server_time = data.get_i64();
-                    let message =
-                        pgoutput::decode_bytes(&data, self.in_stream).map_err(|source| {
-                            Error::Decode {
-                                target: self.client.target.clone(),
-                                lsn: wal_start,
-                                source,
-                            }
-                        })?;
-                    match message {
-                        PgOutputMessage::StreamStart { .. } => self.in_stream = true,
-                        PgOutputMessage::StreamStop => self.in_stream = false,
-                        _ => {}
-                    }
-                    self.last_received = self.last_received.max(wal_end).max(wal_start);
-                    return Ok(Some(ReplicationMessage::XLogData {
-                        wal_start,
-                        wal_end,
-                        server_time,
-                        message,
-                    }));
+        };
+        if data.is_empty() {
+            return Err(self
+                .client
+                .protocol("empty CopyData in the replication stream"));
+        }
+        match data.get_u8() {
+            b'w' => {
+                if data.len() < 24 {
+                    return Err(self.client.protocol("XLogData header is truncated"));
                 }
-                b'k' => {
-                    if data.len() < 17 {
-                        return Err(self.client.protocol("primary keepalive is truncated"));
+                let wal_start = Lsn(data.get_u64());
+                let wal_end = Lsn(data.get_u64());
+                let server_time = data.get_i64();
+                let message = pgoutput::decode_bytes(&data, self.in_stream).map_err(|source| {
+                    Error::Decode {
+                        target: self.client.target.clone(),
+                        lsn: wal_start,
+                        source,
                     }
-                    let wal_end = Lsn(data.get_u64());
-                    let server_time = data.get_i64();
-                    let reply_requested = data.get_u8() == 1;
-                    if reply_requested {
-                        let (write, flush, apply) =
-                            (self.last_received, self.last_flush, self.last_apply);
-                        self.write_status(write, flush, apply, false).await?;
-                    }
-                    return Ok(Some(ReplicationMessage::Keepalive {
-                        wal_end,
-                        server_time,
-                        reply_requested,
-                    }));
+                })?;
+                match message {
+                    PgOutputMessage::StreamStart { .. } => self.in_stream = true,
+                    PgOutputMessage::StreamStop => self.in_stream = false,
+                    _ => {}
                 }
-                other => {
-                    return Err(self
-                        .client
-                        .protocol(format!("unknown replication message kind {other:#04x}")));
-                }
+                self.last_received = self.last_received.max(wal_end).max(wal_start);
+                Ok(Some(ReplicationMessage::XLogData {
+                    wal_start,
+                    wal_end,
+                    server_time,
+                    message,
+                }))
             }
+            b'k' => {
+                if data.len() < 17 {
+                    return Err(self.client.protocol("primary keepalive is truncated"));
+                }
+                let wal_end = Lsn(data.get_u64());
+                let server_time = data.get_i64();
+                let reply_requested = data.get_u8() == 1;
+                if reply_requested {
+                    let (write, flush, apply) =
+                        (self.last_received, self.last_flush, self.last_apply);
+                    self.write_status(write, flush, apply, false).await?;
+                }
+                Ok(Some(ReplicationMessage::Keepalive {
+                    wal_end,
+                    server_time,
+                    reply_requested,
+                }))
+            }
+            other => Err(self
+                .client
+                .protocol(format!("unknown replication message kind {other:#04x}"))),
         }
     }
 
