@@ -9,7 +9,7 @@ const MAX_DIMS: usize = 6;
 
 pub(super) fn parse(type_oid: u32, element_type: u32, text: &str) -> Result<Value, TypeError> {
     let bad = |reason: &str| TypeError::new(type_oid, text, reason);
-    let (bounds, body) = split_bounds(text).map_err(|reason| bad(reason))?;
+    let (bounds, body) = split_bounds(text).map_err(&bad)?;
     let mut parser = Parser {
         chars: body.char_indices().peekable(),
         dims: Vec::new(),
@@ -17,7 +17,7 @@ pub(super) fn parse(type_oid: u32, element_type: u32, text: &str) -> Result<Valu
         elements: Vec::new(),
     };
     parser.skip_whitespace();
-    parser.level(0).map_err(|reason| bad(reason))?;
+    parser.level(0).map_err(&bad)?;
     parser.skip_whitespace();
     if parser.chars.next().is_some() {
         return Err(bad("text after the closing brace"));

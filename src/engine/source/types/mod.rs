@@ -144,10 +144,10 @@ pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
         oid::FLOAT4 => Value::Float4(parse_float(text).ok_or_else(|| bad("not a number"))? as f32),
         oid::FLOAT8 => Value::Float8(parse_float(text).ok_or_else(|| bad("not a number"))?),
         oid::NUMERIC => {
-            check_numeric(text).map_err(|reason| bad(reason))?;
+            check_numeric(text).map_err(&bad)?;
             Value::Numeric(text.to_owned())
         }
-        oid::BYTEA => Value::Bytea(parse_bytea(text).map_err(|reason| bad(reason))?),
+        oid::BYTEA => Value::Bytea(parse_bytea(text).map_err(&bad)?),
         oid::UUID => Value::Uuid(parse_uuid(text).ok_or_else(|| bad("not a UUID"))?),
         oid::JSON | oid::JSONB => {
             serde_json::from_str::<serde::de::IgnoredAny>(text)
@@ -156,15 +156,14 @@ pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
         }
         oid::DATE => Value::Date {
             text: text.to_owned(),
-            value: datetime::parse_date(text).map_err(|reason| bad(reason))?,
+            value: datetime::parse_date(text).map_err(&bad)?,
         },
         oid::TIME => Value::Time {
             text: text.to_owned(),
-            micros: datetime::parse_time(text).map_err(|reason| bad(reason))?,
+            micros: datetime::parse_time(text).map_err(&bad)?,
         },
         oid::TIMETZ => {
-            let (micros, offset_seconds) =
-                datetime::parse_timetz(text).map_err(|reason| bad(reason))?;
+            let (micros, offset_seconds) = datetime::parse_timetz(text).map_err(&bad)?;
             Value::TimeTz {
                 text: text.to_owned(),
                 micros,
@@ -173,15 +172,14 @@ pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
         }
         oid::TIMESTAMP => Value::Timestamp {
             text: text.to_owned(),
-            value: datetime::parse_timestamp(text, false).map_err(|reason| bad(reason))?,
+            value: datetime::parse_timestamp(text, false).map_err(&bad)?,
         },
         oid::TIMESTAMPTZ => Value::TimestampTz {
             text: text.to_owned(),
-            value: datetime::parse_timestamp(text, true).map_err(|reason| bad(reason))?,
+            value: datetime::parse_timestamp(text, true).map_err(&bad)?,
         },
         oid::INTERVAL => {
-            let (months, days, micros) =
-                datetime::parse_interval(text).map_err(|reason| bad(reason))?;
+            let (months, days, micros) = datetime::parse_interval(text).map_err(&bad)?;
             Value::Interval {
                 text: text.to_owned(),
                 months,
