@@ -10,4 +10,5 @@ mod helpers;
 mod connection;
 mod slots;
 mod streaming;
+mod tls;
 mod types_roundtrip;
