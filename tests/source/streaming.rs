@@ -452,3 +452,66 @@ async fn status_update_moves_the_slots_confirmed_flush_lsn() {
     drop_slot(&db, &slot).await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn next_is_cancel_safe_under_select_with_status_updates() {
+    let db = TestDatabase::create("src_cancel").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql(
+        "create table c (id int primary key, pad text); create publication c_pub for table c",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut client = connect(&db).await;
+    let slot = slot_name("cancel");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("c_pub"))
+        .await
+        .unwrap();
+    sqlx::query("insert into c select g, repeat('x', 500) from generate_series(1, 3000) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Interrupt `next` constantly and send status updates in between.
+    let mut ids = Vec::new();
+    let mut interrupted = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut commit = None;
+    while commit.is_none() && std::time::Instant::now() < deadline {
+        tokio::select! {
+            message = stream.next() => {
+                match message.unwrap().unwrap() {
+                    ReplicationMessage::XLogData { message: PgOutputMessage::Insert { new, .. }, .. } => {
+                        let TupleData::Text(id) = &new[0] else { panic!("{new:?}") };
+                        ids.push(std::str::from_utf8(id).unwrap().parse::<i32>().unwrap());
+                    }
+                    ReplicationMessage::XLogData { message: PgOutputMessage::Commit { end_lsn, .. }, .. } => {
+                        commit = Some(end_lsn);
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_micros(50)) => {
+                interrupted += 1;
+                let position = stream.last_received();
+                stream.send_status(position, Lsn::ZERO, Lsn::ZERO, false).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(ids, (1..=3000).collect::<Vec<_>>());
+    assert!(
+        interrupted > 0,
+        "the select interrupted `next` at least once"
+    );
+    // The session still speaks the protocol: a flush position is accepted.
+    let end = commit.unwrap();
+    stream.send_status(end, end, end, true).await.unwrap();
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{ErrorResponseBody, Header, Message};
 use postgres_protocol::message::frontend;
@@ -301,14 +301,21 @@ impl ReplicationClient {
         }
     }
 
-    /// Writes everything buffered in `write_buf` and flushes the socket.
+    /// Writes everything buffered in `write_buf` and flushes the socket. Cancel-safe: bytes
+    /// leave `write_buf` only once the socket took them, so a dropped future never leaves half a
+    /// message on the wire; the rest goes out with the next flush.
     pub(super) async fn flush(&mut self) -> Result<(), Error> {
         let result = async {
-            self.io.write_all(&self.write_buf).await?;
+            while !self.write_buf.is_empty() {
+                let written = self.io.write(&self.write_buf).await?;
+                if written == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                }
+                self.write_buf.advance(written);
+            }
             self.io.flush().await
         }
         .await;
-        self.write_buf.clear();
         result.map_err(|source| Error::Io {
             target: self.target.clone(),
             source,

@@ -290,10 +290,17 @@ impl ReplicationStream {
     /// The next message; `Ok(None)` when the server ended the stream cleanly. A keepalive that
     /// asks for a reply is answered at once with the highest received position as `write` and
     /// the last flush/apply positions given to [`Self::send_status`] (so the slot never moves
-    /// further than the caller said), and is then returned. Cancel-safe between messages.
+    /// further than the caller said), and is then returned.
+    ///
+    /// Cancel-safe: dropping the future (e.g. in `tokio::select!` against a timer) loses no
+    /// message and never leaves half a status update on the wire.
     pub async fn next(&mut self) -> Result<Option<ReplicationMessage>, Error> {
         if self.finished {
             return Ok(None);
+        }
+        // A status update whose write was interrupted (a cancelled call) goes out first.
+        if !self.client.write_buf.is_empty() {
+            self.client.flush().await?;
         }
         let mut data = match self.client.recv().await? {
             Backend::Message(Message::CopyData(body)) => body.into_bytes(),
