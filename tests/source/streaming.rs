@@ -515,3 +515,43 @@ async fn next_is_cancel_safe_under_select_with_status_updates() {
     stream.finish().await.unwrap();
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_terminated_walsender_is_a_transient_error() {
+    let db = TestDatabase::create("src_term").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql("create table z (id int primary key); create publication z_pub for table z")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut client = connect(&db).await;
+    let slot = slot_name("term");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options("z_pub"))
+        .await
+        .unwrap();
+    let terminated: bool = sqlx::query_scalar(
+        "select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(terminated);
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the stream ends promptly")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a terminated walsender is not a clean end"),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.is_transient(), "{err:?}");
+    db.drop_database().await;
+}
