@@ -12,14 +12,19 @@ use crate::helpers::{connect, connection};
 async fn scram_login_succeeds_and_runs_queries() {
     let db = TestDatabase::create("src_login").await;
     let pool = db.pool().await;
-    sqlx::query("create role scram_user_login login replication password 'S3cret pw'")
-        .execute(&pool)
-        .await
-        .ok();
+    let role = format!("scram_{}", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "set password_encryption = 'scram-sha-256';
+         create role \"{role}\" login replication password 'S3cret pw'"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
     let method: String = sqlx::query_scalar(
         "select case when rolpassword like 'SCRAM-SHA-256$%' then 'scram' else 'other' end \
-         from pg_authid where rolname = 'scram_user_login'",
+         from pg_authid where rolname = $1",
     )
+    .bind(&role)
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -29,7 +34,7 @@ async fn scram_login_succeeds_and_runs_queries() {
     );
 
     let mut conn = connection(&db);
-    conn.username = "scram_user_login".into();
+    conn.username = role.clone();
     conn.password = Some(Secret::new("S3cret pw"));
     let mut client = ReplicationClient::connect(&conn).await.unwrap();
     assert!(!client.is_tls());
@@ -40,13 +45,13 @@ async fn scram_login_succeeds_and_runs_queries() {
         .unwrap();
     assert_eq!(
         rows,
-        vec![vec![
-            Some("scram_user_login".to_owned()),
-            Some("2".to_owned()),
-            None
-        ]]
+        vec![vec![Some(role.clone()), Some("2".to_owned()), None]]
     );
     client.close().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop role \"{role}\"")))
+        .execute(&pool)
+        .await
+        .unwrap();
     db.drop_database().await;
 }
 
@@ -156,5 +161,30 @@ async fn a_closed_port_is_a_transient_connect_error() {
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_transient());
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_role_without_replication_is_refused_with_sqlstate_42501() {
+    let db = TestDatabase::create("src_norepl").await;
+    let pool = db.pool().await;
+    let role = format!("norepl_{}", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create role \"{role}\" login password 'pw' noreplication"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = connection(&db);
+    conn.username = role.clone();
+    conn.password = Some(Secret::new("pw"));
+    let err = ReplicationClient::connect(&conn).await.unwrap_err();
+    assert_eq!(err.code(), Some("42501"), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains(&role), "{err}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop role \"{role}\"")))
+        .execute(&pool)
+        .await
+        .unwrap();
     db.drop_database().await;
 }

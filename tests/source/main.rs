@@ -7,7 +7,9 @@ mod common;
 
 mod helpers;
 
+mod auth_methods;
 mod connection;
+mod private_cluster;
 mod slots;
 mod streaming;
 mod tls;
