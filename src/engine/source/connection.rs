@@ -24,6 +24,11 @@ use crate::config::{PgConnection, TlsMode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reject absurd frame lengths instead of trying to allocate them.
 const MAX_MESSAGE_LEN: usize = 1 << 30;
+/// TCP keepalive: first probe after this much silence, then every interval, give up after the
+/// retries (a dead peer is noticed after about 60 s).
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// Read granularity of the socket buffer.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -111,6 +116,7 @@ impl ReplicationClient {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        set_keepalive(&tcp);
         let (io, tls): (Box<dyn Io>, bool) = if mode == TlsMode::Disable {
             (Box::new(tcp), false)
         } else {
@@ -436,6 +442,19 @@ pub(super) fn parse_error_fields(body: &ErrorResponseBody) -> ServerError {
     error
 }
 
+/// TCP keepalive, so a peer that vanished without closing the connection (host down, network
+/// partition) surfaces as an I/O error within about a minute instead of a read that never
+/// returns.
+fn set_keepalive(tcp: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(TCP_KEEPALIVE_IDLE)
+        .with_interval(TCP_KEEPALIVE_INTERVAL)
+        .with_retries(TCP_KEEPALIVE_RETRIES);
+    if let Err(error) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot enable TCP keepalive");
+    }
+}
+
 fn parse_major(version: &str) -> u32 {
     version
         .split(|c: char| !c.is_ascii_digit())
@@ -464,6 +483,26 @@ mod tests {
         assert_eq!(parse_major("9.6.24"), 9);
         assert_eq!(parse_major("17devel"), 17);
         assert_eq!(parse_major(""), 0);
+    }
+
+    #[tokio::test]
+    async fn sockets_get_tcp_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        set_keepalive(&tcp);
+        let socket = socket2::SockRef::from(&tcp);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), TCP_KEEPALIVE_IDLE);
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            TCP_KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            socket.tcp_keepalive_retries().unwrap(),
+            TCP_KEEPALIVE_RETRIES
+        );
     }
 
     #[test]
