@@ -555,3 +555,128 @@ async fn a_terminated_walsender_is_a_transient_error() {
     assert!(err.is_transient(), "{err:?}");
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn protocol_v2_streams_large_transactions_in_progress() {
+    let db = TestDatabase::create("src_v2").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql(
+        "create table big (id int primary key, pad text); create publication v2_pub for table big",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut client = connect(&db).await;
+    // The smallest budget, so a few thousand rows are streamed before they commit.
+    client
+        .simple_query("SET logical_decoding_work_mem = '64kB'")
+        .await
+        .unwrap();
+    let slot = slot_name("v2");
+    let created = client
+        .create_slot(&slot, true, SnapshotAction::Nothing)
+        .await
+        .unwrap();
+    let options = PgOutputOptions {
+        publication_names: vec!["v2_pub".into()],
+        proto_version: 2,
+        messages: false,
+        streaming: true,
+    };
+    let mut stream = client
+        .start_replication(&slot, created.consistent_point, &options)
+        .await
+        .unwrap();
+
+    let mut state = V2State::default();
+    // A transaction still open: its rows arrive in stream blocks before it ends...
+    let mut open = pool.begin().await.unwrap();
+    sqlx::query("insert into big select g, repeat('r', 200) from generate_series(1, 5000) g")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    while state.rows.is_empty() || state.open_xid.is_some() {
+        state.step(&mut stream).await;
+    }
+    let in_progress = *state.rows.keys().next().unwrap();
+    // ... and its rollback arrives as Stream Abort.
+    open.rollback().await.unwrap();
+    sqlx::query("insert into big select g, repeat('c', 200) from generate_series(1, 5000) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    while state.committed.is_none() {
+        state.step(&mut stream).await;
+    }
+    let committed = state.committed.unwrap();
+    assert_eq!(state.aborted, Some(in_progress));
+    assert_ne!(in_progress, committed);
+    assert!(state.starts >= 2, "{} stream blocks", state.starts);
+    assert_eq!(state.rows.get(&committed), Some(&5000));
+    assert!(state.rows[&in_progress] > 0);
+    stream.finish().await.unwrap();
+    db.drop_database().await;
+}
+
+/// What a protocol v2 stream showed so far, checking the block structure on the way.
+#[derive(Default)]
+struct V2State {
+    open_xid: Option<u32>,
+    starts: usize,
+    rows: std::collections::HashMap<u32, usize>,
+    aborted: Option<u32>,
+    committed: Option<u32>,
+}
+
+impl V2State {
+    async fn step(&mut self, stream: &mut ReplicationStream) {
+        let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("the streamed transaction arrives")
+            .unwrap()
+            .unwrap();
+        let ReplicationMessage::XLogData { message, .. } = message else {
+            return;
+        };
+        match message {
+            PgOutputMessage::StreamStart { xid, first_segment } => {
+                assert!(self.open_xid.is_none(), "stream blocks do not nest");
+                assert_eq!(first_segment, !self.rows.contains_key(&xid));
+                self.starts += 1;
+                self.open_xid = Some(xid);
+            }
+            PgOutputMessage::StreamStop => {
+                assert!(self.open_xid.take().is_some());
+            }
+            PgOutputMessage::Insert { xid, new, .. } => {
+                let xid = xid.expect("inserts of a streamed transaction carry its xid");
+                assert_eq!(Some(xid), self.open_xid);
+                assert_eq!(new.len(), 2);
+                *self.rows.entry(xid).or_default() += 1;
+            }
+            PgOutputMessage::Relation { xid, .. } => {
+                assert_eq!(
+                    xid, self.open_xid,
+                    "a relation inside a block carries the xid"
+                );
+            }
+            PgOutputMessage::StreamAbort { xid, subxid } => {
+                assert_eq!(xid, subxid, "the top-level transaction aborted");
+                self.aborted = Some(xid);
+            }
+            PgOutputMessage::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                assert!(end_lsn > commit_lsn);
+                self.committed = Some(xid);
+            }
+            PgOutputMessage::Begin { .. } | PgOutputMessage::Commit { .. } => {
+                panic!("a 1 MB transaction must be streamed with a 64 kB budget: {message:?}")
+            }
+            _ => {}
+        }
+    }
+}
