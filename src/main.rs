@@ -6,8 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use etl::cli::{Cli, Command, ConfigCommand, LogFormatArg, MigrateArgs, MigrateCommand};
-use etl::config::{Config, DatabaseConfig, Environment, PgConnectionConfig, PipelineConfig};
+use etl::cli::{
+    BootstrapArgs, Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs,
+    MigrateCommand,
+};
+use etl::config::{
+    Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
+    PipelineConfig,
+};
 use etl::exit::{self, UsageError};
 use etl::migrate::{self, MigrationSet};
 use etl::telemetry::{self, LogFormat};
@@ -62,7 +68,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let connection = migration_target(set, &args, load)?;
             runtime.block_on(run_migrations(set, connection, args.dry_run))
         }
+        Command::K8s(K8sCommand::Bootstrap(args)) => {
+            // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
+            let settings = match Config::load(&cli.config_dir, environment) {
+                Ok(config) => config
+                    .optional_section::<KubernetesConfig>("kubernetes")
+                    .map_err(UsageError::from)?
+                    .unwrap_or_default(),
+                Err(ConfigError::MissingDirectory(_)) => KubernetesConfig::default(),
+                Err(e) => return Err(UsageError::from(e).into()),
+            };
+            runtime.block_on(k8s_bootstrap(args, settings))
+        }
     }
+}
+
+/// `etl k8s bootstrap`: validate the CA bundle, then print (`--dry-run`) or apply the manifests.
+async fn k8s_bootstrap(args: BootstrapArgs, settings: KubernetesConfig) -> anyhow::Result<()> {
+    use etl::k8s::{self, K8sError, bootstrap};
+    settings.validate().map_err(|(key, msg)| {
+        UsageError(anyhow::anyhow!("config key `kubernetes.{key}`: {msg}"))
+    })?;
+    let ca_file = args.ca_file.or(settings.ca_file).ok_or_else(|| {
+        UsageError(anyhow::anyhow!(
+            "no trusted root certificates: pass --ca-file or set kubernetes.ca_file"
+        ))
+    })?;
+    let plan = bootstrap::BootstrapPlan {
+        namespace: settings.namespace,
+        ca_bundle: bootstrap::load_ca_bundle(&ca_file).map_err(UsageError::from_std)?,
+    };
+    if args.dry_run {
+        print!("{}", bootstrap::render(&plan)?.combined());
+        return Ok(());
+    }
+    let connection = k8s::connect(args.context.as_deref())
+        .await
+        .map_err(|e| match e {
+            K8sError::UnknownContext { .. } => UsageError::from_std(e).into(),
+            e => anyhow::Error::from(e),
+        })?;
+    k8s::check_reachable(&connection).await?;
+    for applied in bootstrap::apply(&connection.client, &plan).await? {
+        println!("{applied}");
+    }
+    Ok(())
 }
 
 /// `--database-url` (or `DATABASE_URL`), else the configuration: `database` for the API,
