@@ -13,7 +13,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. Safe to call once per process; later calls are ignored.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // kube logs every failed request at ERROR before returning that same error, which `k8s`
+    // reports once, with context; keep it quiet unless RUST_LOG asks for it.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -201,7 +201,6 @@ where
         }
         Some(_) => Outcome::Configured,
     };
-    tracing::info!(kind, name, %outcome, "applied");
     Ok(Applied {
         kind,
         name: name.to_owned(),

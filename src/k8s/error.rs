@@ -61,7 +61,7 @@ pub enum K8sError {
 
     /// Any other answer of the API server (404 where it matters, 409, 422, 5xx, …).
     #[error(
-        "cannot {verb} {resource} `{name}`{}: the API server answered {code} {reason}: {message}",
+        "cannot {verb} {resource} `{name}`{}: the API server answered {code}: {message}",
         namespace_suffix(.namespace)
     )]
     Api {
@@ -70,7 +70,7 @@ pub enum K8sError {
         name: String,
         namespace: Option<String>,
         code: u16,
-        reason: String,
+        /// The answer's reason and message (`NotFound: namespaces "x" not found`).
         message: String,
     },
 
@@ -156,8 +156,11 @@ impl Operation {
                 name,
                 namespace,
                 code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.clone(),
+                message: if status.reason.is_empty() {
+                    status.message.clone()
+                } else {
+                    format!("{}: {}", status.reason, status.message)
+                },
             },
             error @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
                 K8sError::Unreachable {

@@ -43,13 +43,13 @@ pub async fn connect(context: Option<&str>) -> Result<Connection, K8sError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Kubeconfig::read() {
         Ok(kubeconfig) => {
-            if let Some(context) = context {
-                if !kubeconfig.contexts.iter().any(|c| c.name == context) {
-                    return Err(K8sError::UnknownContext {
-                        context: context.to_owned(),
-                        available: kubeconfig.contexts.iter().map(|c| c.name.clone()).collect(),
-                    });
-                }
+            if let Some(context) = context
+                && !kubeconfig.contexts.iter().any(|c| c.name == context)
+            {
+                return Err(K8sError::UnknownContext {
+                    context: context.to_owned(),
+                    available: kubeconfig.contexts.iter().map(|c| c.name.clone()).collect(),
+                });
             }
             let options = KubeConfigOptions {
                 context: context.map(str::to_owned),
