@@ -264,11 +264,11 @@ pub fn is_dns1123_label(value: &str) -> bool {
 /// A Kubernetes resource quantity: a non-negative decimal number followed by an optional
 /// binary (`Ki`…`Ei`), decimal (`n`, `u`, `m`, `k`, `M`…`E`) or exponent (`e3`) suffix.
 pub fn is_quantity(value: &str) -> bool {
+    let value = value.strip_prefix('+').unwrap_or(value);
     let number_end = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
     let (number, suffix) = value.split_at(number_end);
-    let number = number.strip_prefix('+').unwrap_or(number);
     let digits = number.chars().filter(char::is_ascii_digit).count();
     let dots = number.chars().filter(|c| *c == '.').count();
     if digits == 0 || dots > 1 {
@@ -285,4 +285,51 @@ pub fn is_quantity(value: &str) -> bool {
     };
     let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
     !exponent.is_empty() && exponent.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod kubernetes_tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_quantities_are_recognised() {
+        for ok in [
+            "1", "250m", "0.5", "1.5Gi", "512Mi", "2G", "1e3", "100k", "+1",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "m", "1.2.3", "lots", "1GB", "-1", "1e", "Gi1", " 1"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_settings_are_validated_with_the_key_at_fault() {
+        assert_eq!(KubernetesConfig::default().validate(), Ok(()));
+        let mut settings = KubernetesConfig {
+            namespace: "Data_Plane".into(),
+            ..KubernetesConfig::default()
+        };
+        assert_eq!(settings.validate().unwrap_err().0, "namespace");
+        settings.namespace = "etl".into();
+        settings.resources.cpu_limit = "two".into();
+        assert_eq!(settings.validate().unwrap_err().0, "resources.cpu_limit");
+        settings.resources.cpu_limit = "2".into();
+        settings.termination_grace_period_seconds = 0;
+        assert_eq!(
+            settings.validate().unwrap_err().0,
+            "termination_grace_period_seconds"
+        );
+    }
+
+    #[test]
+    fn a_partial_kubernetes_section_keeps_the_other_defaults() {
+        let settings: KubernetesConfig =
+            serde_yaml::from_str("namespace: etl-test\nresources: {memory_limit: 2Gi}\n").unwrap();
+        assert_eq!(settings.namespace, "etl-test");
+        assert_eq!(settings.resources.memory_limit, "2Gi");
+        assert_eq!(settings.resources.cpu_request, "250m");
+        assert_eq!(settings.termination_grace_period_seconds, 300);
+        assert!(serde_yaml::from_str::<KubernetesConfig>("namespce: x\n").is_err());
+    }
 }

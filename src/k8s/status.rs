@@ -134,3 +134,53 @@ fn describe_exit(terminated: &k8s_openapi::api::core::v1::ContainerStateTerminat
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn deleting() -> ObjectMeta {
+        ObjectMeta {
+            deletion_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn stateful_set_presence_and_deletion_decide_before_the_pod() {
+        let set = StatefulSet::default();
+        let pod = Pod::default();
+        assert_eq!(replicator_status(None, None), ReplicatorStatus::Stopped);
+        assert_eq!(
+            replicator_status(None, Some(&pod)),
+            ReplicatorStatus::Stopping,
+            "an orphaned pod is still shutting down"
+        );
+        assert_eq!(
+            replicator_status(Some(&set), None),
+            ReplicatorStatus::Starting
+        );
+        let going = StatefulSet {
+            metadata: deleting(),
+            ..StatefulSet::default()
+        };
+        assert_eq!(
+            replicator_status(Some(&going), Some(&pod)),
+            ReplicatorStatus::Stopping
+        );
+        let terminating = Pod {
+            metadata: deleting(),
+            ..Pod::default()
+        };
+        assert_eq!(
+            replicator_status(Some(&set), Some(&terminating)),
+            ReplicatorStatus::Stopping
+        );
+        assert_eq!(
+            replicator_status(Some(&set), Some(&pod)),
+            ReplicatorStatus::Starting,
+            "a pod without status has not started"
+        );
+    }
+}

@@ -114,3 +114,14 @@ fn scripts_are_what_bootstrap_applies_with_the_repository_defaults() {
         &yaml.trusted_root_certs,
     );
 }
+
+#[test]
+fn the_dockerfile_runs_as_the_user_the_stateful_set_expects() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let uid = resources::RUN_AS_USER;
+    assert!(dockerfile.contains(&format!("USER {uid}:{uid}")));
+    assert!(dockerfile.contains(&format!("--uid {uid}")));
+    assert!(dockerfile.contains("FROM rust:1.95"));
+    assert!(dockerfile.contains("FROM debian:bookworm-slim"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"etl\"]"));
+}

@@ -9,6 +9,7 @@
 mod bootstrap;
 mod cli;
 mod fake_api;
+mod fake_checks;
 mod golden;
 mod helpers;
 mod lifecycle;
