@@ -192,6 +192,8 @@ async fn an_invalid_ca_file_is_rejected_before_connecting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_applies_through_the_kubeconfig_and_is_idempotent() {
     let fake = FakeApi::new();
+    // Every request must carry the kubeconfig user's token.
+    fake.require_token("test-token");
     let address = fake.listen().await;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://{address}"));
@@ -224,12 +226,29 @@ async fn bootstrap_applies_through_the_kubeconfig_and_is_idempotent() {
          serviceaccount/etl-replicator unchanged\n\
          configmap/trusted-root-certs-config unchanged\n"
     );
-    // The token of the kubeconfig user reached the server... and the fake saw applies by `etl`.
     assert!(
         fake.requests()
             .iter()
             .any(|r| r.query.get("fieldManager").map(String::as_str) == Some("etl"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_credentials_are_reported_as_a_kubeconfig_problem() {
+    let fake = FakeApi::new();
+    fake.require_token("another-token");
+    let address = fake.listen().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{address}"));
+    let output = etl(&["k8s", "bootstrap", "--env", "dev"], &config).await;
+    assert_one_line_error(
+        &output,
+        1,
+        &format!(
+            "error: invalid kubeconfig: the API server at http://{address}/ rejected the credentials"
+        ),
+    );
+    assert!(fake.names("namespaces", None).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

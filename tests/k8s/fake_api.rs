@@ -16,7 +16,8 @@
 //!   missing objects are created; a no-op apply keeps the `resourceVersion`;
 //! - namespaced objects can only be created in an existing namespace (404 otherwise); names must
 //!   be DNS-1123 subdomains and label values at most 63 characters (422 `Invalid`);
-//! - [`FakeApi::deny`] makes a verb on a resource answer 403 `Forbidden` like RBAC does.
+//! - [`FakeApi::deny`] makes a verb on a resource answer 403 `Forbidden` like RBAC does, and
+//!   [`FakeApi::require_token`] makes requests without that bearer token answer 401.
 //!
 //! Not simulated: watches, admission, defaulting, status subresources, controllers. Tests play
 //! the controllers' part with [`FakeApi::put`] (e.g. the pod a StatefulSet controller would
@@ -52,6 +53,7 @@ struct State {
     uid: u64,
     requests: Vec<Recorded>,
     denied: BTreeSet<(String, String)>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,6 +176,11 @@ impl FakeApi {
         address
     }
 
+    /// Answers 401 Unauthorized to requests without `Authorization: Bearer {token}`.
+    pub fn require_token(&self, token: &str) {
+        self.lock().token = Some(token.to_owned());
+    }
+
     /// Makes `verb` (`get`, `list`, `create`, `patch`, `delete`) on `resource` (a plural such as
     /// `secrets`) answer 403 Forbidden.
     pub fn deny(&self, verb: &str, resource: &str) {
@@ -285,15 +292,33 @@ impl FakeApi {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let path = parts.uri.path().to_owned();
+        let authorization = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let (status, value) = {
             let mut state = self.lock();
+            let authorized = state
+                .token
+                .as_ref()
+                .is_none_or(|t| authorization.as_deref() == Some(&format!("Bearer {t}")));
             state.requests.push(Recorded {
                 method: parts.method.clone(),
                 path: path.clone(),
                 query: query.clone(),
                 content_type: content_type.clone(),
             });
-            state.handle(&parts.method, &path, &query, content_type.as_deref(), &body)
+            if authorized {
+                state.handle(&parts.method, &path, &query, content_type.as_deref(), &body)
+            } else {
+                status(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Unauthorized",
+                    None,
+                )
+            }
         };
         Response::builder()
             .status(status)
