@@ -249,6 +249,11 @@ pub fn replicator_manifests(
         metadata: meta(names.stateful_set().to_owned()),
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
+            // With the default `OrderedReady`, a rolling update waits for every pod to be ready
+            // first, so a crash-looping pod would never be replaced by a fixed template (the
+            // documented "broken state"). With `Parallel` the controller replaces an outdated pod
+            // whatever its health; with one replica there is no ordering to lose.
+            pod_management_policy: Some("Parallel".to_owned()),
             selector: LabelSelector {
                 match_labels: Some(names.selector_labels()),
                 ..LabelSelector::default()
