@@ -319,6 +319,21 @@ fn validate_spec(spec: &ReplicatorSpec, settings: &KubernetesConfig) -> Result<(
                 message,
             })?;
     }
+    match serde_yaml::from_str::<serde_yaml::Value>(&spec.config_yaml) {
+        Ok(serde_yaml::Value::Mapping(_)) => {}
+        Ok(_) => {
+            return Err(K8sError::InvalidSpec {
+                field: "config_yaml".into(),
+                message: "must be a YAML mapping of configuration sections".into(),
+            });
+        }
+        Err(e) => {
+            return Err(K8sError::InvalidSpec {
+                field: "config_yaml".into(),
+                message: format!("is not valid YAML: {e}"),
+            });
+        }
+    }
     if spec.image.trim().is_empty() || spec.image.chars().any(char::is_whitespace) {
         return Err(K8sError::InvalidSpec {
             field: "image".into(),

@@ -815,7 +815,13 @@ fn parse_path(path: &str) -> Option<Target> {
         _ => return None,
     };
     let info = resource_info(plural)?;
-    if info.api_version != group_version || info.namespaced != namespace.is_some() {
+    // Namespaced resources can also be listed across all namespaces.
+    let scope_ok = match (info.namespaced, namespace.is_some(), name.is_some()) {
+        (false, in_namespace, _) => !in_namespace,
+        (true, true, _) => true,
+        (true, false, named) => !named,
+    };
+    if info.api_version != group_version || !scope_ok {
         return None;
     }
     Some(Target {

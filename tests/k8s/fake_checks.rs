@@ -84,7 +84,7 @@ async fn apply_conflicts_with_another_manager_unless_forced() {
 
 #[tokio::test]
 async fn create_get_list_and_delete_answer_like_the_api_server() {
-    let (_fake, api) = with_namespace().await;
+    let (fake, api) = with_namespace().await;
     let cm: ConfigMap = serde_json::from_value(config_map("one", json!({"k": "v"}))).unwrap();
     api.create(&PostParams::default(), &cm).await.unwrap();
     assert_eq!(
@@ -105,6 +105,16 @@ async fn create_get_list_and_delete_answer_like_the_api_server() {
         .unwrap();
     assert_eq!(selected.items.len(), 1);
     assert_eq!(selected.items[0].metadata.name.as_deref(), Some("two"));
+    let everywhere: Api<ConfigMap> = Api::all(fake.client());
+    assert_eq!(
+        everywhere
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
     api.delete("one", &Default::default()).await.unwrap();
     assert_eq!(
         code(api.delete("one", &Default::default()).await.unwrap_err()),

@@ -417,6 +417,15 @@ async fn invalid_input_is_rejected_before_any_request() {
     assert!(err.to_string().contains("memory_limit"), "{err}");
     assert!(err.to_string().contains("`lots`"), "{err}");
 
+    let mut bad_config = spec();
+    bad_config.config_yaml = "pipeline: [unclosed".into();
+    let err = manager.start(&bad_config).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid config_yaml: is not valid YAML"),
+        "{err}"
+    );
+
     let err = manager.stop("UPPER", 1).await.unwrap_err();
     assert!(matches!(err, K8sError::InvalidName { .. }));
     assert_eq!(fake.requests().len(), before, "nothing was sent");
