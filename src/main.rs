@@ -7,8 +7,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 use etl::cli::{
-    BootstrapArgs, Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs,
-    MigrateCommand,
+    Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
 };
 use etl::config::{
     Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
@@ -78,41 +77,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(ConfigError::MissingDirectory(_)) => KubernetesConfig::default(),
                 Err(e) => return Err(UsageError::from(e).into()),
             };
-            runtime.block_on(k8s_bootstrap(args, settings))
+            runtime.block_on(etl::k8s::bootstrap::run(args, settings))
         }
     }
-}
-
-/// `etl k8s bootstrap`: validate the CA bundle, then print (`--dry-run`) or apply the manifests.
-async fn k8s_bootstrap(args: BootstrapArgs, settings: KubernetesConfig) -> anyhow::Result<()> {
-    use etl::k8s::{self, K8sError, bootstrap};
-    settings.validate().map_err(|(key, msg)| {
-        UsageError(anyhow::anyhow!("config key `kubernetes.{key}`: {msg}"))
-    })?;
-    let ca_file = args.ca_file.or(settings.ca_file).ok_or_else(|| {
-        UsageError(anyhow::anyhow!(
-            "no trusted root certificates: pass --ca-file or set kubernetes.ca_file"
-        ))
-    })?;
-    let plan = bootstrap::BootstrapPlan {
-        namespace: settings.namespace,
-        ca_bundle: bootstrap::load_ca_bundle(&ca_file).map_err(UsageError::from_std)?,
-    };
-    if args.dry_run {
-        print!("{}", bootstrap::render(&plan)?.combined());
-        return Ok(());
-    }
-    let connection = k8s::connect(args.context.as_deref())
-        .await
-        .map_err(|e| match e {
-            K8sError::UnknownContext { .. } => UsageError::from_std(e).into(),
-            e => anyhow::Error::from(e),
-        })?;
-    k8s::check_reachable(&connection).await?;
-    for applied in bootstrap::apply(&connection.client, &plan).await? {
-        println!("{applied}");
-    }
-    Ok(())
 }
 
 /// `--database-url` (or `DATABASE_URL`), else the configuration: `database` for the API,

@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 use super::error::Operation;
 use super::resources::{self, SERVICE_ACCOUNT, TRUSTED_ROOT_CERTS_CONFIG_MAP};
 use super::{FIELD_MANAGER, K8sError};
+use crate::cli::BootstrapArgs;
+use crate::config::KubernetesConfig;
+use crate::exit::UsageError;
 
 /// What bootstrap creates: the namespace and the trusted root certificates (a PEM bundle that
 /// [`load_ca_bundle`] validated).
@@ -206,4 +209,37 @@ where
         name: name.to_owned(),
         outcome,
     })
+}
+
+/// `etl k8s bootstrap`: validates the settings and the CA bundle, then prints the manifests
+/// (`--dry-run`) or applies them and prints one line per object. Bad input (settings, CA bundle,
+/// unknown context) is a [`UsageError`].
+pub async fn run(args: BootstrapArgs, settings: KubernetesConfig) -> anyhow::Result<()> {
+    settings.validate().map_err(|(key, message)| {
+        UsageError(anyhow::anyhow!("config key `kubernetes.{key}`: {message}"))
+    })?;
+    let ca_file = args.ca_file.or(settings.ca_file).ok_or_else(|| {
+        UsageError(anyhow::anyhow!(
+            "no trusted root certificates: pass --ca-file or set kubernetes.ca_file"
+        ))
+    })?;
+    let plan = BootstrapPlan {
+        namespace: settings.namespace,
+        ca_bundle: load_ca_bundle(&ca_file).map_err(UsageError::from_std)?,
+    };
+    if args.dry_run {
+        print!("{}", render(&plan)?.combined());
+        return Ok(());
+    }
+    let connection = super::connect(args.context.as_deref())
+        .await
+        .map_err(|e| match e {
+            K8sError::UnknownContext { .. } => UsageError::from_std(e).into(),
+            e => anyhow::Error::from(e),
+        })?;
+    super::check_reachable(&connection).await?;
+    for applied in apply(&connection.client, &plan).await? {
+        println!("{applied}");
+    }
+    Ok(())
 }
