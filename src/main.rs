@@ -70,10 +70,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::K8s(K8sCommand::Bootstrap(args)) => {
             // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
             let settings = match Config::load(&cli.config_dir, environment) {
-                Ok(config) => config
-                    .optional_section::<KubernetesConfig>("kubernetes")
-                    .map_err(UsageError::from)?
-                    .unwrap_or_default(),
+                Ok(config) => {
+                    let settings = config
+                        .optional_section::<KubernetesConfig>("kubernetes")
+                        .map_err(UsageError::from)?
+                        .unwrap_or_default();
+                    settings.validate().map_err(|(key, msg)| {
+                        UsageError::from(config.invalid(&format!("kubernetes.{key}"), msg))
+                    })?;
+                    settings
+                }
                 Err(ConfigError::MissingDirectory(_)) => KubernetesConfig::default(),
                 Err(e) => return Err(UsageError::from(e).into()),
             };

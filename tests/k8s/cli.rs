@@ -267,3 +267,38 @@ async fn missing_permission_is_one_line_naming_resource_and_verb() {
     );
     assert_eq!(stdout(&output), "", "nothing is reported applied");
 }
+
+#[tokio::test]
+async fn bootstrap_needs_no_config_dir_and_checks_the_kubernetes_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let output = etl(
+        &[
+            "k8s",
+            "bootstrap",
+            "--dry-run",
+            "--config-dir",
+            missing.to_str().unwrap(),
+            "--ca-file",
+            "tests/k8s/data/test-ca.pem",
+        ],
+        &missing,
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("name: etl-data-plane\n"));
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(["k8s", "bootstrap", "--dry-run", "--env", "dev"])
+        .current_dir(repo())
+        .env("APP_KUBERNETES__NAMESPACE", "Data_Plane")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .await
+        .unwrap();
+    assert_one_line_error(
+        &output,
+        2,
+        "error: config key `kubernetes.namespace` (from APP_KUBERNETES__NAMESPACE): `Data_Plane` is not a valid namespace name",
+    );
+}
