@@ -50,6 +50,10 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Prepare a Kubernetes cluster for replicators.
+    #[command(subcommand)]
+    K8s(K8sCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,4 +86,28 @@ pub enum ConfigCommand {
     ///
     /// Example: APP_ENVIRONMENT=dev etl config show
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Apply (server-side, idempotent) the data-plane namespace, the `etl-replicator` service
+    /// account and the `trusted-root-certs-config` ConfigMap.
+    ///
+    /// Example: etl k8s bootstrap --context kind-etl --ca-file /etc/ssl/certs/ca-certificates.crt
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Print the YAML that would be applied and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// PEM bundle of trusted root certificates (default: `kubernetes.ca_file`).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }

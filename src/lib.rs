@@ -12,12 +12,14 @@
 //! - [`exit`]: how an error becomes an exit code and one readable line.
 //! - [`engine`]: the replication engine (the common engine module behind `etl replicate`).
 //! - [`destinations`]: where the engine writes, behind one trait.
+//! - [`k8s`]: `etl k8s bootstrap` and replicators as StatefulSets (the `kubernetes` runtime).
 
 pub mod cli;
 pub mod config;
 pub mod destinations;
 pub mod engine;
 pub mod exit;
+pub mod k8s;
 pub mod migrate;
 pub mod shutdown;
 pub mod telemetry;

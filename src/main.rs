@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use etl::cli::{Cli, Command, ConfigCommand, LogFormatArg, MigrateArgs, MigrateCommand};
-use etl::config::{Config, DatabaseConfig, Environment, PgConnectionConfig, PipelineConfig};
+use etl::cli::{
+    Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
+};
+use etl::config::{
+    Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
+    PipelineConfig,
+};
 use etl::exit::{self, UsageError};
 use etl::migrate::{self, MigrationSet};
 use etl::telemetry::{self, LogFormat};
@@ -61,6 +66,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let connection = migration_target(set, &args, load)?;
             runtime.block_on(run_migrations(set, connection, args.dry_run))
+        }
+        Command::K8s(K8sCommand::Bootstrap(args)) => {
+            // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
+            let settings = match Config::load(&cli.config_dir, environment) {
+                Ok(config) => {
+                    let settings = config
+                        .optional_section::<KubernetesConfig>("kubernetes")
+                        .map_err(UsageError::from)?
+                        .unwrap_or_default();
+                    settings.validate().map_err(|(key, msg)| {
+                        UsageError::from(config.invalid(&format!("kubernetes.{key}"), msg))
+                    })?;
+                    settings
+                }
+                Err(ConfigError::MissingDirectory(_)) => KubernetesConfig::default(),
+                Err(e) => return Err(UsageError::from(e).into()),
+            };
+            runtime.block_on(etl::k8s::bootstrap::run(args, settings))
         }
     }
 }

@@ -4,8 +4,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// `RUST_LOG` when unset: our info lines, without sqlx's per-statement notices.
-pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
+/// `RUST_LOG` when unset: our info lines, without sqlx's per-statement notices, and without
+/// kube's own ERROR line for each failed request (`k8s` reports that error once, with context).
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,kube_client::client::builder=off";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

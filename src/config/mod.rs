@@ -23,7 +23,10 @@ pub use env_vars::AppEnv;
 pub use environment::{Environment, UnknownEnvironment};
 pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
-pub use sections::{BatchConfig, DatabaseConfig, DestinationConfig, PipelineConfig};
+pub use sections::{
+    BatchConfig, DatabaseConfig, DestinationConfig, KubernetesConfig, PipelineConfig,
+    ResourceSettings,
+};
 
 /// A configuration problem; `Display` is the one line the user sees.
 #[derive(Debug, thiserror::Error)]

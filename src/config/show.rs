@@ -4,7 +4,9 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::sections::{DatabaseConfig, DestinationConfig, PipelineConfig, SECTION_NAMES};
+use super::sections::{
+    DatabaseConfig, DestinationConfig, KubernetesConfig, PipelineConfig, SECTION_NAMES,
+};
 use super::{Config, ConfigError};
 
 /// Renders every section present in `config`, validating each on the way.
@@ -49,6 +51,14 @@ fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, Co
             to_json(pipeline)
         }
         "destination" => to_json(config.optional_section::<DestinationConfig>(name)?),
+        "kubernetes" => {
+            let kubernetes = config.optional_section::<KubernetesConfig>(name)?;
+            if let Some(k) = &kubernetes {
+                k.validate()
+                    .map_err(|(key, msg)| config.invalid(&format!("kubernetes.{key}"), msg))?;
+            }
+            to_json(kubernetes)
+        }
         _ => None,
     })
 }

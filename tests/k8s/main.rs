@@ -1,0 +1,16 @@
+//! Kubernetes tests: manifests (golden files), `etl k8s bootstrap` and the replicator lifecycle,
+//! all through a real `kube::Client` talking to the in-process fake API server of `fake_api.rs`
+//! (no Kubernetes API server can run on the test machine). None of it needs PostgreSQL, so the
+//! shared `tests/common` helpers are not included.
+//!
+//! Regenerate golden files and `scripts/*.yaml` after an intended manifest change with
+//! `ETL_UPDATE_GOLDEN=1 cargo test --test k8s`, then review the diff.
+
+mod bootstrap;
+mod cli;
+mod fake_api;
+mod fake_checks;
+mod golden;
+mod helpers;
+mod lifecycle;
+mod status;
