@@ -7,9 +7,27 @@ use etl::engine::source::types::{self, oid};
 use libfuzzer_sys::fuzz_target;
 
 const TYPES: &[u32] = &[
-    oid::BOOL, oid::BYTEA, oid::INT2, oid::INT4, oid::INT8, oid::FLOAT4, oid::FLOAT8,
-    oid::NUMERIC, oid::UUID, oid::JSON, oid::DATE, oid::TIME, oid::TIMETZ, oid::TIMESTAMP,
-    oid::TIMESTAMPTZ, oid::INTERVAL, oid::INET, oid::CIDR, oid::MACADDR, oid::MACADDR8, oid::OID,
+    oid::BOOL,
+    oid::BYTEA,
+    oid::INT2,
+    oid::INT4,
+    oid::INT8,
+    oid::FLOAT4,
+    oid::FLOAT8,
+    oid::NUMERIC,
+    oid::UUID,
+    oid::JSON,
+    oid::DATE,
+    oid::TIME,
+    oid::TIMETZ,
+    oid::TIMESTAMP,
+    oid::TIMESTAMPTZ,
+    oid::INTERVAL,
+    oid::INET,
+    oid::CIDR,
+    oid::MACADDR,
+    oid::MACADDR8,
+    oid::OID,
 ];
 
 fuzz_target!(|data: &[u8]| {
