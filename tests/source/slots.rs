@@ -280,3 +280,42 @@ async fn a_failed_copy_leaves_the_session_usable() {
     assert_eq!(rows, vec![vec![Some("still here".to_owned())]]);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn copy_chunks_hold_whole_rows_even_when_a_row_exceeds_the_chunk_size() {
+    let db = TestDatabase::create("src_chunks").await;
+    let mut client = connect(&db).await;
+    // 300 rows of 1 KB, one row of 200 KB in the middle, then 300 more.
+    let sql = "COPY (select g, case when g = 301 then repeat('B', 200000) \
+               else repeat('s', 1000) end from generate_series(1, 601) g) TO STDOUT";
+    let mut copy = client.copy_out(sql).await.unwrap();
+    let mut sizes = Vec::new();
+    let mut ids = Vec::new();
+    while let Some(chunk) = copy.next_chunk().await.unwrap() {
+        let lines = chunk.raw().iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(lines, chunk.row_count(), "one line per row");
+        assert!(chunk.raw().ends_with(b"\n"));
+        sizes.push(chunk.raw().len());
+        for row in chunk.rows(2).unwrap() {
+            let Cell::Text(id) = &row[0] else { panic!() };
+            let Cell::Text(text) = &row[1] else { panic!() };
+            let id: usize = id.parse().unwrap();
+            assert_eq!(text.len(), if id == 301 { 200_000 } else { 1000 });
+            ids.push(id);
+        }
+    }
+    assert_eq!(ids, (1..=601).collect::<Vec<_>>());
+    assert!(sizes.iter().any(|&size| size > 200_000), "{sizes:?}");
+    // Every chunk but the last reaches the target size, and only by less than one row.
+    for &size in &sizes[..sizes.len() - 1] {
+        assert!(size >= 64 * 1024, "{sizes:?}");
+        assert!(size < 64 * 1024 + 201_000, "{sizes:?}");
+    }
+    drop(copy);
+    // Read to the end: the session is usable again.
+    assert_eq!(
+        client.simple_query("select 1").await.unwrap(),
+        vec![vec![Some("1".to_owned())]]
+    );
+    db.drop_database().await;
+}
