@@ -173,6 +173,29 @@ async fn an_exported_snapshot_is_importable_by_another_session() {
     assert_eq!(ids, (1..=10).collect::<Vec<_>>());
     sqlx::query("commit").execute(&mut other).await.unwrap();
 
+    // A second replication session imports it too and copies a CTID range inside it (how a
+    // large table is copied over several connections).
+    let mut copier = connect(&db).await;
+    copier
+        .simple_query(&format!(
+            "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{snapshot}'"
+        ))
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    {
+        let mut copy = copier
+            .copy_out("COPY (select id from t where ctid >= '(0,0)'::tid order by id) TO STDOUT")
+            .await
+            .unwrap();
+        while let Some(chunk) = copy.next_chunk().await.unwrap() {
+            rows.extend(chunk.rows(1).unwrap());
+        }
+    }
+    copier.simple_query("COMMIT").await.unwrap();
+    let expected: Vec<Vec<Cell>> = (1..=10).map(|i| vec![Cell::Text(i.to_string())]).collect();
+    assert_eq!(rows, expected);
+
     // The slot is permanent: it survives this session and shows its consistent point.
     client.close().await.unwrap();
     let restart: String = sqlx::query_scalar(
