@@ -122,7 +122,11 @@ pub(crate) struct ApplyWorker<D> {
 impl<D: Destination + Clone> ApplyWorker<D> {
     pub fn new(mut setup: ApplySetup<D>) -> Self {
         let (catchup_tx, catchup_rx) = mpsc::unbounded_channel();
-        let names = setup.tables.iter().map(|t| (t.id, t.name.clone())).collect();
+        let names = setup
+            .tables
+            .iter()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
         let schemas = std::mem::take(&mut setup.schemas)
             .into_iter()
             .map(|(id, schema)| (id, Arc::new(schema)))
@@ -206,7 +210,11 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         }
     }
 
-    async fn mark_errored_by_name(&mut self, table: &TableName, message: &str) -> Result<(), Error> {
+    async fn mark_errored_by_name(
+        &mut self,
+        table: &TableName,
+        message: &str,
+    ) -> Result<(), Error> {
         let id = self
             .names
             .iter()
@@ -247,7 +255,9 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         };
         let start = self.durable;
         tracing::info!(slot = %self.slot, lsn = %start, "resuming from LSN {start}");
-        let mut stream = client.start_replication(&self.slot, start, &options).await?;
+        let mut stream = client
+            .start_replication(&self.slot, start, &options)
+            .await?;
         self.position = self.position.max(start);
         self.bytes_seen = 0;
         let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -561,7 +571,10 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         stream: &mut ReplicationStream,
     ) -> Result<(), Error> {
         let (result, ack, count) = result.map_err(|e| {
-            Error::Destination(destinations::Error::fatal("the destination write panicked", e))
+            Error::Destination(destinations::Error::fatal(
+                "the destination write panicked",
+                e,
+            ))
         })?;
         result?;
         self.setup.observer.batch_written();

@@ -5,7 +5,9 @@
 use sqlx::PgPool;
 
 use super::error::Error;
-use super::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal};
+use super::schema::{
+    ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal,
+};
 use super::source::ReplicationClient;
 
 /// A table of the publication.
@@ -143,7 +145,9 @@ pub async fn read_table_schema(
                 quote_literal(&name.name)
             ))
             .await?;
-        rows.first().and_then(|row| field(row, 0)).map(str::to_owned)
+        rows.first()
+            .and_then(|row| field(row, 0))
+            .map(str::to_owned)
     } else {
         None
     };

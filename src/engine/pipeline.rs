@@ -41,9 +41,10 @@ pub async fn run<D: Destination + Clone>(
     shutdown: Shutdown,
     options: RunOptions,
 ) -> Result<(), Error> {
-    let connection = config.pg_connection.resolve().map_err(|e| {
-        Error::Precondition(format!("pipeline.pg_connection: {e}"))
-    })?;
+    let connection = config
+        .pg_connection
+        .resolve()
+        .map_err(|e| Error::Precondition(format!("pipeline.pg_connection: {e}")))?;
     let mut backoff = Backoff::new(&config.retry);
     let mut stop = shutdown.clone();
     let setup = loop {
@@ -126,7 +127,10 @@ async fn prepare<D: Destination + Clone>(
             .fetch_one(&pool)
             .await
             .map_err(Error::query("reading the current WAL position"))?;
-        Some(lsn.parse().map_err(|e| Error::Precondition(format!("{e}")))?)
+        Some(
+            lsn.parse()
+                .map_err(|e| Error::Precondition(format!("{e}")))?,
+        )
     } else {
         None
     };
@@ -181,8 +185,11 @@ async fn ensure_apply_slot(
                     });
                 }
                 InvalidatedSlotBehavior::Recreate => {
-                    tracing::warn!(slot, "the apply slot was invalidated; recreating it and \
-                        copying every table again");
+                    tracing::warn!(
+                        slot,
+                        "the apply slot was invalidated; recreating it and \
+                        copying every table again"
+                    );
                     drop_slot(connection, pool, slot).await?;
                     recreate = true;
                 }
@@ -195,8 +202,11 @@ async fn ensure_apply_slot(
     }
     let states = store.table_states().await?;
     if !recreate && states.values().any(|s| !matches!(s, TableState::Init)) {
-        tracing::warn!(slot, "the apply slot is missing but tables were already copied; \
-            copying every table again");
+        tracing::warn!(
+            slot,
+            "the apply slot is missing but tables were already copied; \
+            copying every table again"
+        );
     }
     for (id, state) in &states {
         if !matches!(state, TableState::Init) {

@@ -252,8 +252,8 @@ async fn sync_once<D: Destination + Clone>(
         try_join_all(copies).await?.into_iter().sum()
     } else {
         let sql = table_copy::copy_statement(&schema, filter, None);
-        let rows = table_copy::copy_into(&mut main, &sql, &schema, &ctx.destination, &*on_rows)
-            .await?;
+        let rows =
+            table_copy::copy_into(&mut main, &sql, &schema, &ctx.destination, &*on_rows).await?;
         main.simple_query("COMMIT").await?;
         rows
     };
@@ -284,8 +284,15 @@ async fn sync_once<D: Destination + Clone>(
     let (lsn, schema) = if slot.consistent_point >= grant.target {
         (slot.consistent_point, schema)
     } else {
-        let schema = catch_up(ctx, main, &slot.name, slot.consistent_point, grant.target, schema)
-            .await?;
+        let schema = catch_up(
+            ctx,
+            main,
+            &slot.name,
+            slot.consistent_point,
+            grant.target,
+            schema,
+        )
+        .await?;
         (grant.target, schema)
     };
     ctx.store
