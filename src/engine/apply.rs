@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -32,6 +33,9 @@ use super::table_sync::{self, CatchupGrant, CatchupRequest, SyncContext, error_c
 use crate::config::{PgConnection, PipelineConfig};
 use crate::destinations::{self, Destination};
 use crate::shutdown::Shutdown;
+
+/// Messages taken from the stream's buffer per wake-up.
+const BURST: usize = 512;
 
 /// Progress is stored in `etl` at most this often (the slot holds it too).
 const PROGRESS_STORE_INTERVAL: Duration = Duration::from_secs(1);
@@ -111,7 +115,6 @@ pub(crate) struct ApplyWorker<D> {
     inflight: Option<JoinHandle<WriteResult>>,
     catchup_tx: mpsc::UnboundedSender<CatchupRequest>,
     catchup_rx: mpsc::UnboundedReceiver<CatchupRequest>,
-    pending_catchups: Vec<CatchupRequest>,
     workers: JoinSet<(TableId, Result<Option<TableState>, Error>)>,
     running: HashSet<TableId>,
     progress_stored: Lsn,
@@ -142,7 +145,6 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             inflight: None,
             catchup_tx,
             catchup_rx,
-            pending_catchups: Vec::new(),
             workers: JoinSet::new(),
             running: HashSet::new(),
             progress_stored: Lsn::ZERO,
@@ -284,6 +286,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 .started
                 .map(|t| tokio::time::Instant::from_std(t + max_fill));
             let writing = self.inflight.is_some();
+            let batch_full = self.batch_is_full();
             let has_workers = !self.workers.is_empty();
             let inflight = &mut self.inflight;
             let catchup_rx = &mut self.catchup_rx;
@@ -301,7 +304,8 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 _ = refresh_tick.tick() => Wake::RefreshTick,
                 () = tokio::time::sleep_until(fill_deadline.unwrap_or_else(tokio::time::Instant::now)),
                     if can_launch && fill_deadline.is_some() => Wake::FillDeadline,
-                message = stream.next() => Wake::Message(message),
+                // A full batch waits for the write in flight: memory stays bounded.
+                message = stream.next(), if !(writing && batch_full) => Wake::Message(message),
                 () = std::future::ready(()), if idle_flush => Wake::Idle,
             };
             match wake {
@@ -338,14 +342,26 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     };
                     self.on_message(message, &mut stream, &mut relations, &mut tx)
                         .await?;
+                    // Take what is already buffered without going through the select again
+                    // (its timers cost more than decoding a message).
+                    for _ in 0..BURST {
+                        if self.batch_is_full() {
+                            if self.inflight.is_some() {
+                                break;
+                            }
+                            self.launch_write(&mut stream).await?;
+                        }
+                        let Some(next) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        let Some(message) = next? else {
+                            break;
+                        };
+                        self.on_message(message, &mut stream, &mut relations, &mut tx)
+                            .await?;
+                    }
                     if self.inflight.is_none() && self.batch_is_full() {
                         self.launch_write(&mut stream).await?;
-                    }
-                    if tx.is_none() && !self.pending_catchups.is_empty() {
-                        for request in std::mem::take(&mut self.pending_catchups) {
-                            self.grant_catchup(request, &mut stream, &mut relations)
-                                .await?;
-                        }
                     }
                 }
             }
