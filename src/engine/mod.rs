@@ -3,6 +3,8 @@
 //! crash without losing a change.
 //!
 //! - [`lsn`], [`schema`], [`event`]: the vocabulary shared with destinations.
+//! - [`preconditions`], [`metrics`], [`progress`], [`slot_monitor`]: operations around the engine
+//!   (start-up checks, Prometheus metrics, copy progress bars, slot health).
 //! - [`source`]: the replication protocol client (knows nothing of table states).
 //! - [`pipeline`]: [`run`], start-up (migrations, apply slot, table states) then the apply worker.
 //! - `apply`: the apply worker (stream → decode → route by table state → batch → write → ack),
@@ -18,10 +20,14 @@ pub mod cleanup;
 mod error;
 pub mod event;
 pub mod lsn;
+pub mod metrics;
 mod observer;
 pub mod pipeline;
+pub mod preconditions;
+pub mod progress;
 mod retry;
 pub mod schema;
+pub mod slot_monitor;
 pub mod source;
 pub mod state;
 mod table_copy;
