@@ -25,6 +25,7 @@ use super::lsn::Lsn;
 use super::observer::Observer;
 use super::retry::Backoff;
 use super::schema::{TableId, TableName, TableSchema};
+use super::slot_monitor;
 use super::source::{
     PgOutputMessage, PgOutputOptions, ReplicationClient, ReplicationMessage, ReplicationStream,
 };
@@ -176,6 +177,13 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 continue;
             }
             if !error.is_transient() {
+                // A slot the server invalidated fails in many ways; name the cause.
+                let slot = slot_monitor::read_slot(&self.setup.pool, &self.slot).await;
+                if slot.is_ok_and(|info| info.is_some_and(|i| i.is_invalidated())) {
+                    break Err(Error::SlotInvalidated {
+                        slot: self.slot.clone(),
+                    });
+                }
                 break Err(error);
             }
             let delay = backoff.next_delay();
@@ -332,7 +340,14 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     self.send_status(&mut stream).await?;
                     self.store_progress(false).await?;
                 }
-                Wake::RefreshTick => self.refresh_publication().await?,
+                Wake::RefreshTick => {
+                    self.refresh_publication().await?;
+                    if let Some(info) =
+                        slot_monitor::read_slot(&self.setup.pool, &self.slot).await?
+                    {
+                        self.setup.observer.slot(info.lag_bytes, info.safe_wal_size);
+                    }
+                }
                 Wake::FillDeadline | Wake::Idle => self.launch_write(&mut stream).await?,
                 Wake::Message(message) => {
                     let Some(message) = message? else {

@@ -65,6 +65,18 @@ pub async fn table_pages(pool: &PgPool, table: TableId) -> Result<u64, Error> {
     Ok(pages.unwrap_or(0).max(0) as u64)
 }
 
+/// The planner's row estimate of a table (`pg_class.reltuples`), `None` before its first
+/// `ANALYZE`.
+pub async fn estimated_rows(pool: &PgPool, table: TableId) -> Result<Option<u64>, Error> {
+    let rows: Option<f32> =
+        sqlx::query_scalar("select reltuples from pg_class where oid = $1::bigint::oid")
+            .bind(i64::from(table.0))
+            .fetch_optional(pool)
+            .await
+            .map_err(Error::query("estimating a table's rows"))?;
+    Ok(rows.filter(|r| *r >= 0.0).map(|r| r as u64))
+}
+
 /// A table's replicated schema and publication row filter, read in the session's snapshot.
 #[derive(Debug, Clone)]
 pub struct SnapshotSchema {

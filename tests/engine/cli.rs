@@ -10,6 +10,10 @@ use tokio::process::{Child, Command};
 use crate::helpers::{Source, wait_for};
 
 fn write_config(dir: &Path, source: &Source) {
+    write_config_with(dir, source, "null");
+}
+
+fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
     std::fs::write(
         dir.join("base.yaml"),
         "pipeline:\n  batch: {max_size: 1000, max_fill_ms: 100}\n  status_update_interval_ms: 200\n",
@@ -19,8 +23,8 @@ fn write_config(dir: &Path, source: &Source) {
         dir.join("dev.yaml"),
         format!(
             "pipeline:\n  id: {}\n  publication_name: {}\n  pg_connection:\n    url: '{}'\n  \
-             metrics_address: null\ndestination:\n  memory: {{}}\n",
-            source.config.id, source.config.publication_name, source.db.url
+             metrics_address: {}\ndestination:\n  memory: {{}}\n",
+            source.config.id, source.config.publication_name, source.db.url, metrics_address
         ),
     )
     .unwrap();
@@ -90,7 +94,12 @@ async fn sigterm_stops_replicate_with_exit_zero_after_acknowledging() {
         .exec("create table t (id int primary key); create publication pub_cli_term for table t")
         .await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &source);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write_config_with(dir.path(), &source, &format!("'127.0.0.1:{port}'"));
     let child = replicate(dir.path(), false);
     source.wait_ready(1).await;
     source
@@ -104,6 +113,18 @@ async fn sigterm_stops_replicate_with_exit_zero_after_acknowledging() {
             .is_some_and(|lsn| lsn >= after)
     })
     .await;
+    // The metrics endpoint reports the copy and the applied changes.
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("etl_events_applied_total 5000"), "{body}");
+    assert!(
+        body.contains(r#"etl_table_state{schema="public",table="t",state="ready"} 1"#),
+        "{body}"
+    );
     let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let (code, stderr) = finish(child).await;
