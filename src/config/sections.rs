@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::postgres::PgConnectionConfig;
 
 /// Every top-level key the configuration accepts.
-pub const SECTION_NAMES: &[&str] = &["database", "pipeline", "destination", "kubernetes"];
+pub const SECTION_NAMES: &[&str] = &[
+    "database",
+    "pipeline",
+    "destination",
+    "kubernetes",
+    "api", // the control plane (`etl serve-api`): listen, keys, runtime; see config/api.rs
+];
 
 /// The control-plane database (schema `app`), used by `serve-api` and `migrate api`.
 pub type DatabaseConfig = PgConnectionConfig;

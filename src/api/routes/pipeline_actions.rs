@@ -1,0 +1,200 @@
+//! What a pipeline does: `start`, `stop`, `restart` and `status` through the configured
+//! runtime; `replication-status` and `rollback-tables` on the source's `etl` state.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::pipelines::{connect_source, find, settings, target};
+use crate::api::db::configured::{self, ConfigTable};
+use crate::api::db::pipelines::{self, PipelineRow};
+use crate::api::domain::pipeline::{
+    PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
+};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::runtime::{LaunchSpec, replicator_config};
+use crate::api::secrets;
+use crate::api::source_db::state as source_state;
+use crate::api::state::AppState;
+
+/// Everything the runtime needs to start the pipeline's replicator, secrets decrypted.
+async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, ApiError> {
+    let settings = settings(row)?;
+    let mut plain = Vec::with_capacity(2);
+    for (table, id) in [
+        (ConfigTable::Sources, row.source_id),
+        (ConfigTable::Destinations, row.destination_id),
+    ] {
+        let stored = configured::get(&state.pool, table, &row.tenant_id, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!("pipeline {} lost its {}", row.id, table.noun()))
+            })?;
+        plain.push(secrets::open(stored.config.0, &state.encryptor)?);
+    }
+    let destination = plain.pop().unwrap_or_default();
+    let source = plain.pop().unwrap_or_default();
+    let config = replicator_config::build(
+        row.id,
+        &row.publication_name,
+        &settings,
+        source,
+        destination,
+    )
+    .map_err(|e| ApiError::Internal(format!("replicator config: {e}")))?;
+    Ok(LaunchSpec {
+        target: target(row),
+        image: pipelines::image_of(&state.pool, row.replicator_id).await?,
+        config_yaml: config.yaml,
+        secrets: config.secrets,
+        resources: settings.resources,
+    })
+}
+
+async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
+    Ok(state.runtime.status(&target(row)).await?.to_api(row.id))
+}
+
+async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
+    let spec = launch_spec(state, row).await?;
+    state.runtime.start(&spec).await?;
+    pipelines::set_desired_state(&state.pool, row.id, "started").await?;
+    status_of(state, row).await
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/start", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Started (or replaced, if it ran)", body = PipelineStatus),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        (status = 422, description = "The runtime cannot run this pipeline", body = ErrorBody),
+        (status = 503, description = "The runtime failed", body = ErrorBody),
+    ))]
+pub async fn start_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    Ok(Json(start_row(&state, &row).await?))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/stop", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Stopped", body = PipelineStatus),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        (status = 503, description = "The runtime failed", body = ErrorBody),
+    ))]
+pub async fn stop_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    state.runtime.stop(&target(&row)).await?;
+    pipelines::set_desired_state(&state.pool, row.id, "stopped").await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/restart", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Stopped and started with the current settings", body = PipelineStatus),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        (status = 422, description = "The runtime cannot run this pipeline", body = ErrorBody),
+        (status = 503, description = "The runtime failed", body = ErrorBody),
+    ))]
+pub async fn restart_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    state.runtime.stop(&target(&row)).await?;
+    Ok(Json(start_row(&state, &row).await?))
+}
+
+#[utoipa::path(get, path = "/v1/pipelines/{pipeline_id}/status", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "What the replicator is doing", body = PipelineStatus),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        (status = 503, description = "The runtime cannot be asked", body = ErrorBody),
+    ))]
+pub async fn pipeline_status(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+#[utoipa::path(get, path = "/v1/pipelines/{pipeline_id}/replication-status", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Table states and slot lag, read from the source", body = ReplicationStatus),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+    ))]
+pub async fn replication_status(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<ReplicationStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    let mut conn = connect_source(&state, &row).await?;
+    let tables = source_state::table_states(&mut conn, id).await?;
+    let slot = source_state::slot_status(&mut conn, id).await?;
+    Ok(Json(ReplicationStatus {
+        pipeline_id: id,
+        tables,
+        slot,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/rollback-tables", tag = "pipelines",
+    request_body = RollbackRequest,
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The tables rolled back", body = RollbackResult),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such pipeline, or table not replicated", body = ErrorBody),
+        (status = 409, description = "The pipeline runs, or the table has no previous state", body = ErrorBody),
+        (status = 422, description = "Invalid request, or the source cannot be reached", body = ErrorBody),
+        (status = 503, description = "The runtime cannot be asked", body = ErrorBody),
+    ))]
+pub async fn rollback_tables(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+    JsonBody(body): JsonBody<RollbackRequest>,
+) -> Result<Json<RollbackResult>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    if state.runtime.status(&target(&row)).await?.is_running() {
+        return Err(ApiError::Conflict(format!(
+            "pipeline {id} is running: stop it, roll back, then start it again"
+        )));
+    }
+    let mut conn = connect_source(&state, &row).await?;
+    let tables = source_state::rollback(&mut conn, id, &body.tables, body.target).await?;
+    Ok(Json(RollbackResult { tables }))
+}

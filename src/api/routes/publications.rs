@@ -1,0 +1,123 @@
+//! `/v1/sources/{source_id}/publications`: publications on a tenant's source database.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::sources::connect_source;
+use crate::api::domain::source::{CreatePublication, Publication, Publications, UpdatePublication};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::source_db::publications;
+use crate::api::state::AppState;
+
+#[utoipa::path(post, path = "/v1/sources/{source_id}/publications", tag = "publications",
+    request_body = CreatePublication,
+    params(("source_id" = i64, Path, description = "Source id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 201, description = "Created", body = Publication),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such source for this tenant", body = ErrorBody),
+        (status = 409, description = "The publication exists", body = ErrorBody),
+        (status = 422, description = "Unknown table, or the source refused", body = ErrorBody),
+    ))]
+pub async fn create_publication(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(source_id): PathParam<i64>,
+    JsonBody(body): JsonBody<CreatePublication>,
+) -> Result<(StatusCode, Json<Publication>), ApiError> {
+    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    let publication = publications::create(&mut conn, &body.name, &body.tables).await?;
+    Ok((StatusCode::CREATED, Json(publication)))
+}
+
+#[utoipa::path(get, path = "/v1/sources/{source_id}/publications", tag = "publications",
+    params(("source_id" = i64, Path, description = "Source id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The source's publications", body = Publications),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such source for this tenant", body = ErrorBody),
+        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+    ))]
+pub async fn list_publications(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(source_id): PathParam<i64>,
+) -> Result<Json<Publications>, ApiError> {
+    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    Ok(Json(Publications {
+        publications: publications::list(&mut conn).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/sources/{source_id}/publications/{publication_name}",
+    tag = "publications",
+    params(("source_id" = i64, Path, description = "Source id"),
+           ("publication_name" = String, Path, description = "Publication name"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The publication and its tables", body = Publication),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such source or publication", body = ErrorBody),
+        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+    ))]
+pub async fn get_publication(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam((source_id, name)): PathParam<(i64, String)>,
+) -> Result<Json<Publication>, ApiError> {
+    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    Ok(Json(publications::get(&mut conn, &name).await?))
+}
+
+#[utoipa::path(put, path = "/v1/sources/{source_id}/publications/{publication_name}",
+    tag = "publications", request_body = UpdatePublication,
+    params(("source_id" = i64, Path, description = "Source id"),
+           ("publication_name" = String, Path, description = "Publication name"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The publication with its new tables", body = Publication),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such source or publication", body = ErrorBody),
+        (status = 422, description = "Unknown table, or the source refused", body = ErrorBody),
+    ))]
+pub async fn update_publication(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam((source_id, name)): PathParam<(i64, String)>,
+    JsonBody(body): JsonBody<UpdatePublication>,
+) -> Result<Json<Publication>, ApiError> {
+    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    Ok(Json(
+        publications::set_tables(&mut conn, &name, &body.tables).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/sources/{source_id}/publications/{publication_name}",
+    tag = "publications",
+    params(("source_id" = i64, Path, description = "Source id"),
+           ("publication_name" = String, Path, description = "Publication name"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 204, description = "Dropped"),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such source or publication", body = ErrorBody),
+        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+    ))]
+pub async fn delete_publication(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam((source_id, name)): PathParam<(i64, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    publications::drop(&mut conn, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

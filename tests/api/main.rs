@@ -1,0 +1,17 @@
+//! Integration tests of the control plane (`etl serve-api`): every route against a real
+//! PostgreSQL (a fresh database per test for the `app` schema, and per-test source databases),
+//! secrets at rest, key rotation, the `local` runtime with real processes, and the CLI.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod cli;
+mod destinations;
+mod helpers;
+mod images;
+mod local_runtime;
+mod pipelines;
+mod rotation;
+mod sources;
+mod tenants;
