@@ -21,6 +21,39 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The error answers every `/v1` route may give (the OpenAPI document lists them per route).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ApiErrors {
+    /// Malformed request: bad JSON, a bad path parameter, a missing `tenant_id` header.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid `Authorization: Bearer` key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such object for this tenant.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The request conflicts with the current state (duplicate name, object in use, running).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is not JSON (`Content-Type` must be `application/json`).
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Well-formed but invalid input, or the source database refused or cannot be reached.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+}
+
+/// The answer of routes that call the pipeline runtime when it fails.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RuntimeUnavailable {
+    /// The runtime (processes, Kubernetes) could not start, stop or report the replicator.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

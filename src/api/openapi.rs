@@ -42,7 +42,7 @@ use super::routes::{
         image::Image, image::CreateImage, image::UpdateImage, image::Images,
         source::Source, source::Sources, source::CreateSource, source::UpdateSource,
         source::SourceConfigIn, source::SourceConfigView, source::TlsSettings,
-        source::TlsModeView, source::SourceTable, source::SourceTables, source::TableName,
+        source::SourceTable, source::SourceTables, source::TableName,
         source::Publication, source::Publications, source::CreatePublication,
         source::UpdatePublication, source::ValidateSource, source::ValidationReport,
         source::Finding, source::FindingLevel,

@@ -7,25 +7,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::config::PgConnectionConfig;
-
-/// TLS mode of a source connection.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsModeView {
-    Disable,
-    #[default]
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
+use crate::config::{PgConnectionConfig, TlsMode};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
+    /// disable | prefer (default) | require | verify-ca | verify-full
     #[serde(default)]
-    pub mode: TlsModeView,
+    #[schema(value_type = String)]
+    pub mode: TlsMode,
     /// PEM file of trusted roots, on the machine (or in the pod) running the replicator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,

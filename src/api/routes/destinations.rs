@@ -13,8 +13,9 @@ use crate::api::domain::destination::{
 };
 use crate::api::domain::source::ValidationReport;
 use crate::api::domain::tenant::validate_name;
-use crate::api::error::{ApiError, ErrorBody, conflict_on_unique, pg_code};
+use crate::api::error::{ApiError, ApiErrors};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::routes::owned;
 use crate::api::secrets;
 use crate::api::state::AppState;
 
@@ -29,14 +30,8 @@ fn to_destination(row: ConfiguredRow) -> Destination {
     }
 }
 
-fn name_taken(name: &str) -> impl FnOnce() -> String + '_ {
-    move || format!("a destination named `{name}` exists")
-}
-
 async fn find(state: &AppState, tenant: &TenantId, id: i64) -> Result<ConfiguredRow, ApiError> {
-    configured::get(&state.pool, TABLE, &tenant.0, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("destination {id}")))
+    owned::find(state, TABLE, tenant, id).await
 }
 
 /// Validates a plain config and seals it.
@@ -49,11 +44,7 @@ fn checked_and_sealed(state: &AppState, plain: Value) -> Result<Value, ApiError>
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 201, description = "Created", body = Destination),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "A destination with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid config", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_destination(
     State(state): State<AppState>,
@@ -64,10 +55,7 @@ pub async fn create_destination(
     let sealed = checked_and_sealed(&state, body.config)?;
     let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, &sealed)
         .await
-        .map_err(|e| match pg_code(&e).as_deref() {
-            Some("23503") => ApiError::NotFound(format!("tenant `{}`", tenant.0)),
-            _ => conflict_on_unique(e, name_taken(&body.name)),
-        })?;
+        .map_err(|e| owned::write_error(TABLE, &tenant, &body.name, e))?;
     Ok((StatusCode::CREATED, Json(to_destination(row))))
 }
 
@@ -75,8 +63,7 @@ pub async fn create_destination(
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The tenant's destinations", body = Destinations),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_destinations(
     State(state): State<AppState>,
@@ -93,9 +80,7 @@ pub async fn list_destinations(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The destination, without secrets", body = Destination),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such destination for this tenant", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_destination(
     State(state): State<AppState>,
@@ -111,11 +96,7 @@ pub async fn get_destination(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Updated", body = Destination),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such destination for this tenant", body = ErrorBody),
-        (status = 409, description = "A destination with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid config", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_destination(
     State(state): State<AppState>,
@@ -135,17 +116,15 @@ pub async fn update_destination(
         }
         None => None,
     };
-    let row = configured::update(
-        &state.pool,
+    let row = owned::update(
+        &state,
         TABLE,
-        &tenant.0,
+        &tenant,
         id,
         body.name.as_deref(),
         sealed.as_ref(),
     )
-    .await
-    .map_err(|e| conflict_on_unique(e, name_taken(body.name.as_deref().unwrap_or_default())))?
-    .ok_or_else(|| ApiError::NotFound(format!("destination {id}")))?;
+    .await?;
     Ok(Json(to_destination(row)))
 }
 
@@ -154,24 +133,14 @@ pub async fn update_destination(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such destination for this tenant", body = ErrorBody),
-        (status = 409, description = "Pipelines use the destination", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_destination(
     State(state): State<AppState>,
     tenant: TenantId,
     PathParam(id): PathParam<i64>,
 ) -> Result<StatusCode, ApiError> {
-    match configured::delete(&state.pool, TABLE, &tenant.0, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::NotFound(format!("destination {id}"))),
-        Err(e) if pg_code(&e).as_deref() == Some("23503") => Err(ApiError::Conflict(format!(
-            "destination {id} is used by pipelines: delete them first"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    owned::delete(&state, TABLE, &tenant, id).await
 }
 
 #[utoipa::path(post, path = "/v1/destinations/validate", tag = "destinations",
@@ -179,9 +148,7 @@ pub async fn delete_destination(
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Problems found (empty: none)", body = ValidationReport),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 422, description = "Malformed body", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn validate_destination(
     _tenant: TenantId,

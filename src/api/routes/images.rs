@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use crate::api::db::images::{self, DeleteOutcome, UpdateOutcome};
 use crate::api::domain::image::{CreateImage, Image, Images, UpdateImage};
 use crate::api::domain::tenant::validate_name;
-use crate::api::error::{ApiError, ErrorBody, conflict_on_unique, pg_code};
+use crate::api::error::{ApiError, ApiErrors, conflict_on_unique, pg_code};
 use crate::api::extract::{JsonBody, PathParam};
 use crate::api::state::AppState;
 
@@ -18,10 +18,7 @@ fn not_found(id: i64) -> ApiError {
 #[utoipa::path(post, path = "/v1/images", tag = "images", request_body = CreateImage,
     responses(
         (status = 201, description = "Created", body = Image),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "An image with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid name", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_image(
     State(state): State<AppState>,
@@ -37,7 +34,7 @@ pub async fn create_image(
 #[utoipa::path(get, path = "/v1/images", tag = "images",
     responses(
         (status = 200, description = "Every image", body = Images),
-        (status = 401, description = "No valid API key", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_images(State(state): State<AppState>) -> Result<Json<Images>, ApiError> {
     Ok(Json(Images {
@@ -49,9 +46,7 @@ pub async fn list_images(State(state): State<AppState>) -> Result<Json<Images>, 
     params(("image_id" = i64, Path, description = "Image id")),
     responses(
         (status = 200, description = "The image", body = Image),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such image", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_image(
     State(state): State<AppState>,
@@ -67,11 +62,7 @@ pub async fn get_image(
     params(("image_id" = i64, Path, description = "Image id")),
     responses(
         (status = 200, description = "Updated", body = Image),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such image", body = ErrorBody),
-        (status = 409, description = "Name taken, or un-defaulting the default", body = ErrorBody),
-        (status = 422, description = "Invalid name", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_image(
     State(state): State<AppState>,
@@ -97,10 +88,7 @@ pub async fn update_image(
     params(("image_id" = i64, Path, description = "Image id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such image", body = ErrorBody),
-        (status = 409, description = "The default image, or used by replicators", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_image(
     State(state): State<AppState>,

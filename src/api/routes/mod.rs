@@ -5,6 +5,7 @@
 pub mod destinations;
 pub mod health;
 pub mod images;
+pub mod owned;
 pub mod pipeline_actions;
 pub mod pipelines;
 pub mod publications;

@@ -10,9 +10,9 @@ use crate::api::db::pipelines::{self, PipelineRow};
 use crate::api::domain::pipeline::{
     PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
 };
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
-use crate::api::runtime::{LaunchSpec, replicator_config};
+use crate::api::runtime::{self, LaunchSpec, replicator_config};
 use crate::api::secrets;
 use crate::api::source_db::state as source_state;
 use crate::api::state::AppState;
@@ -52,7 +52,10 @@ async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, 
 }
 
 async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
-    Ok(state.runtime.status(&target(row)).await?.to_api(row.id))
+    Ok(runtime::to_api(
+        &state.runtime.status(&target(row)).await?,
+        row.id,
+    ))
 }
 
 async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
@@ -67,11 +70,7 @@ async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Started (or replaced, if it ran)", body = PipelineStatus),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 422, description = "The runtime cannot run this pipeline", body = ErrorBody),
-        (status = 503, description = "The runtime failed", body = ErrorBody),
+        ApiErrors, RuntimeUnavailable,
     ))]
 pub async fn start_pipeline(
     State(state): State<AppState>,
@@ -87,10 +86,7 @@ pub async fn start_pipeline(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Stopped", body = PipelineStatus),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 503, description = "The runtime failed", body = ErrorBody),
+        ApiErrors, RuntimeUnavailable,
     ))]
 pub async fn stop_pipeline(
     State(state): State<AppState>,
@@ -108,11 +104,7 @@ pub async fn stop_pipeline(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Stopped and started with the current settings", body = PipelineStatus),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 422, description = "The runtime cannot run this pipeline", body = ErrorBody),
-        (status = 503, description = "The runtime failed", body = ErrorBody),
+        ApiErrors, RuntimeUnavailable,
     ))]
 pub async fn restart_pipeline(
     State(state): State<AppState>,
@@ -129,10 +121,7 @@ pub async fn restart_pipeline(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "What the replicator is doing", body = PipelineStatus),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 503, description = "The runtime cannot be asked", body = ErrorBody),
+        ApiErrors, RuntimeUnavailable,
     ))]
 pub async fn pipeline_status(
     State(state): State<AppState>,
@@ -148,10 +137,7 @@ pub async fn pipeline_status(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Table states and slot lag, read from the source", body = ReplicationStatus),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn replication_status(
     State(state): State<AppState>,
@@ -175,12 +161,7 @@ pub async fn replication_status(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The tables rolled back", body = RollbackResult),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline, or table not replicated", body = ErrorBody),
-        (status = 409, description = "The pipeline runs, or the table has no previous state", body = ErrorBody),
-        (status = 422, description = "Invalid request, or the source cannot be reached", body = ErrorBody),
-        (status = 503, description = "The runtime cannot be asked", body = ErrorBody),
+        ApiErrors, RuntimeUnavailable,
     ))]
 pub async fn rollback_tables(
     State(state): State<AppState>,
@@ -189,7 +170,7 @@ pub async fn rollback_tables(
     JsonBody(body): JsonBody<RollbackRequest>,
 ) -> Result<Json<RollbackResult>, ApiError> {
     let row = find(&state, &tenant, id).await?;
-    if state.runtime.status(&target(&row)).await?.is_running() {
+    if runtime::is_running(&state.runtime.status(&target(&row)).await?) {
         return Err(ApiError::Conflict(format!(
             "pipeline {id} is running: stop it, roll back, then start it again"
         )));

@@ -12,7 +12,7 @@ use crate::api::domain::pipeline::{
     CreatePipeline, DeletedPipeline, DesiredState, Pipeline, PipelineSettings, Pipelines,
     UpdatePipeline,
 };
-use crate::api::error::{ApiError, ErrorBody, conflict_on_unique};
+use crate::api::error::{ApiError, ApiErrors, conflict_on_unique};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::runtime::ReplicatorTarget;
 use crate::api::secrets;
@@ -89,11 +89,7 @@ pub(crate) async fn cleanup_source(state: &AppState, row: &PipelineRow) -> Resul
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 201, description = "Created (stopped)", body = Pipeline),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source or destination for this tenant", body = ErrorBody),
-        (status = 409, description = "Same pipeline exists, or no default image", body = ErrorBody),
-        (status = 422, description = "Invalid settings", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_pipeline(
     State(state): State<AppState>,
@@ -138,8 +134,7 @@ pub async fn create_pipeline(
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The tenant's pipelines", body = Pipelines),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_pipelines(
     State(state): State<AppState>,
@@ -158,9 +153,7 @@ pub async fn list_pipelines(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The pipeline", body = Pipeline),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_pipeline(
     State(state): State<AppState>,
@@ -176,11 +169,7 @@ pub async fn get_pipeline(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Updated; a running replicator picks it up on restart", body = Pipeline),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
-        (status = 409, description = "Same pipeline exists", body = ErrorBody),
-        (status = 422, description = "Invalid settings", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_pipeline(
     State(state): State<AppState>,
@@ -215,9 +204,7 @@ pub async fn update_pipeline(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Deleted; says whether the source was cleaned up", body = DeletedPipeline),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such pipeline for this tenant", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_pipeline(
     State(state): State<AppState>,

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 
 use super::sources::connect_source;
 use crate::api::domain::source::{CreatePublication, Publication, Publications, UpdatePublication};
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ApiErrors};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::source_db::publications;
 use crate::api::state::AppState;
@@ -17,11 +17,7 @@ use crate::api::state::AppState;
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 201, description = "Created", body = Publication),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
-        (status = 409, description = "The publication exists", body = ErrorBody),
-        (status = 422, description = "Unknown table, or the source refused", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_publication(
     State(state): State<AppState>,
@@ -39,10 +35,7 @@ pub async fn create_publication(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The source's publications", body = Publications),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
-        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_publications(
     State(state): State<AppState>,
@@ -62,10 +55,7 @@ pub async fn list_publications(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The publication and its tables", body = Publication),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source or publication", body = ErrorBody),
-        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_publication(
     State(state): State<AppState>,
@@ -83,10 +73,7 @@ pub async fn get_publication(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The publication with its new tables", body = Publication),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source or publication", body = ErrorBody),
-        (status = 422, description = "Unknown table, or the source refused", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_publication(
     State(state): State<AppState>,
@@ -107,10 +94,7 @@ pub async fn update_publication(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 204, description = "Dropped"),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source or publication", body = ErrorBody),
-        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_publication(
     State(state): State<AppState>,

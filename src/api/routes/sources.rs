@@ -12,8 +12,9 @@ use crate::api::domain::source::{
     ValidationReport, view,
 };
 use crate::api::domain::tenant::validate_name;
-use crate::api::error::{ApiError, ErrorBody, conflict_on_unique, pg_code};
+use crate::api::error::{ApiError, ApiErrors};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::routes::owned;
 use crate::api::source_db::{self, checks, publications};
 use crate::api::state::AppState;
 use crate::api::{secrets, source_db::connect};
@@ -35,9 +36,7 @@ pub(crate) async fn find(
     tenant: &TenantId,
     id: i64,
 ) -> Result<ConfiguredRow, ApiError> {
-    configured::get(&state.pool, TABLE, &tenant.0, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("source {id}")))
+    owned::find(state, TABLE, tenant, id).await
 }
 
 /// Connects to a tenant's source with its decrypted settings.
@@ -50,26 +49,11 @@ pub(crate) async fn connect_source(
     connect(&secrets::open(row.config.0, &state.encryptor)?).await
 }
 
-fn name_taken(name: &str) -> impl FnOnce() -> String + '_ {
-    move || format!("a source named `{name}` exists")
-}
-
-fn tenant_missing(error: sqlx::Error, tenant: &TenantId) -> ApiError {
-    match pg_code(&error).as_deref() {
-        Some("23503") => ApiError::NotFound(format!("tenant `{}`", tenant.0)),
-        _ => error.into(),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = CreateSource,
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 201, description = "Created", body = Source),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "A source with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid settings", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_source(
     State(state): State<AppState>,
@@ -81,10 +65,7 @@ pub async fn create_source(
     let sealed = secrets::seal(plain, &state.encryptor);
     let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, &sealed)
         .await
-        .map_err(|e| match pg_code(&e).as_deref() {
-            Some("23505") => conflict_on_unique(e, name_taken(&body.name)),
-            _ => tenant_missing(e, &tenant),
-        })?;
+        .map_err(|e| owned::write_error(TABLE, &tenant, &body.name, e))?;
     Ok((StatusCode::CREATED, Json(to_source(row)?)))
 }
 
@@ -92,8 +73,7 @@ pub async fn create_source(
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The tenant's sources", body = Sources),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_sources(
     State(state): State<AppState>,
@@ -109,9 +89,7 @@ pub async fn list_sources(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The source, without its password", body = Source),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_source(
     State(state): State<AppState>,
@@ -126,11 +104,7 @@ pub async fn get_source(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Updated", body = Source),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
-        (status = 409, description = "A source with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid settings", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_source(
     State(state): State<AppState>,
@@ -146,17 +120,15 @@ pub async fn update_source(
         Some(config) => Some(reseal(&state, config, &stored.config.0)?),
         None => None,
     };
-    let row = configured::update(
-        &state.pool,
+    let row = owned::update(
+        &state,
         TABLE,
-        &tenant.0,
+        &tenant,
         id,
         body.name.as_deref(),
         sealed.as_ref(),
     )
-    .await
-    .map_err(|e| conflict_on_unique(e, name_taken(body.name.as_deref().unwrap_or_default())))?
-    .ok_or_else(|| ApiError::NotFound(format!("source {id}")))?;
+    .await?;
     Ok(Json(to_source(row)?))
 }
 
@@ -172,24 +144,14 @@ fn reseal(state: &AppState, config: &SourceConfigIn, stored: &Value) -> Result<V
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
-        (status = 409, description = "Pipelines use the source", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_source(
     State(state): State<AppState>,
     tenant: TenantId,
     PathParam(id): PathParam<i64>,
 ) -> Result<StatusCode, ApiError> {
-    match configured::delete(&state.pool, TABLE, &tenant.0, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::NotFound(format!("source {id}"))),
-        Err(e) if pg_code(&e).as_deref() == Some("23503") => Err(ApiError::Conflict(format!(
-            "source {id} is used by pipelines: delete them first"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    owned::delete(&state, TABLE, &tenant, id).await
 }
 
 #[utoipa::path(get, path = "/v1/sources/{source_id}/tables", tag = "sources",
@@ -197,10 +159,7 @@ pub async fn delete_source(
            ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "The source database's tables", body = SourceTables),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such source for this tenant", body = ErrorBody),
-        (status = 422, description = "The source cannot be reached", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_source_tables(
     State(state): State<AppState>,
@@ -217,9 +176,7 @@ pub async fn list_source_tables(
     params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
     responses(
         (status = 200, description = "Failed prerequisites (empty: all passed)", body = ValidationReport),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 422, description = "Invalid settings", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn validate_source(
     _tenant: TenantId,

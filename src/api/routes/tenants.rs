@@ -11,17 +11,15 @@ use crate::api::db::{pipelines, tenants};
 use crate::api::domain::tenant::{
     CreateTenant, Tenant, Tenants, UpdateTenant, validate_name, validate_tenant_id,
 };
-use crate::api::error::{ApiError, ErrorBody, conflict_on_unique};
+use crate::api::error::{ApiError, ApiErrors, conflict_on_unique};
 use crate::api::extract::{JsonBody, PathParam};
+use crate::api::runtime;
 use crate::api::state::AppState;
 
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = Tenant),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "A tenant with this id exists", body = ErrorBody),
-        (status = 422, description = "Invalid id or name", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn create_tenant(
     State(state): State<AppState>,
@@ -38,7 +36,7 @@ pub async fn create_tenant(
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
     responses(
         (status = 200, description = "Every tenant", body = Tenants),
-        (status = 401, description = "No valid API key", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Tenants>, ApiError> {
     Ok(Json(Tenants {
@@ -50,9 +48,7 @@ pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Tenants>
     params(("tenant_id" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant", body = Tenant),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn get_tenant(
     State(state): State<AppState>,
@@ -68,10 +64,7 @@ pub async fn get_tenant(
     params(("tenant_id" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Updated", body = Tenant),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 422, description = "Invalid name", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn update_tenant(
     State(state): State<AppState>,
@@ -90,9 +83,7 @@ pub async fn update_tenant(
     responses(
         (status = 200, description = "Updated", body = Tenant),
         (status = 201, description = "Created", body = Tenant),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 422, description = "Invalid id or name", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn put_tenant(
     State(state): State<AppState>,
@@ -114,10 +105,7 @@ pub async fn put_tenant(
     params(("tenant_id" = String, Path, description = "Tenant id")),
     responses(
         (status = 204, description = "Deleted with everything it owned"),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "A pipeline of the tenant is running", body = ErrorBody),
+        ApiErrors,
     ))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
@@ -129,7 +117,7 @@ pub async fn delete_tenant(
     let owned = pipelines::list(&state.pool, &id).await?;
     for pipeline in &owned {
         let status = state.runtime.status(&target(pipeline)).await?;
-        if status.is_running() {
+        if runtime::is_running(&status) {
             return Err(ApiError::Conflict(format!(
                 "pipeline {} of tenant `{id}` is running: stop it first",
                 pipeline.id

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use super::{LaunchSpec, PipelineRuntime, ReplicatorTarget, RuntimeError, RuntimeStatus};
 use crate::config::Environment;
-use crate::k8s::{K8sError, ReplicatorManager, ReplicatorSpec, ReplicatorStatus};
+use crate::k8s::{K8sError, ReplicatorManager, ReplicatorSpec};
 
 /// Replicators as StatefulSets.
 pub struct KubernetesRuntime {
@@ -30,18 +30,6 @@ fn runtime_error(error: K8sError) -> RuntimeError {
             RuntimeError::Invalid(error.to_string())
         }
         other => RuntimeError::Failed(other.to_string()),
-    }
-}
-
-/// Kubernetes' view of a replicator, in the control plane's terms.
-pub fn status_from(status: ReplicatorStatus) -> RuntimeStatus {
-    match status {
-        ReplicatorStatus::Stopped => RuntimeStatus::Stopped,
-        ReplicatorStatus::Starting => RuntimeStatus::Starting,
-        ReplicatorStatus::Started => RuntimeStatus::Started,
-        ReplicatorStatus::Stopping => RuntimeStatus::Stopping,
-        ReplicatorStatus::Failed { reason } => RuntimeStatus::Failed { reason },
-        ReplicatorStatus::Unknown => RuntimeStatus::Unknown,
     }
 }
 
@@ -85,7 +73,6 @@ impl PipelineRuntime for KubernetesRuntime {
             self.manager
                 .status(&target.tenant_id, target.replicator_id)
                 .await
-                .map(status_from)
                 .map_err(runtime_error)
         }
         .boxed()

@@ -37,38 +37,32 @@ pub struct LaunchSpec {
     pub resources: Option<ResourceSettings>,
 }
 
-/// What a runtime reports about one replicator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuntimeStatus {
-    Stopped,
-    Starting,
-    Started,
-    Stopping,
-    Failed { reason: String },
-    Unknown,
+/// What a runtime reports about one replicator: the same states for every runtime.
+pub use crate::k8s::ReplicatorStatus as RuntimeStatus;
+
+/// The runtime's status in the API's terms.
+pub fn to_api(status: &RuntimeStatus, pipeline_id: i64) -> PipelineStatus {
+    let (state, reason) = match status {
+        RuntimeStatus::Stopped => (PipelineState::Stopped, None),
+        RuntimeStatus::Starting => (PipelineState::Starting, None),
+        RuntimeStatus::Started => (PipelineState::Started, None),
+        RuntimeStatus::Stopping => (PipelineState::Stopping, None),
+        RuntimeStatus::Failed { reason } => (PipelineState::Failed, Some(reason.clone())),
+        RuntimeStatus::Unknown => (PipelineState::Unknown, None),
+    };
+    PipelineStatus {
+        pipeline_id,
+        status: state,
+        reason,
+    }
 }
 
-impl RuntimeStatus {
-    pub fn to_api(&self, pipeline_id: i64) -> PipelineStatus {
-        let (status, reason) = match self {
-            RuntimeStatus::Stopped => (PipelineState::Stopped, None),
-            RuntimeStatus::Starting => (PipelineState::Starting, None),
-            RuntimeStatus::Started => (PipelineState::Started, None),
-            RuntimeStatus::Stopping => (PipelineState::Stopping, None),
-            RuntimeStatus::Failed { reason } => (PipelineState::Failed, Some(reason.clone())),
-            RuntimeStatus::Unknown => (PipelineState::Unknown, None),
-        };
-        PipelineStatus {
-            pipeline_id,
-            status,
-            reason,
-        }
-    }
-
-    /// Whether a replicator process exists or is about to (anything but stopped or failed).
-    pub fn is_running(&self) -> bool {
-        !matches!(self, RuntimeStatus::Stopped | RuntimeStatus::Failed { .. })
-    }
+/// Whether a replicator process exists or is about to (anything but stopped or failed).
+pub fn is_running(status: &RuntimeStatus) -> bool {
+    !matches!(
+        status,
+        RuntimeStatus::Stopped | RuntimeStatus::Failed { .. }
+    )
 }
 
 /// Why a runtime call failed.
