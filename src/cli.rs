@@ -55,6 +55,12 @@ pub enum Command {
     #[command(subcommand)]
     K8s(K8sCommand),
 
+    /// Copy the publication's tables, then stream their changes into the destination until
+    /// SIGTERM/SIGINT.
+    ///
+    /// Example: etl --env dev replicate --once
+    Replicate(ReplicateArgs),
+
     /// Run the REST control plane (sections `api` and `database`).
     ///
     /// Example: APP_ENVIRONMENT=dev etl serve-api
@@ -74,6 +80,13 @@ pub enum ApiCommand {
 
     /// Print a new random key (base64 of 32 bytes) for `api.api_keys` or `api.encryption_keys`.
     GenerateKey,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Copy, stream until everything committed before streaming started is applied, then exit 0.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -97,11 +97,10 @@ pub async fn build_runtime(
                         kind: "kubernetes",
                         message: e.to_string(),
                     })?;
-            let manager = crate::k8s::ReplicatorManager::new(
-                connection.client,
-                kubernetes.unwrap_or_default(),
-            );
-            Arc::new(KubernetesRuntime::new(manager, environment))
+            let settings = kubernetes.unwrap_or_default();
+            let metrics_port = settings.metrics_port;
+            let manager = crate::k8s::ReplicatorManager::new(connection.client, settings);
+            Arc::new(KubernetesRuntime::new(manager, environment, metrics_port))
         }
     })
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::config::{BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings};
+use crate::config::{BatchConfig, PipelineConfig, ResourceSettings};
 
 /// Settings of a pipeline's replicator.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -49,15 +49,16 @@ impl PipelineSettings {
     /// Checks the settings with the replicator's own rules; errors name the field.
     pub fn validate(&self, publication_name: &str) -> Result<(), String> {
         validate_publication_name(publication_name)?;
-        let config = PipelineConfig {
-            id: 0,
-            publication_name: publication_name.to_owned(),
-            pg_connection: PgConnectionConfig::default(),
-            batch: self.batch.clone(),
-            max_table_sync_workers: self.max_table_sync_workers,
-            max_copy_connections_per_table: self.max_copy_connections_per_table,
-            run_migrations: true,
-        };
+        // The replicator's own type and rules: every field it adds later keeps its default.
+        let config: PipelineConfig = serde_json::from_value(serde_json::json!({
+            "id": 0,
+            "publication_name": publication_name,
+            "pg_connection": {},
+            "batch": self.batch,
+            "max_table_sync_workers": self.max_table_sync_workers,
+            "max_copy_connections_per_table": self.max_copy_connections_per_table,
+        }))
+        .map_err(|e| format!("`config`: {e}"))?;
         config
             .validate()
             .map_err(|(key, message)| format!("`config.{key}` {message}"))?;

@@ -12,7 +12,8 @@ use crate::api::domain::pipeline::{
 };
 use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
-use crate::api::runtime::{self, LaunchSpec, replicator_config};
+use crate::api::runtime::replicator_config::{self, ReplicatorInputs};
+use crate::api::runtime::{self, LaunchSpec};
 use crate::api::secrets;
 use crate::api::source_db::state as source_state;
 use crate::api::state::AppState;
@@ -34,13 +35,14 @@ async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, 
     }
     let destination = plain.pop().unwrap_or_default();
     let source = plain.pop().unwrap_or_default();
-    let config = replicator_config::build(
-        row.id,
-        &row.publication_name,
-        &settings,
+    let config = replicator_config::build(ReplicatorInputs {
+        pipeline_id: row.id,
+        publication_name: &row.publication_name,
+        settings: &settings,
         source,
         destination,
-    )
+        metrics_address: state.runtime.metrics_address(),
+    })
     .map_err(|e| ApiError::Internal(format!("replicator config: {e}")))?;
     Ok(LaunchSpec {
         target: target(row),
@@ -145,9 +147,9 @@ pub async fn replication_status(
     PathParam(id): PathParam<i64>,
 ) -> Result<Json<ReplicationStatus>, ApiError> {
     let row = find(&state, &tenant, id).await?;
-    let mut conn = connect_source(&state, &row).await?;
-    let tables = source_state::table_states(&mut conn, id).await?;
-    let slot = source_state::slot_status(&mut conn, id).await?;
+    let pool = connect_source(&state, &row).await?;
+    let tables = source_state::table_states(&pool, id).await?;
+    let slot = source_state::slot_status(&pool, id).await?;
     Ok(Json(ReplicationStatus {
         pipeline_id: id,
         tables,
@@ -175,7 +177,7 @@ pub async fn rollback_tables(
             "pipeline {id} is running: stop it, roll back, then start it again"
         )));
     }
-    let mut conn = connect_source(&state, &row).await?;
-    let tables = source_state::rollback(&mut conn, id, &body.tables, body.target).await?;
+    let pool = connect_source(&state, &row).await?;
+    let tables = source_state::rollback(&pool, id, &body.tables, body.target).await?;
     Ok(Json(RollbackResult { tables }))
 }

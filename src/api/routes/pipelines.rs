@@ -65,7 +65,7 @@ pub(crate) async fn find(
 pub(crate) async fn connect_source(
     state: &AppState,
     row: &PipelineRow,
-) -> Result<sqlx::PgConnection, ApiError> {
+) -> Result<sqlx::PgPool, ApiError> {
     let source = configured::get(
         &state.pool,
         ConfigTable::Sources,
@@ -79,10 +79,10 @@ pub(crate) async fn connect_source(
 
 /// Drops the pipeline's slots and `etl` rows on its source; `Err` says why it could not.
 pub(crate) async fn cleanup_source(state: &AppState, row: &PipelineRow) -> Result<(), String> {
-    let mut conn = connect_source(state, row)
+    let pool = connect_source(state, row)
         .await
         .map_err(|e| e.to_string())?;
-    source_state::delete_pipeline_state(&mut conn, row.id).await
+    source_state::delete_pipeline_state(&pool, row.id).await
 }
 
 #[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines", request_body = CreatePipeline,

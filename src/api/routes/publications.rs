@@ -25,8 +25,8 @@ pub async fn create_publication(
     PathParam(source_id): PathParam<i64>,
     JsonBody(body): JsonBody<CreatePublication>,
 ) -> Result<(StatusCode, Json<Publication>), ApiError> {
-    let mut conn = connect_source(&state, &tenant, source_id).await?;
-    let publication = publications::create(&mut conn, &body.name, &body.tables).await?;
+    let pool = connect_source(&state, &tenant, source_id).await?;
+    let publication = publications::create(&pool, &body.name, &body.tables).await?;
     Ok((StatusCode::CREATED, Json(publication)))
 }
 
@@ -42,9 +42,9 @@ pub async fn list_publications(
     tenant: TenantId,
     PathParam(source_id): PathParam<i64>,
 ) -> Result<Json<Publications>, ApiError> {
-    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    let pool = connect_source(&state, &tenant, source_id).await?;
     Ok(Json(Publications {
-        publications: publications::list(&mut conn).await?,
+        publications: publications::list(&pool).await?,
     }))
 }
 
@@ -62,8 +62,8 @@ pub async fn get_publication(
     tenant: TenantId,
     PathParam((source_id, name)): PathParam<(i64, String)>,
 ) -> Result<Json<Publication>, ApiError> {
-    let mut conn = connect_source(&state, &tenant, source_id).await?;
-    Ok(Json(publications::get(&mut conn, &name).await?))
+    let pool = connect_source(&state, &tenant, source_id).await?;
+    Ok(Json(publications::get(&pool, &name).await?))
 }
 
 #[utoipa::path(put, path = "/v1/sources/{source_id}/publications/{publication_name}",
@@ -81,9 +81,9 @@ pub async fn update_publication(
     PathParam((source_id, name)): PathParam<(i64, String)>,
     JsonBody(body): JsonBody<UpdatePublication>,
 ) -> Result<Json<Publication>, ApiError> {
-    let mut conn = connect_source(&state, &tenant, source_id).await?;
+    let pool = connect_source(&state, &tenant, source_id).await?;
     Ok(Json(
-        publications::set_tables(&mut conn, &name, &body.tables).await?,
+        publications::set_tables(&pool, &name, &body.tables).await?,
     ))
 }
 
@@ -101,7 +101,7 @@ pub async fn delete_publication(
     tenant: TenantId,
     PathParam((source_id, name)): PathParam<(i64, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = connect_source(&state, &tenant, source_id).await?;
-    publications::drop(&mut conn, &name).await?;
+    let pool = connect_source(&state, &tenant, source_id).await?;
+    publications::drop(&pool, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

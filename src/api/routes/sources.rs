@@ -44,7 +44,7 @@ pub(crate) async fn connect_source(
     state: &AppState,
     tenant: &TenantId,
     id: i64,
-) -> Result<sqlx::PgConnection, ApiError> {
+) -> Result<sqlx::PgPool, ApiError> {
     let row = find(state, tenant, id).await?;
     connect(&secrets::open(row.config.0, &state.encryptor)?).await
 }
@@ -166,9 +166,9 @@ pub async fn list_source_tables(
     tenant: TenantId,
     PathParam(id): PathParam<i64>,
 ) -> Result<Json<SourceTables>, ApiError> {
-    let mut conn = connect_source(&state, &tenant, id).await?;
+    let pool = connect_source(&state, &tenant, id).await?;
     Ok(Json(SourceTables {
-        tables: publications::tables(&mut conn).await?,
+        tables: publications::tables(&pool).await?,
     }))
 }
 
@@ -184,7 +184,7 @@ pub async fn validate_source(
 ) -> Result<Json<ValidationReport>, ApiError> {
     let plain = body.config.to_json().map_err(ApiError::Invalid)?;
     let findings = match source_db::connect(&plain).await {
-        Ok(mut conn) => checks::run(&mut conn, body.publication.as_deref()).await?,
+        Ok(pool) => checks::run(&pool, body.publication.as_deref()).await?,
         Err(ApiError::Source(message)) => vec![checks::unreachable(message)],
         Err(other) => return Err(other),
     };

@@ -13,13 +13,16 @@ use crate::k8s::{K8sError, ReplicatorManager, ReplicatorSpec};
 pub struct KubernetesRuntime {
     manager: ReplicatorManager,
     environment: Environment,
+    metrics_port: u16,
 }
 
 impl KubernetesRuntime {
-    pub fn new(manager: ReplicatorManager, environment: Environment) -> Self {
+    /// `metrics_port` is `kubernetes.metrics_port`, the port the pod template exposes.
+    pub fn new(manager: ReplicatorManager, environment: Environment, metrics_port: u16) -> Self {
         Self {
             manager,
             environment,
+            metrics_port,
         }
     }
 }
@@ -36,6 +39,11 @@ fn runtime_error(error: K8sError) -> RuntimeError {
 impl PipelineRuntime for KubernetesRuntime {
     fn kind(&self) -> &'static str {
         "kubernetes"
+    }
+
+    /// The container port the StatefulSet exposes as `metrics`.
+    fn metrics_address(&self) -> Option<String> {
+        Some(format!("0.0.0.0:{}", self.metrics_port))
     }
 
     fn start<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<(), RuntimeError>> {

@@ -282,6 +282,11 @@ impl PipelineRuntime for LocalRuntime {
         "local"
     }
 
+    /// Off: several replicators on one machine would fight over one port.
+    fn metrics_address(&self) -> Option<String> {
+        None
+    }
+
     fn start<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<(), RuntimeError>> {
         async move {
             let lock = self.lock(spec.target.pipeline_id);

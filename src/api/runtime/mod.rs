@@ -88,6 +88,10 @@ pub trait PipelineRuntime: Send + Sync + 'static {
     /// `local` or `kubernetes`.
     fn kind(&self) -> &'static str;
 
+    /// Where the replicator serves its Prometheus metrics (`pipeline.metrics_address`);
+    /// `None` turns its endpoint off.
+    fn metrics_address(&self) -> Option<String>;
+
     fn start<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     fn stop<'a>(&'a self, target: &'a ReplicatorTarget) -> BoxFuture<'a, Result<(), RuntimeError>>;

@@ -19,14 +19,29 @@ pub struct ReplicatorConfig {
     pub secrets: BTreeMap<String, Secret>,
 }
 
-/// Builds the replicator config of pipeline `pipeline_id`.
-pub fn build(
-    pipeline_id: i64,
-    publication_name: &str,
-    settings: &PipelineSettings,
-    source: Value,
-    destination: Value,
-) -> Result<ReplicatorConfig, serde_yaml::Error> {
+/// What goes into one replicator's config.
+pub struct ReplicatorInputs<'a> {
+    pub pipeline_id: i64,
+    pub publication_name: &'a str,
+    pub settings: &'a PipelineSettings,
+    /// The decrypted source connection (`pipeline.pg_connection`).
+    pub source: Value,
+    /// The decrypted destination config (`destination`).
+    pub destination: Value,
+    /// `pipeline.metrics_address` (`None`: no metrics endpoint).
+    pub metrics_address: Option<String>,
+}
+
+/// Builds the replicator config of one pipeline.
+pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, serde_yaml::Error> {
+    let ReplicatorInputs {
+        pipeline_id,
+        publication_name,
+        settings,
+        source,
+        destination,
+        metrics_address,
+    } = inputs;
     let (pg_connection, mut secrets) = secrets::extract(source, &["pipeline", "pg_connection"]);
     let (destination, destination_secrets) = secrets::extract(destination, &["destination"]);
     secrets.extend(destination_secrets);
@@ -38,6 +53,7 @@ pub fn build(
             "batch": settings.batch,
             "max_table_sync_workers": settings.max_table_sync_workers,
             "max_copy_connections_per_table": settings.max_copy_connections_per_table,
+            "metrics_address": metrics_address,
         },
         "destination": destination,
     });
@@ -55,13 +71,14 @@ mod tests {
 
     #[test]
     fn the_replicator_loads_the_built_config_with_its_secret_variables() {
-        let config = build(
-            7,
-            "orders pub",
-            &PipelineSettings::default(),
-            json!({"host": "db", "port": 5433, "name": "shop", "username": "rep", "password": "0123"}),
-            json!({"memory": {}}),
-        )
+        let config = build(ReplicatorInputs {
+            pipeline_id: 7,
+            publication_name: "orders pub",
+            settings: &PipelineSettings::default(),
+            source: json!({"host": "db", "port": 5433, "name": "shop", "username": "rep", "password": "0123"}),
+            destination: json!({"memory": {}}),
+            metrics_address: None,
+        })
         .unwrap();
         assert!(!config.yaml.contains("0123"), "{}", config.yaml);
         let dir = tempfile::tempdir().unwrap();
@@ -75,6 +92,7 @@ mod tests {
         let pipeline: PipelineConfig = loaded.section("pipeline").unwrap();
         assert_eq!(pipeline.id, 7);
         assert_eq!(pipeline.publication_name, "orders pub");
+        assert_eq!(pipeline.metrics_address, None);
         let connection = pipeline.pg_connection.resolve().unwrap();
         assert_eq!(connection.port, 5433);
         assert_eq!(connection.password.unwrap().expose(), "0123");

@@ -13,7 +13,8 @@ pub mod state;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{ConnectOptions as _, PgConnection};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 
 use crate::api::error::{ApiError, pg_code};
 use crate::config::PgConnectionConfig;
@@ -21,16 +22,20 @@ use crate::config::PgConnectionConfig;
 /// How long connecting to a source may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to a source with its decrypted (plain) settings.
-pub async fn connect(plain: &Value) -> Result<PgConnection, ApiError> {
+/// Connects to a source with its decrypted (plain) settings: a small pool for one request.
+pub async fn connect(plain: &Value) -> Result<PgPool, ApiError> {
     let config: PgConnectionConfig = serde_json::from_value(plain.clone())
         .map_err(|e| ApiError::Internal(format!("stored source config: {e}")))?;
     let connection = config
         .resolve()
         .map_err(|e| ApiError::Invalid(format!("source config: {e}")))?;
     let options = connection.sqlx_options();
-    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
-        Ok(Ok(conn)) => Ok(conn),
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options);
+    match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
+        Ok(Ok(pool)) => Ok(pool),
         Ok(Err(e)) => Err(ApiError::Source(format!(
             "cannot connect to the source {}: {}",
             connection.describe(),
@@ -61,6 +66,20 @@ pub fn describe(error: &sqlx::Error) -> String {
         sqlx::Error::PoolTimedOut => "timed out".into(),
         other => other.to_string(),
     }
+}
+
+/// An error and its causes on one line (`reading x: connection refused`).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        match e.downcast_ref::<sqlx::Error>() {
+            Some(sql) => text.push_str(&format!(": {}", describe(sql))),
+            None => text.push_str(&format!(": {e}")),
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// `"name"` with embedded quotes doubled.

@@ -1,6 +1,6 @@
 //! Tables and publications of a source database.
 
-use sqlx::PgConnection;
+use sqlx::PgPool;
 use sqlx::types::Json;
 
 use super::{check_ident, quote_ident, source_error};
@@ -8,7 +8,7 @@ use crate::api::domain::source::{Publication, SourceTable, TableName};
 use crate::api::error::{ApiError, pg_code};
 
 /// The user tables of the source (ordinary and partitioned), by schema and name.
-pub async fn tables(conn: &mut PgConnection) -> Result<Vec<SourceTable>, ApiError> {
+pub async fn tables(pool: &PgPool) -> Result<Vec<SourceTable>, ApiError> {
     sqlx::query_as(
         "select c.oid::int8 as id, n.nspname::text as schema, c.relname::text as name \
          from pg_class c join pg_namespace n on n.oid = c.relnamespace \
@@ -17,12 +17,12 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<SourceTable>, ApiErro
            and n.nspname !~ '^pg_(toast|temp)' \
          order by 2, 3",
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
     .map_err(|e| source_error("cannot list the source's tables", e))
 }
 
-pub async fn list(conn: &mut PgConnection) -> Result<Vec<Publication>, ApiError> {
+pub async fn list(pool: &PgPool) -> Result<Vec<Publication>, ApiError> {
     let rows: Vec<(String, Json<Vec<TableName>>)> = sqlx::query_as(
         "select p.pubname::text, coalesce(json_agg(json_build_object('schema', t.schemaname, \
          'name', t.tablename) order by t.schemaname, t.tablename) \
@@ -30,7 +30,7 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<Publication>, ApiError>
          from pg_publication p left join pg_publication_tables t on t.pubname = p.pubname \
          group by p.pubname order by p.pubname",
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
     .map_err(|e| source_error("cannot list publications", e))?;
     Ok(rows
@@ -39,8 +39,8 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<Publication>, ApiError>
         .collect())
 }
 
-pub async fn get(conn: &mut PgConnection, name: &str) -> Result<Publication, ApiError> {
-    list(conn)
+pub async fn get(pool: &PgPool, name: &str) -> Result<Publication, ApiError> {
+    list(pool)
         .await?
         .into_iter()
         .find(|p| p.name == name)
@@ -70,7 +70,7 @@ fn publication_error(name: &str, error: sqlx::Error) -> ApiError {
 }
 
 pub async fn create(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     name: &str,
     tables: &[TableName],
 ) -> Result<Publication, ApiError> {
@@ -80,20 +80,20 @@ pub async fn create(
         sql.push_str(&format!(" for table {}", table_list(tables)?));
     }
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *conn)
+        .execute(pool)
         .await
         .map_err(|e| publication_error(name, e))?;
-    get(conn, name).await
+    get(pool, name).await
 }
 
 /// Replaces the publication's tables.
 pub async fn set_tables(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     name: &str,
     tables: &[TableName],
 ) -> Result<Publication, ApiError> {
     check_ident("publication name", name)?;
-    let current = get(conn, name).await?;
+    let current = get(pool, name).await?;
     let sql = if tables.is_empty() {
         if current.tables.is_empty() {
             return Ok(current);
@@ -111,19 +111,19 @@ pub async fn set_tables(
         )
     };
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *conn)
+        .execute(pool)
         .await
         .map_err(|e| publication_error(name, e))?;
-    get(conn, name).await
+    get(pool, name).await
 }
 
-pub async fn drop(conn: &mut PgConnection, name: &str) -> Result<(), ApiError> {
+pub async fn drop(pool: &PgPool, name: &str) -> Result<(), ApiError> {
     check_ident("publication name", name)?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "drop publication {}",
         quote_ident(name)
     )))
-    .execute(conn)
+    .execute(pool)
     .await
     .map_err(|e| publication_error(name, e))?;
     Ok(())

@@ -5,13 +5,14 @@
 
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{PgConnection, PgPool};
 
-use super::{describe, source_error};
+use super::{chain, source_error};
 use crate::api::domain::pipeline::{
     RollbackTables, RollbackTarget, RolledBackTable, SlotStatus, TableReplicationState,
 };
 use crate::api::error::ApiError;
+use crate::engine::{cleanup, slot_monitor};
 
 /// The apply worker's slot of a pipeline.
 pub fn apply_slot_name(pipeline_id: i64) -> String {
@@ -23,20 +24,20 @@ pub fn sync_slot_name(pipeline_id: i64, table_id: i64) -> String {
     format!("etl_sync_{pipeline_id}_{table_id}")
 }
 
-async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+async fn has_table(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select to_regclass($1) is not null")
         .bind(table)
-        .fetch_one(conn)
+        .fetch_one(pool)
         .await
 }
 
 /// The current state of every table of the pipeline (empty before the replicator first ran).
 pub async fn table_states(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     pipeline_id: i64,
 ) -> Result<Vec<TableReplicationState>, ApiError> {
     let read = |e| source_error("cannot read the replication state", e);
-    if !has_table(conn, "etl.replication_state")
+    if !has_table(pool, "etl.replication_state")
         .await
         .map_err(read)?
     {
@@ -58,7 +59,7 @@ pub async fn table_states(
          order by s.table_id",
     )
     .bind(pipeline_id)
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
     .map_err(read)?;
     Ok(rows
@@ -75,50 +76,35 @@ pub async fn table_states(
         .collect())
 }
 
-/// The pipeline's apply slot: lag behind the server's WAL position and `safe_wal_size`.
-pub async fn slot_status(
-    conn: &mut PgConnection,
-    pipeline_id: i64,
-) -> Result<SlotStatus, ApiError> {
+/// The pipeline's apply slot: lag behind the server's WAL position and `safe_wal_size`, read by
+/// the engine's slot monitor.
+pub async fn slot_status(pool: &PgPool, pipeline_id: i64) -> Result<SlotStatus, ApiError> {
     let name = apply_slot_name(pipeline_id);
-    type Row = (bool, Option<i64>, Option<i64>, Option<String>);
-    let row: Option<Row> = sqlx::query_as(
-        "select active, (pg_current_wal_lsn() - confirmed_flush_lsn)::int8, safe_wal_size, \
-           wal_status from pg_replication_slots where slot_name = $1",
-    )
-    .bind(&name)
-    .fetch_optional(conn)
-    .await
-    .map_err(|e| source_error("cannot read replication slots", e))?;
-    Ok(match row {
-        Some((active, lag_bytes, safe_wal_size, wal_status)) => SlotStatus {
-            name,
-            exists: true,
-            active: Some(active),
-            lag_bytes,
-            safe_wal_size,
-            wal_status,
-        },
-        None => SlotStatus {
-            name,
-            exists: false,
-            active: None,
-            lag_bytes: None,
-            safe_wal_size: None,
-            wal_status: None,
-        },
+    let slot = slot_monitor::read_slot(pool, &name)
+        .await
+        .map_err(|e| ApiError::Source(chain(&e)))?;
+    Ok(SlotStatus {
+        exists: slot.is_some(),
+        active: slot.as_ref().map(|s| s.active),
+        lag_bytes: slot
+            .as_ref()
+            .and_then(|s| s.lag_bytes)
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+        safe_wal_size: slot.as_ref().and_then(|s| s.safe_wal_size),
+        wal_status: slot.and_then(|s| s.wal_status),
+        name,
     })
 }
 
 /// Rolls the chosen tables back; the pipeline must not be running. One transaction.
 pub async fn rollback(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     pipeline_id: i64,
     tables: &RollbackTables,
     target: RollbackTarget,
 ) -> Result<Vec<RolledBackTable>, ApiError> {
     let fail = |e| source_error("cannot roll back", e);
-    if !has_table(conn, "etl.replication_state")
+    if !has_table(pool, "etl.replication_state")
         .await
         .map_err(fail)?
     {
@@ -129,7 +115,7 @@ pub async fn rollback(
             _ => Ok(Vec::new()),
         };
     }
-    let mut tx = conn.begin().await.map_err(fail)?;
+    let mut tx = pool.begin().await.map_err(fail)?;
     let current: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
         "select id, table_id::int8, state, prev_id from etl.replication_state \
          where pipeline_id = $1 and is_current order by table_id for update",
@@ -222,44 +208,11 @@ async fn drop_slot_if_idle(conn: &mut PgConnection, name: &str) -> Result<(), sq
     .map(drop)
 }
 
-/// Drops the pipeline's slots and deletes its rows from every `etl` table. Safe to repeat.
-pub async fn delete_pipeline_state(
-    conn: &mut PgConnection,
-    pipeline_id: i64,
-) -> Result<(), String> {
-    let sync_pattern = format!("etl\\_sync\\_{pipeline_id}\\_%");
-    sqlx::query(
-        "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
-         where database = current_database() and (slot_name = $1 or slot_name like $2)",
-    )
-    .bind(apply_slot_name(pipeline_id))
-    .bind(&sync_pattern)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| {
-        format!(
-            "cannot drop the pipeline's replication slots: {}",
-            describe(&e)
-        )
-    })?;
-    for table in [
-        "etl.replication_state",
-        "etl.table_schemas",
-        "etl.table_mappings",
-        "etl.replication_progress",
-    ] {
-        let exists = has_table(conn, table)
-            .await
-            .map_err(|e| format!("cannot read the `etl` schema: {}", describe(&e)))?;
-        if exists {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "delete from {table} where pipeline_id = $1"
-            )))
-            .bind(pipeline_id)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| format!("cannot delete from {table}: {}", describe(&e)))?;
-        }
-    }
-    Ok(())
+/// Drops the pipeline's slots and deletes its rows from every `etl` table (the engine's own
+/// cleanup). Safe to repeat.
+pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: i64) -> Result<(), String> {
+    let id = u64::try_from(pipeline_id).map_err(|_| format!("bad pipeline id {pipeline_id}"))?;
+    cleanup::delete_pipeline_state(pool, id)
+        .await
+        .map_err(|e| chain(&e))
 }
