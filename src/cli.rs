@@ -54,6 +54,19 @@ pub enum Command {
     /// Prepare a Kubernetes cluster for replicators.
     #[command(subcommand)]
     K8s(K8sCommand),
+
+    /// Copy the publication's tables, then stream their changes into the destination until
+    /// SIGTERM/SIGINT.
+    ///
+    /// Example: etl --env dev replicate --once
+    Replicate(ReplicateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Copy, stream until everything committed before streaming started is applied, then exit 0.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Subcommand)]

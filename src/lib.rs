@@ -7,6 +7,7 @@
 //! - [`config`]: configuration shared by every subcommand: `config/base.yaml`, then
 //!   `config/{env}.yaml`, then `APP_` variables; typed sections and secrets.
 //! - [`telemetry`]: the tracing subscriber (human or JSON lines).
+//! - [`replicate`]: `etl replicate`, the engine run from the configuration.
 //! - [`migrate`]: the two embedded migration sets (`app` for the API, `etl` for the replicator).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a handle every long-running task can wait on.
 //! - [`exit`]: how an error becomes an exit code and one readable line.
@@ -21,5 +22,6 @@ pub mod engine;
 pub mod exit;
 pub mod k8s;
 pub mod migrate;
+pub mod replicate;
 pub mod shutdown;
 pub mod telemetry;

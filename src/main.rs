@@ -67,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let connection = migration_target(set, &args, load)?;
             runtime.block_on(run_migrations(set, connection, args.dry_run))
         }
+        Command::Replicate(args) => runtime.block_on(etl::replicate::run(load()?, args.once)),
         Command::K8s(K8sCommand::Bootstrap(args)) => {
             // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
             let settings = match Config::load(&cli.config_dir, environment) {

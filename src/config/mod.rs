@@ -26,8 +26,8 @@ pub use environment::{Environment, UnknownEnvironment};
 pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
 pub use sections::{
-    BatchConfig, DatabaseConfig, DestinationConfig, KubernetesConfig, PipelineConfig,
-    ResourceSettings,
+    BatchConfig, DatabaseConfig, DestinationConfig, InvalidatedSlotBehavior, KubernetesConfig,
+    PipelineConfig, ResourceSettings, RetryConfig,
 };
 
 /// A configuration problem; `Display` is the one line the user sees.

@@ -40,6 +40,55 @@ pub struct PipelineConfig {
     /// Whether `etl replicate` applies the `etl` schema migrations before starting.
     #[serde(default = "default_true")]
     pub run_migrations: bool,
+    /// Milliseconds between standby status updates when nothing else triggers one (an update
+    /// is also sent right after every durable write and whenever the server asks).
+    #[serde(default = "default_status_update_interval_ms")]
+    pub status_update_interval_ms: u64,
+    /// Seconds between checks for tables added to or removed from the publication.
+    #[serde(default = "default_publication_refresh_secs")]
+    pub publication_refresh_secs: u64,
+    /// Where Prometheus metrics are served (`host:port`); `null` turns the endpoint off.
+    #[serde(default = "default_metrics_address")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// What to do when the apply slot was invalidated (`wal_status = lost`): `error` stops
+    /// with a clear error, `recreate` drops it and copies every table again.
+    #[serde(default)]
+    pub invalidated_slot_behavior: InvalidatedSlotBehavior,
+    /// Backoff of retries after transient failures (connection lost, source restarting,
+    /// destination unavailable).
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// What `etl replicate` does when its apply slot has been invalidated.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidatedSlotBehavior {
+    /// Stop with an error saying how to recover.
+    #[default]
+    Error,
+    /// Drop the slot, forget every table's state and copy everything again.
+    Recreate,
+}
+
+/// Exponential backoff with jitter: the first retry waits about `initial_ms`, each next one
+/// twice as long, never more than `max_ms`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_retry_initial_ms")]
+    pub initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_ms: default_retry_initial_ms(),
+            max_ms: default_retry_max_ms(),
+        }
+    }
 }
 
 /// When a batch of changes is written to the destination.
@@ -52,6 +101,10 @@ pub struct BatchConfig {
     /// Milliseconds after which a partial batch is written anyway.
     #[serde(default = "default_fill_ms")]
     pub max_fill_ms: u64,
+    /// Approximate bytes of column values after which a batch is written, whatever its size
+    /// in events (bounds memory for wide rows).
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -59,6 +112,7 @@ impl Default for BatchConfig {
         Self {
             max_size: default_batch_size(),
             max_fill_ms: default_fill_ms(),
+            max_bytes: default_batch_bytes(),
         }
     }
 }
@@ -69,6 +123,8 @@ impl Default for BatchConfig {
 pub enum DestinationConfig {
     /// Keeps everything in memory and discards it at exit (tests, benchmarks).
     Memory {},
+    /// Accepts and drops everything (measures the engine alone).
+    Discard {},
     /// A local SQLite file mirroring every table (the embedded default).
     Sqlite(#[serde(default)] SqliteDestinationConfig),
     /// A mirror in another Postgres database.
@@ -81,7 +137,7 @@ impl DestinationConfig {
     /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
     pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
-            DestinationConfig::Memory {} => Ok(()),
+            DestinationConfig::Memory {} | DestinationConfig::Discard {} => Ok(()),
             DestinationConfig::Sqlite(sqlite) => sqlite.validate(),
             DestinationConfig::Postgres(postgres) => postgres.validate(),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
@@ -109,6 +165,30 @@ fn default_fill_ms() -> u64 {
     1_000
 }
 
+fn default_batch_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_status_update_interval_ms() -> u64 {
+    10_000
+}
+
+fn default_publication_refresh_secs() -> u64 {
+    10
+}
+
+fn default_metrics_address() -> Option<std::net::SocketAddr> {
+    Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9000)))
+}
+
+fn default_retry_initial_ms() -> u64 {
+    500
+}
+
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+
 impl PipelineConfig {
     /// Checks value ranges serde cannot express; errors name the key below `pipeline`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -125,6 +205,21 @@ impl PipelineConfig {
             return Err((
                 "max_copy_connections_per_table",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(("batch.max_bytes", "must be at least 1".into()));
+        }
+        if self.status_update_interval_ms == 0 {
+            return Err(("status_update_interval_ms", "must be at least 1".into()));
+        }
+        if self.publication_refresh_secs == 0 {
+            return Err(("publication_refresh_secs", "must be at least 1".into()));
+        }
+        if self.retry.initial_ms == 0 || self.retry.max_ms < self.retry.initial_ms {
+            return Err((
+                "retry",
+                "initial_ms must be at least 1 and max_ms at least initial_ms".into(),
             ));
         }
         Ok(())

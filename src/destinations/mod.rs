@@ -164,3 +164,9 @@ impl<D: Destination> Destination for Arc<D> {
         (**self).write_events(events)
     }
 }
+
+pub mod any;
+pub mod discard;
+pub mod memory;
+
+pub use any::AnyDestination;

@@ -499,15 +499,13 @@ async fn a_wrong_password_is_fatal_and_an_unreachable_server_transient() {
     config.username = Some("etl_no_such_user".into());
     let err = PostgresDestination::connect(&config, None)
         .await
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
     assert!(matches!(err, Error::Fatal { .. }), "{err}");
     let closed =
         PgConnectionConfig::from_url("postgres://postgres@127.0.0.1:1/postgres?sslmode=disable");
     let err = PostgresDestination::connect(&closed, None)
         .await
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
     assert!(err.is_transient(), "{err}");
     db.drop_database().await;
 }

@@ -702,13 +702,11 @@ async fn an_unusable_path_is_a_fatal_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "x").unwrap();
-    let err = SqliteDestination::open(blocker.join("etl.db"))
-        .err()
-        .expect("must fail");
+    let err = SqliteDestination::open(blocker.join("etl.db")).expect_err("must fail");
     assert!(matches!(err, Error::Fatal { .. }), "{err}");
     assert!(err.to_string().contains("not-a-dir"), "{err}");
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
-    let err = SqliteDestination::open(&garbage).err().expect("must fail");
+    let err = SqliteDestination::open(&garbage).expect_err("must fail");
     assert!(err.to_string().contains("garbage.db"), "{err}");
 }

@@ -30,6 +30,14 @@ pub struct JsonlDestination {
     describe: String,
 }
 
+impl std::fmt::Debug for JsonlDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlDestination")
+            .field("output", &self.describe)
+            .finish_non_exhaustive()
+    }
+}
+
 impl JsonlDestination {
     /// Lines to standard output.
     pub fn stdout() -> Self {

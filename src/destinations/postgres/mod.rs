@@ -48,6 +48,14 @@ pub struct PostgresDestination {
     tables: Mutex<HashMap<TableId, Arc<TargetTable>>>,
 }
 
+impl std::fmt::Debug for PostgresDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDestination")
+            .field("target_schema", &self.target_schema)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PostgresDestination {
     /// Connects to the target and creates the `etl_destination` schema if missing.
     pub async fn connect(

@@ -59,6 +59,14 @@ struct Store {
     synchronous_full: bool,
 }
 
+impl std::fmt::Debug for SqliteDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDestination")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SqliteDestination {
     /// Opens (or creates, with its parent directories) the SQLite file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {

@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# Benchmark of `etl replicate` against the limits of the same PostgreSQL cluster, in one run
+# (docs/ops.md explains each figure). It starts its own cluster, loads the data, builds the
+# release binary and prints every figure with its ratio to the limit measured alongside:
+#
+#   initial copy   rows/s of etl into the destination  vs  psql "COPY … TO STDOUT" > /dev/null
+#                  (one connection), for pgbench_accounts and a ~20-column mixed-type table
+#   backlog drain  changes/s from SIGCONT until the slot confirms the last commit of a backlog
+#                  committed while etl was SIGSTOPped  vs  pg_recvlogical --endpos on the same
+#                  backlog, and the server's own decoding (pg_logical_slot_peek_binary_changes)
+#   live lag       seconds from the last commit of the same workload, while etl streams, until
+#                  the slot confirms it  vs  the 0.3 s target
+#   big txn        peak RSS (VmHWM) of etl while one big transaction streams through  vs  the
+#                  256 MiB target; its rows/s  vs  pg_recvlogical on the same transaction
+#
+# usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big]
+#                         [--keep] [--no-build] [--perf SECONDS] [--out FILE]
+#   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
+#   --destination  where etl writes; each kind has a function `destination_<kind>` below
+#   --only         run only these parts (the cluster and data are always prepared)
+#   --keep         leave the cluster running (and reuse a kept one next time: data loads once)
+#   --no-build     use the existing target/release/etl
+#   --perf N       record `perf` for N seconds of the backlog drain into $ETL_BENCH_DIR/perf.data
+#   --out FILE     also write the result table to FILE
+# ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+. "$here/lib.sh"
+
+quick=0 destination=discard only="copy,drain,live,big" keep=0 build=1 perf_secs=0 out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --destination) destination="${2:?--destination needs a value}"; shift ;;
+        --only) only="${2:?--only needs a value}"; shift ;;
+        --keep) keep=1 ;;
+        --no-build) build=0 ;;
+        --perf) perf_secs="${2:?--perf needs seconds}"; shift ;;
+        --out) out="${2:?--out needs a file}"; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$quick" = 1 ]; then
+    scale=5 mixed_rows=100000 inserts=100000 updates=20000 deletes=10000 big_rows=500000
+else
+    scale=50 mixed_rows=1000000 inserts=1000000 updates=200000 deletes=100000 big_rows=5000000
+fi
+accounts_rows=$((scale * 100000))
+changes=$((inserts + updates + deletes))
+timeout_s=900
+
+work="${ETL_BENCH_DIR:-/tmp/etl-bench}"
+mkdir -p "$work"
+chmod 755 "$work"
+results="$work/results.txt"
+: > "$results"
+
+# ---------------------------------------------------------------- destinations
+# Each prints the YAML body of `destination:` for the run named $1 (a directory is $work/$1).
+destination_discard() { echo "discard: {}"; }
+
+destination_yaml() {
+    if ! declare -F "destination_$destination" >/dev/null; then
+        echo "error: --destination $destination is not supported (known: $(declare -F | sed -n 's/^declare -f destination_//p' | grep -v yaml | tr '\n' ' '))" >&2
+        return 2
+    fi
+    "destination_$destination" "$1"
+}
+destination_yaml check >/dev/null || exit 2
+
+# ---------------------------------------------------------------- helpers
+log() { printf '==> %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+record() { # label value limit-label limit-value ratio target
+    printf '%-34s %14s   %-34s %14s   %7s   %s\n' "$@" | tee -a "$results"
+}
+
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+# ---------------------------------------------------------------- cluster
+if [ -f "$work/port" ] && as_pg_owner "$(pg_bindir)/pg_ctl" -D "$work/data" status >/dev/null 2>&1; then
+    port="$(cat "$work/port")"
+else
+    rm -rf "$work/data"
+    port="$(free_port)"
+    echo "$port" > "$work/port"
+    log "starting a PostgreSQL cluster in $work/data on port $port"
+    PG_FSYNC=off start_local_cluster "$work/data" "$port" postgres bench "$work/postgres.log"
+fi
+export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGPASSWORD=bench PGDATABASE=bench
+export PGOPTIONS="-c client_min_messages=warning"
+
+etl_pids=()
+cleanup() {
+    for pid in "${etl_pids[@]}"; do
+        kill -CONT "$pid" 2>/dev/null || true
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    if [ "$keep" = 0 ]; then
+        stop_local_cluster "$work/data"
+        rm -rf "$work/data" "$work/port"
+    fi
+}
+trap cleanup EXIT
+
+# A sender blocked on a SIGSTOPped client must not time it out during the backlog.
+PGDATABASE=postgres sql "alter system set wal_sender_timeout = '10min'"
+PGDATABASE=postgres sql "select pg_reload_conf()" >/dev/null
+
+# ---------------------------------------------------------------- data
+loaded="$(PGDATABASE=postgres sql "select 1 from pg_database where datname = 'bench'")"
+if [ "$loaded" != 1 ] || [ "$(sql "select count(*) from pgbench_accounts")" != "$accounts_rows" ] ||
+   [ "$(sql "select count(*) from bench_mixed")" != "$mixed_rows" ]; then
+    log "loading $accounts_rows pgbench_accounts rows and $mixed_rows mixed-type rows"
+    PGDATABASE=postgres sql "drop database if exists bench with (force)"
+    PGDATABASE=postgres sql "create database bench"
+    pgbench -i -q -s "$scale" >/dev/null 2>&1
+    psql -X -q -v ON_ERROR_STOP=1 -v rows="$mixed_rows" <<'SQL'
+create table bench_mixed (
+    id bigint primary key, i2 smallint, i4 integer, i8 bigint, num numeric(14, 4), f4 real,
+    f8 double precision, flag boolean, name text, code varchar(32), tag char(8), day date,
+    ts timestamp, tstz timestamptz, uid uuid, doc jsonb, raw bytea, addr inet, span interval,
+    tags integer[]);
+insert into bench_mixed
+select g, (g % 32767)::int2, g::int4, g::int8 * 1000003, (g * 1.2345)::numeric(14, 4), g / 7.0,
+       g / 13.0, g % 2 = 0, 'name ' || md5(g::text), left(md5(g::text), 20),
+       left(md5((g + 1)::text), 8), date '2000-01-01' + (g % 9000),
+       timestamp '2020-01-01' + g * interval '1 second',
+       timestamptz '2020-01-01 00:00+00' + g * interval '1 minute', md5(g::text)::uuid,
+       jsonb_build_object('id', g, 'tag', md5(g::text)), decode(md5(g::text), 'hex'),
+       ('10.' || (g % 256) || '.' || (g / 256 % 256) || '.1')::inet,
+       make_interval(secs => g % 100000), array[g, g + 1, g + 2]::int[]
+from generate_series(1, :rows) g;
+vacuum analyze bench_mixed;
+SQL
+fi
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+create table if not exists bench_changes (id bigint primary key, v integer, pad text);
+create table if not exists bench_big (id bigint primary key, v integer, pad text);
+
+-- 100 single-row changes per transaction: inserts, then updates, then deletes.
+create or replace procedure bench_workload(base bigint, inserts int, updates int, deletes int)
+language plpgsql as $$
+declare b int;
+begin
+    b := 0;
+    while b < inserts loop
+        insert into bench_changes
+        select base + g, 0, repeat('p', 60) from generate_series(b + 1, least(b + 100, inserts)) g;
+        commit;
+        b := b + 100;
+    end loop;
+    b := 0;
+    while b < updates loop
+        update bench_changes set v = v + 1
+        where id > base + b and id <= base + least(b + 100, updates);
+        commit;
+        b := b + 100;
+    end loop;
+    b := 0;
+    while b < deletes loop
+        delete from bench_changes
+        where id > base + inserts - deletes + b and id <= base + inserts - deletes + least(b + 100, deletes);
+        commit;
+        b := b + 100;
+    end loop;
+end $$;
+
+-- Epoch seconds at which `slot` confirmed `target` (polled every 2 ms), or null after timeout.
+create or replace function bench_wait_confirmed(slot text, target pg_lsn, timeout_s float8)
+returns float8 language plpgsql as $$
+declare deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+begin
+    loop
+        if exists (select 1 from pg_replication_slots
+                   where slot_name = slot and confirmed_flush_lsn >= target) then
+            return extract(epoch from clock_timestamp());
+        end if;
+        if clock_timestamp() > deadline then
+            return null;
+        end if;
+        perform pg_sleep(0.002);
+    end loop;
+end $$;
+SQL
+for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench_changes pub_big:bench_big; do
+    if [ "$(sql "select count(*) from pg_publication where pubname = '${pub%%:*}'")" = 0 ]; then
+        sql "create publication ${pub%%:*} for table ${pub#*:}"
+    fi
+done
+
+# ---------------------------------------------------------------- etl
+etl="${CARGO_TARGET_DIR:-$repo/target}/release/etl"
+if [ "$build" = 1 ]; then
+    log "cargo build --release"
+    (cd "$repo" && cargo build --release --quiet)
+fi
+[ -x "$etl" ] || { echo "error: $etl not found (build it or drop --no-build)" >&2; exit 1; }
+
+# The name of pipeline $1's apply slot.
+apply_slot() { echo "etl_apply_$1"; }
+
+# Starts `etl replicate` for pipeline id $1 on publication $2; sets $etl_pid.
+start_etl() {
+    local id="$1" publication="$2" dir="$work/etl-$1"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat > "$dir/base.yaml" <<YAML
+pipeline:
+  id: $id
+  publication_name: $publication
+  pg_connection:
+    host: 127.0.0.1
+    port: $port
+    name: bench
+    username: postgres
+    password: bench
+    tls: {mode: disable}
+  metrics_address: 127.0.0.1:$(free_port)
+destination:
+  $(destination_yaml "etl-$id")
+YAML
+    : > "$dir/dev.yaml"
+    RUST_LOG="${RUST_LOG:-info}" "$etl" --config-dir "$dir" --env dev replicate > "$dir/etl.log" 2>&1 &
+    etl_pid=$!
+    etl_pids+=("$etl_pid")
+}
+
+stop_etl() {
+    kill -CONT "$1" 2>/dev/null || true
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+fail_etl() {
+    echo "error: $1; last lines of $work/etl-$2/etl.log:" >&2
+    tail -20 "$work/etl-$2/etl.log" >&2
+    exit 1
+}
+
+# Waits until table $2 of pipeline $1 is in one of the states $3 (a SQL list).
+wait_state() {
+    local id="$1" table="$2" states="$3" deadline=$((SECONDS + timeout_s)) pid="$etl_pid"
+    until [ "$(sql "select count(*) from etl.replication_state where pipeline_id = $id
+                   and table_id = '$table'::regclass and is_current and state in ($states)" 2>/dev/null)" = 1 ]; do
+        kill -0 "$pid" 2>/dev/null || fail_etl "etl exited before $table reached ($states)" "$id"
+        [ "$SECONDS" -lt "$deadline" ] || fail_etl "$table did not reach ($states) in ${timeout_s}s" "$id"
+        sleep 0.05
+    done
+}
+
+# Epoch seconds at which $1's confirmed_flush_lsn passed $2, while etl pipeline $3 stays alive.
+wait_confirmed() {
+    local slot="$1" lsn="$2" id="$3" pid="$etl_pid" tmp="$work/wait.out"
+    sql "select bench_wait_confirmed('$slot', '$lsn', $timeout_s)" > "$tmp" &
+    local waiter=$!
+    while kill -0 "$waiter" 2>/dev/null; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            kill "$waiter" 2>/dev/null || true
+            fail_etl "etl exited before $slot confirmed $lsn" "$id"
+        fi
+        sleep 0.05
+    done
+    wait "$waiter"
+    local at
+    at="$(cat "$tmp")"
+    [ -n "$at" ] || fail_etl "$slot did not confirm $lsn within ${timeout_s}s" "$id"
+    echo "$at"
+}
+
+# Runs the change workload at id offset $1; prints "commit_lsn commit_epoch".
+run_workload() {
+    psql -X -q -A -t -v ON_ERROR_STOP=1 \
+        -c "call bench_workload($1, $inserts, $updates, $deletes)" \
+        -c "select pg_current_wal_insert_lsn() || ' ' || extract(epoch from clock_timestamp())"
+}
+
+recvlogical() { # slot publication endpos
+    pg_recvlogical -d bench -S "$1" --start -E "$3" --no-loop -f /dev/null \
+        -o proto_version=1 -o publication_names="$2"
+}
+
+create_slot() { sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null; }
+drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
+
+pipeline=$(( $(date +%s) % 100000 * 10 ))
+header() {
+    printf '%-34s %14s   %-34s %14s   %7s   %s\n' "measure ($destination)" "etl" "limit" "value" "ratio" "target" | tee -a "$results"
+}
+header
+
+# ---------------------------------------------------------------- initial copy
+if wants copy; then
+    for pair in pgbench_accounts:pub_accounts:$accounts_rows bench_mixed:pub_mixed:$mixed_rows; do
+        IFS=: read -r table publication rows <<< "$pair"
+        sql "select count(*) from $table" >/dev/null   # warm the cache for both readers
+        log "copy $table: psql COPY TO STDOUT"
+        start="$(now)"
+        psql -X -q -c "copy $table to stdout" > /dev/null
+        psql_secs="$(calc "$(now) - $start" 3)"
+        psql_rate="$(calc "$rows / $psql_secs" 0)"
+
+        pipeline=$((pipeline + 1))
+        log "copy $table: etl replicate (pipeline $pipeline)"
+        start="$(now)"
+        start_etl "$pipeline" "$publication"
+        wait_state "$pipeline" "$table" "'finished_copy', 'sync_done', 'ready'"
+        wall_secs="$(calc "$(now) - $start" 3)"
+        # The copy phase itself: from `data_sync` to `finished_copy` in the state history.
+        copy_secs="$(sql "select extract(epoch from max(created_at) filter (where state = 'finished_copy')
+                                            - max(created_at) filter (where state = 'data_sync'))
+                          from etl.replication_state where pipeline_id = $pipeline
+                          and table_id = '$table'::regclass")"
+        [ -n "$copy_secs" ] || copy_secs="$wall_secs"
+        stop_etl "$etl_pid"
+        sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+             where slot_name like 'etl%' and not active" >/dev/null
+        etl_rate="$(calc "$rows / $copy_secs" 0)"
+        record "copy $table rows/s" "$etl_rate" "psql COPY TO STDOUT rows/s" "$psql_rate" \
+            "$(calc "$etl_rate / $psql_rate")" ">= 1.3"
+        record "  (wall from start, s)" "$wall_secs" "(psql, s)" "$psql_secs" "" ""
+    done
+fi
+
+# ---------------------------------------------------------------- backlog drain and live lag
+if wants drain || wants live; then
+    pipeline=$((pipeline + 1))
+    sql "truncate bench_changes"
+    log "changes: etl replicate (pipeline $pipeline) on bench_changes"
+    start_etl "$pipeline" pub_changes
+    changes_pid="$etl_pid"
+    wait_state "$pipeline" bench_changes "'ready'"
+    slot="$(apply_slot "$pipeline")"
+    [ "$(sql "select count(*) from pg_replication_slots where slot_name = '$slot'")" = 1 ] ||
+        fail_etl "no apply slot named $slot" "$pipeline"
+    base=0
+
+    if wants drain; then
+        create_slot bench_recv
+        create_slot bench_peek
+        log "drain: $changes changes committed while etl is stopped"
+        kill -STOP "$changes_pid"
+        read -r lsn _ <<< "$(run_workload "$base")"
+        base=$((base + inserts + 1))
+        if [ "$perf_secs" != 0 ]; then
+            perf record -g -F 499 -p "$changes_pid" -o "$work/perf.data" -- sleep "$perf_secs" \
+                > "$work/perf.log" 2>&1 &
+            perf_pid=$!
+            sleep 0.3
+        fi
+        start="$(now)"
+        kill -CONT "$changes_pid"
+        done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
+        etl_secs="$(calc "$done_at - $start" 3)"
+        [ "$perf_secs" = 0 ] || wait "$perf_pid" || true
+
+        log "drain: pg_recvlogical --endpos $lsn"
+        start="$(now)"
+        recvlogical bench_recv pub_changes "$lsn"
+        recv_secs="$(calc "$(now) - $start" 3)"
+
+        log "drain: pg_logical_slot_peek_binary_changes"
+        start="$(now)"
+        messages="$(sql "select count(*) from pg_logical_slot_peek_binary_changes('bench_peek', '$lsn', null,
+                         'proto_version', '1', 'publication_names', 'pub_changes')")"
+        peek_secs="$(calc "$(now) - $start" 3)"
+        drop_slot bench_recv
+        drop_slot bench_peek
+        [ "$messages" -ge "$changes" ] || { echo "error: server decoded $messages < $changes messages" >&2; exit 1; }
+
+        etl_rate="$(calc "$changes / $etl_secs" 0)"
+        recv_rate="$(calc "$changes / $recv_secs" 0)"
+        peek_rate="$(calc "$changes / $peek_secs" 0)"
+        record "drain changes/s" "$etl_rate" "pg_recvlogical --endpos changes/s" "$recv_rate" \
+            "$(calc "$etl_rate / $recv_rate")" ">= 3"
+        record "" "" "server decoding (peek) changes/s" "$peek_rate" \
+            "$(calc "$etl_rate / $peek_rate")" ""
+    fi
+
+    if wants live; then
+        log "live: $changes changes while etl streams"
+        read -r lsn committed_at <<< "$(run_workload "$base")"
+        done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
+        lag="$(calc "$done_at - $committed_at" 3)"
+        record "live lag after last commit, s" "$lag" "target s" "0.3" "$(calc "$lag / 0.3")" "<= 1"
+    fi
+    stop_etl "$changes_pid"
+fi
+
+# ---------------------------------------------------------------- one big transaction
+if wants big; then
+    pipeline=$((pipeline + 1))
+    sql "truncate bench_big"
+    log "big: etl replicate (pipeline $pipeline) on bench_big"
+    start_etl "$pipeline" pub_big
+    wait_state "$pipeline" bench_big "'ready'"
+    slot="$(apply_slot "$pipeline")"
+    create_slot bench_recv_big
+    log "big: one transaction of $big_rows rows"
+    read -r lsn committed_at <<< "$(psql -X -q -A -t -v ON_ERROR_STOP=1 \
+        -c "insert into bench_big select g, g, repeat('b', 84) from generate_series(1, $big_rows) g" \
+        -c "select pg_current_wal_insert_lsn() || ' ' || extract(epoch from clock_timestamp())")"
+    done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
+    etl_secs="$(calc "$done_at - $committed_at" 3)"
+    hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$etl_pid/status")"
+    stop_etl "$etl_pid"
+    start="$(now)"
+    recvlogical bench_recv_big pub_big "$lsn"
+    recv_secs="$(calc "$(now) - $start" 3)"
+    drop_slot bench_recv_big
+    hwm_mib="$(calc "$hwm_kb / 1024" 1)"
+    record "big txn peak RSS, MiB" "$hwm_mib" "target MiB" "256" "$(calc "$hwm_mib / 256")" "<= 1"
+    etl_rate="$(calc "$big_rows / $etl_secs" 0)"
+    recv_rate="$(calc "$big_rows / $recv_secs" 0)"
+    record "big txn rows/s (commit to confirm)" "$etl_rate" "pg_recvlogical --endpos rows/s" \
+        "$recv_rate" "$(calc "$etl_rate / $recv_rate")" ""
+fi
+
+[ -z "$out" ] || cp "$results" "$out"
+log "results: $results"

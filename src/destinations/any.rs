@@ -1,0 +1,123 @@
+//! [`AnyDestination`]: the destination chosen by the configuration, dispatching the
+//! [`Destination`] trait to the configured kind. Adding a kind means one variant, one arm in
+//! [`AnyDestination::from_config`] and one arm per method in the `dispatch!` macro's list.
+
+use std::sync::Arc;
+
+use super::discard::DiscardDestination;
+use super::jsonl::JsonlDestination;
+use super::memory::MemoryDestination;
+use super::postgres::PostgresDestination;
+use super::sqlite::SqliteDestination;
+use super::{Destination, Result};
+use crate::config::DestinationConfig;
+use crate::engine::event::{ChangeEvent, CopyChunk};
+use crate::engine::schema::TableSchema;
+
+/// One of the configured destinations. Cheap to clone (each kind is shared).
+#[derive(Debug, Clone)]
+pub enum AnyDestination {
+    Memory(Arc<MemoryDestination>),
+    Discard(Arc<DiscardDestination>),
+    Sqlite(Arc<SqliteDestination>),
+    Postgres(Arc<PostgresDestination>),
+    Jsonl(Arc<JsonlDestination>),
+}
+
+/// Why a destination could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("destination.{kind}: {message}")]
+pub struct BuildError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl BuildError {
+    /// `error` with its causes, as one line.
+    fn new(kind: &'static str, error: super::Error) -> Self {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        BuildError { kind, message }
+    }
+}
+
+impl AnyDestination {
+    /// Builds (opens, connects) the destination described by `config`.
+    pub async fn from_config(config: &DestinationConfig) -> std::result::Result<Self, BuildError> {
+        Ok(match config {
+            DestinationConfig::Memory {} => {
+                AnyDestination::Memory(Arc::new(MemoryDestination::new()))
+            }
+            DestinationConfig::Discard {} => {
+                AnyDestination::Discard(Arc::new(DiscardDestination::new()))
+            }
+            DestinationConfig::Sqlite(sqlite) => {
+                let destination = SqliteDestination::open(&sqlite.path)
+                    .map_err(|e| BuildError::new("sqlite", e))?;
+                AnyDestination::Sqlite(Arc::new(destination))
+            }
+            DestinationConfig::Postgres(postgres) => {
+                let destination =
+                    PostgresDestination::connect(&postgres.connection, postgres.schema.clone())
+                        .await
+                        .map_err(|e| BuildError::new("postgres", e))?;
+                AnyDestination::Postgres(Arc::new(destination))
+            }
+            DestinationConfig::Jsonl(jsonl) => {
+                let destination = match &jsonl.path {
+                    Some(path) => JsonlDestination::file(path, jsonl.max_file_bytes)
+                        .map_err(|e| BuildError::new("jsonl", e))?,
+                    None => JsonlDestination::stdout(),
+                };
+                AnyDestination::Jsonl(Arc::new(destination))
+            }
+        })
+    }
+}
+
+/// Calls `$call` on whichever destination `$self` holds.
+macro_rules! dispatch {
+    ($self:ident, $d:ident => $call:expr) => {
+        match $self {
+            AnyDestination::Memory($d) => $call,
+            AnyDestination::Discard($d) => $call,
+            AnyDestination::Sqlite($d) => $call,
+            AnyDestination::Postgres($d) => $call,
+            AnyDestination::Jsonl($d) => $call,
+        }
+    };
+}
+
+impl Destination for AnyDestination {
+    fn kind(&self) -> &'static str {
+        dispatch!(self, d => d.kind())
+    }
+
+    async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
+        dispatch!(self, d => d.prepare_table(schema).await)
+    }
+
+    async fn begin_copy(&self, schema: &TableSchema) -> Result<()> {
+        dispatch!(self, d => d.begin_copy(schema).await)
+    }
+
+    async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
+        dispatch!(self, d => d.write_copy_rows(schema, chunk).await)
+    }
+
+    async fn finish_copy(&self, schema: &TableSchema) -> Result<()> {
+        dispatch!(self, d => d.finish_copy(schema).await)
+    }
+
+    async fn alter_table(&self, old: &TableSchema, new: &TableSchema) -> Result<()> {
+        dispatch!(self, d => d.alter_table(old, new).await)
+    }
+
+    async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
+        dispatch!(self, d => d.write_events(events).await)
+    }
+}

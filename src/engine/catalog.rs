@@ -1,0 +1,171 @@
+//! What the engine reads from the source's catalog: the tables of the publication (through an
+//! ordinary connection) and, inside a copy snapshot, one table's replicated schema, publication
+//! column list and row filter (through the replication session that holds the snapshot).
+
+use sqlx::PgPool;
+
+use super::error::Error;
+use super::schema::{
+    ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal,
+};
+use super::source::ReplicationClient;
+
+/// A table of the publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedTable {
+    pub id: TableId,
+    pub name: TableName,
+}
+
+/// The tables of `publication`; an error naming it when it does not exist.
+pub async fn publication_tables(
+    pool: &PgPool,
+    publication: &str,
+) -> Result<Vec<PublishedTable>, Error> {
+    let exists: Option<i32> = sqlx::query_scalar("select 1 from pg_publication where pubname = $1")
+        .bind(publication)
+        .fetch_optional(pool)
+        .await
+        .map_err(Error::query("looking up the publication"))?;
+    if exists.is_none() {
+        return Err(Error::Precondition(format!(
+            "publication `{publication}` does not exist in the source database \
+             (create it with CREATE PUBLICATION {publication} FOR TABLE …)"
+        )));
+    }
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "select c.oid::bigint, p.schemaname::text, p.tablename::text \
+         from pg_publication_tables p \
+         join pg_namespace n on n.nspname = p.schemaname \
+         join pg_class c on c.relnamespace = n.oid and c.relname = p.tablename \
+         where p.pubname = $1 order by c.oid",
+    )
+    .bind(publication)
+    .fetch_all(pool)
+    .await
+    .map_err(Error::query("listing the publication's tables"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(oid, schema, name)| PublishedTable {
+            id: TableId(oid as u32),
+            name: TableName::new(schema, name),
+        })
+        .collect())
+}
+
+/// The size of a table in pages (for choosing a parallel copy), read outside any snapshot.
+pub async fn table_pages(pool: &PgPool, table: TableId) -> Result<u64, Error> {
+    let pages: Option<i64> = sqlx::query_scalar(
+        "select pg_relation_size($1::bigint::oid) / current_setting('block_size')::bigint",
+    )
+    .bind(i64::from(table.0))
+    .fetch_one(pool)
+    .await
+    .map_err(Error::query("measuring a table"))?;
+    Ok(pages.unwrap_or(0).max(0) as u64)
+}
+
+/// A table's replicated schema and publication row filter, read in the session's snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotSchema {
+    pub schema: TableSchema,
+    /// The publication's `WHERE` expression for the table (PG 15+), applied to the copy.
+    pub row_filter: Option<String>,
+}
+
+/// Reads `table`'s schema inside the session's current transaction (the copy snapshot).
+pub async fn read_table_schema(
+    client: &mut ReplicationClient,
+    table: TableId,
+    publication: &str,
+) -> Result<SnapshotSchema, Error> {
+    let oid = table.0;
+    let rows = client
+        .simple_query(&format!(
+            "select n.nspname, c.relname, c.relreplident from pg_class c \
+             join pg_namespace n on n.oid = c.relnamespace where c.oid = {oid}"
+        ))
+        .await?;
+    let unknown = || Error::Schema {
+        table: TableName::new("?", oid.to_string()),
+        message: "the table no longer exists".into(),
+    };
+    let row = rows.first().ok_or_else(unknown)?;
+    let (Some(schema_name), Some(table_name)) = (field(row, 0), field(row, 1)) else {
+        return Err(unknown());
+    };
+    let name = TableName::new(schema_name, table_name);
+    let replica_identity = field(row, 2)
+        .and_then(|code| code.bytes().next())
+        .and_then(ReplicaIdentity::from_code)
+        .unwrap_or(ReplicaIdentity::Default);
+    let pg15 = client.server_major_version() >= 15;
+    let publication = quote_literal(publication);
+    let column_list = if pg15 {
+        format!(
+            "and a.attname = any(select unnest(p.attnames) from pg_publication_tables p \
+             where p.pubname = {publication} and p.schemaname = n.nspname \
+             and p.tablename = c.relname)"
+        )
+    } else {
+        String::new()
+    };
+    let columns = client
+        .simple_query(&format!(
+            "select a.attname, a.atttypid::bigint, a.atttypmod, a.attnotnull, \
+             (select k.pos from pg_index i, unnest(i.indkey::int2[]) with ordinality k(attnum, pos) \
+              where i.indrelid = a.attrelid and k.attnum = a.attnum and \
+              case when c.relreplident = 'i' then i.indisreplident else i.indisprimary end) \
+             from pg_attribute a join pg_class c on c.oid = a.attrelid \
+             join pg_namespace n on n.oid = c.relnamespace \
+             where a.attrelid = {oid} and a.attnum > 0 and not a.attisdropped \
+             and a.attgenerated = '' {column_list} order by a.attnum"
+        ))
+        .await?;
+    let bad = |what: &str| Error::Schema {
+        table: name.clone(),
+        message: format!("unexpected catalog value for {what}"),
+    };
+    let mut schema_columns = Vec::with_capacity(columns.len());
+    for row in &columns {
+        schema_columns.push(ColumnSchema {
+            name: field(row, 0).ok_or_else(|| bad("attname"))?.to_owned(),
+            type_oid: parse(field(row, 1)).ok_or_else(|| bad("atttypid"))?,
+            type_modifier: parse(field(row, 2)).ok_or_else(|| bad("atttypmod"))?,
+            nullable: field(row, 3) != Some("t"),
+            primary_key_position: field(row, 4).and_then(|p| p.parse().ok()),
+        });
+    }
+    let row_filter = if pg15 {
+        let rows = client
+            .simple_query(&format!(
+                "select rowfilter from pg_publication_tables where pubname = {publication} \
+                 and schemaname = {} and tablename = {}",
+                quote_literal(&name.schema),
+                quote_literal(&name.name)
+            ))
+            .await?;
+        rows.first()
+            .and_then(|row| field(row, 0))
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    Ok(SnapshotSchema {
+        schema: TableSchema {
+            id: table,
+            name,
+            columns: schema_columns,
+            replica_identity,
+        },
+        row_filter,
+    })
+}
+
+fn field(row: &[Option<String>], index: usize) -> Option<&str> {
+    row.get(index).and_then(|v| v.as_deref())
+}
+
+fn parse<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
+    value.and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,58 @@
+//! [`Error`]: why the pipeline (or one of its workers) stopped, and whether retrying can help.
+
+use super::lsn::Lsn;
+use super::schema::TableName;
+use super::{source, state};
+use crate::destinations;
+
+/// A pipeline failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] source::Error),
+    #[error(transparent)]
+    Destination(#[from] destinations::Error),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error("cannot query the source database while {action}")]
+    Query {
+        action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "replication slot `{slot}` was invalidated (wal_status = lost): the WAL it needed is \
+         gone. Set `pipeline.invalidated_slot_behavior: recreate` to copy every table again, or \
+         delete the pipeline's state"
+    )]
+    SlotInvalidated { slot: String },
+    #[error("cannot read the schema of table {table}: {message}")]
+    Schema { table: TableName, message: String },
+    #[error("the change at {lsn} cannot be decoded: {message}")]
+    Decode { lsn: Lsn, message: String },
+    #[error("{0}")]
+    Precondition(String),
+    #[error("cannot run the replicator migrations")]
+    Migration(#[from] crate::migrate::MigrationError),
+}
+
+impl Error {
+    /// Worth retrying after a pause (connection lost, server restarting, destination busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Source(e) => e.is_transient(),
+            Error::Destination(e) => e.is_transient(),
+            Error::State(e) => e.is_transient(),
+            Error::Query { source, .. } => matches!(
+                source,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn query(action: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+        move |source| Error::Query { action, source }
+    }
+}

@@ -1,0 +1,244 @@
+//! [`run`]: one pipeline from start to stop. Connects to the source, applies the `etl`
+//! migrations, makes sure the apply slot exists (created before any table is copied, so no
+//! change can fall between a copy and the stream), reconciles the stored table states with the
+//! publication, and hands over to the apply worker, which runs (and restarts) everything else.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::apply::{ApplySetup, ApplyWorker, apply_slot_name};
+use super::catalog;
+use super::error::Error;
+use super::lsn::Lsn;
+use super::observer::Observer;
+use super::retry::Backoff;
+use super::schema::TableId;
+use super::source::{ReplicationClient, SnapshotAction};
+use super::state::{StateStore, TableState};
+use super::table_sync::error_chain;
+use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
+use crate::destinations::Destination;
+use crate::migrate::{self, MigrationSet};
+use crate::shutdown::Shutdown;
+
+/// How [`run`] runs.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Stop (successfully) once every table is copied and everything committed before streaming
+    /// started is applied and acknowledged.
+    pub once: bool,
+    pub observer: Observer,
+}
+
+/// Runs the pipeline until `shutdown` fires (or, with [`RunOptions::once`], until caught up).
+/// Transient failures are retried with backoff; the error returned is fatal.
+pub async fn run<D: Destination + Clone>(
+    config: &PipelineConfig,
+    destination: D,
+    shutdown: Shutdown,
+    options: RunOptions,
+) -> Result<(), Error> {
+    let connection = config
+        .pg_connection
+        .resolve()
+        .map_err(|e| Error::Precondition(format!("pipeline.pg_connection: {e}")))?;
+    let mut backoff = Backoff::new(&config.retry);
+    let mut stop = shutdown.clone();
+    let setup = loop {
+        let attempt = prepare(config, &connection, &destination, &shutdown, &options).await;
+        match attempt {
+            Ok(setup) => break setup,
+            Err(error) if error.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %error_chain(&error), ?delay, "cannot start, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.wait() => return Ok(()),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    ApplyWorker::new(setup).run().await
+}
+
+async fn prepare<D: Destination + Clone>(
+    config: &PipelineConfig,
+    connection: &PgConnection,
+    destination: &D,
+    shutdown: &Shutdown,
+    options: &RunOptions,
+) -> Result<ApplySetup<D>, Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(connection.sqlx_options())
+        .await
+        .map_err(Error::query("connecting to the source"))?;
+    if config.run_migrations {
+        migrate::run(
+            MigrationSet::Replicator,
+            &connection.sqlx_options(),
+            false,
+            |_| {},
+        )
+        .await?;
+    }
+    let store = StateStore::new(pool.clone(), config.id);
+    let slot = apply_slot_name(config.id);
+    let confirmed = ensure_apply_slot(config, connection, &pool, &store, &slot).await?;
+
+    let tables = catalog::publication_tables(&pool, &config.publication_name).await?;
+    if tables.is_empty() {
+        tracing::warn!(publication = %config.publication_name,
+            "the publication has no tables yet; waiting for tables to be added");
+    }
+    let mut states = store.table_states().await?;
+    for table in &tables {
+        if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(table.id) {
+            store.set_table_state(table.id, &TableState::Init).await?;
+            entry.insert(TableState::Init);
+        }
+    }
+    let removed: Vec<TableId> = states
+        .keys()
+        .filter(|id| !tables.iter().any(|t| t.id == **id))
+        .copied()
+        .collect();
+    for id in removed {
+        store.remove_table(id).await?;
+        states.remove(&id);
+    }
+    let schemas = store.table_schemas().await?;
+    for (id, state) in &states {
+        if matches!(state, TableState::Ready | TableState::SyncDone(_))
+            && let Some(schema) = schemas.get(id)
+        {
+            destination.prepare_table(schema).await?;
+        }
+    }
+    let progress = store.progress().await?.unwrap_or(Lsn::ZERO);
+    let resume = confirmed.max(progress);
+    let once_target = if options.once {
+        let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+            .fetch_one(&pool)
+            .await
+            .map_err(Error::query("reading the current WAL position"))?;
+        Some(
+            lsn.parse()
+                .map_err(|e| Error::Precondition(format!("{e}")))?,
+        )
+    } else {
+        None
+    };
+    log_states(&states);
+    Ok(ApplySetup {
+        config: config.clone(),
+        connection: connection.clone(),
+        pool,
+        store,
+        destination: destination.clone(),
+        shutdown: shutdown.clone(),
+        observer: options.observer.clone(),
+        tables,
+        states,
+        schemas,
+        resume,
+        once_target,
+    })
+}
+
+fn log_states(states: &BTreeMap<TableId, TableState>) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for state in states.values() {
+        *counts.entry(state.name()).or_default() += 1;
+    }
+    tracing::info!(tables = states.len(), ?counts, "table states loaded");
+}
+
+/// Makes sure the apply slot exists and is usable; returns its confirmed position.
+async fn ensure_apply_slot(
+    config: &PipelineConfig,
+    connection: &PgConnection,
+    pool: &PgPool,
+    store: &StateStore,
+    slot: &str,
+) -> Result<Lsn, Error> {
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "select confirmed_flush_lsn::text, wal_status from pg_replication_slots \
+         where slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(Error::query("reading the apply slot"))?;
+    let mut recreate = false;
+    if let Some((confirmed, wal_status)) = &row {
+        if wal_status.as_deref() == Some("lost") {
+            match config.invalidated_slot_behavior {
+                InvalidatedSlotBehavior::Error => {
+                    return Err(Error::SlotInvalidated {
+                        slot: slot.to_owned(),
+                    });
+                }
+                InvalidatedSlotBehavior::Recreate => {
+                    tracing::warn!(
+                        slot,
+                        "the apply slot was invalidated; recreating it and \
+                        copying every table again"
+                    );
+                    drop_slot(connection, pool, slot).await?;
+                    recreate = true;
+                }
+            }
+        } else if let Some(confirmed) = confirmed {
+            return confirmed
+                .parse()
+                .map_err(|e| Error::Precondition(format!("slot `{slot}`: {e}")));
+        }
+    }
+    let states = store.table_states().await?;
+    if !recreate && states.values().any(|s| !matches!(s, TableState::Init)) {
+        tracing::warn!(
+            slot,
+            "the apply slot is missing but tables were already copied; \
+            copying every table again"
+        );
+    }
+    for (id, state) in &states {
+        if !matches!(state, TableState::Init) {
+            store.set_table_state(*id, &TableState::Init).await?;
+        }
+    }
+    store.clear_progress().await?;
+    let mut client = ReplicationClient::connect(connection).await?;
+    let created = client
+        .create_slot(slot, false, SnapshotAction::Nothing)
+        .await?;
+    let _ = client.close().await;
+    tracing::info!(slot, lsn = %created.consistent_point, "apply slot created");
+    Ok(created.consistent_point)
+}
+
+/// Drops `slot`, first terminating a session still using it.
+pub(crate) async fn drop_slot(
+    connection: &PgConnection,
+    pool: &PgPool,
+    slot: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "select pg_terminate_backend(active_pid) from pg_replication_slots \
+         where slot_name = $1 and active_pid is not null",
+    )
+    .bind(slot)
+    .execute(pool)
+    .await
+    .map_err(Error::query("terminating the slot's session"))?;
+    let mut client = ReplicationClient::connect(connection).await?;
+    client.drop_slot(slot, true).await?;
+    let _ = client.close().await;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `etl replicate [--once]`: reads the `pipeline` and `destination` sections, builds the
+//! destination, and runs the engine until SIGTERM/SIGINT (or, with `--once`, until caught up).
+
+use anyhow::Context as _;
+
+use crate::config::{Config, DestinationConfig, PipelineConfig};
+use crate::destinations::AnyDestination;
+use crate::engine::{self, RunOptions};
+use crate::shutdown;
+
+/// Runs the configured pipeline. Configuration problems are [`crate::config::ConfigError`]s
+/// (exit code 2); everything else is a runtime failure.
+pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
+    let pipeline: PipelineConfig = config.section("pipeline")?;
+    pipeline
+        .validate()
+        .map_err(|(key, message)| config.invalid(&format!("pipeline.{key}"), message))?;
+    pipeline
+        .pg_connection
+        .resolve()
+        .map_err(|e| config.invalid("pipeline.pg_connection", e.to_string()))?;
+    let destination_config: DestinationConfig = config.section("destination")?;
+    destination_config
+        .validate()
+        .map_err(|(key, message)| config.invalid(&format!("destination.{key}"), message))?;
+    let destination = AnyDestination::from_config(&destination_config)
+        .await
+        .context("cannot open the destination")?;
+
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::on_signals(trigger).context("cannot install the signal handlers")?;
+    tracing::info!(pipeline_id = pipeline.id, publication = %pipeline.publication_name,
+        destination = destination_kind(&destination_config), once, "replicator starting");
+    let options = RunOptions {
+        once,
+        ..RunOptions::default()
+    };
+    engine::run(&pipeline, destination, shutdown, options)
+        .await
+        .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
+    tracing::info!("replicator stopped");
+    Ok(())
+}
+
+fn destination_kind(config: &DestinationConfig) -> &'static str {
+    match config {
+        DestinationConfig::Memory {} => "memory",
+        DestinationConfig::Discard {} => "discard",
+        DestinationConfig::Sqlite(_) => "sqlite",
+        DestinationConfig::Postgres(_) => "postgres",
+        DestinationConfig::Jsonl(_) => "jsonl",
+    }
+}
