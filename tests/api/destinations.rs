@@ -92,3 +92,41 @@ async fn destinations_are_validated_and_scoped_to_their_tenant() {
         .expect(204);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn get_destination_never_returns_the_password() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let config = json!({"postgres": {
+        "host": "mirror.internal", "port": 5432, "name": "analytics",
+        "username": "etl", "password": "s3cret-mirror", "schema": "mirror"
+    }});
+    let id = app.create_destination("acme", "mirror", config).await;
+    let got = app
+        .get(&format!("/v1/destinations/{id}"), Some("acme"))
+        .await
+        .expect(200);
+    assert_eq!(got["config"]["postgres"]["password_set"], json!(true));
+    assert_eq!(got["config"]["postgres"]["schema"], json!("mirror"));
+    assert!(!got.to_string().contains("s3cret-mirror"), "{got}");
+    let (stored,): (serde_json::Value,) =
+        sqlx::query_as("select config from app.destinations where id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(!stored.to_string().contains("s3cret-mirror"), "{stored}");
+    assert_eq!(stored["postgres"]["password"]["key_id"], json!(1));
+
+    // A config the replicator would refuse is refused here, naming the field.
+    let bad = app
+        .post(
+            "/v1/destinations",
+            Some("acme"),
+            json!({"name": "x", "config": {"postgres": {"host": "h", "colour": "red"}}}),
+        )
+        .await
+        .expect(422);
+    assert!(bad["message"].as_str().unwrap().contains("colour"), "{bad}");
+    app.shutdown().await;
+}

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod cli;
 mod destinations;
+mod e2e;
 mod helpers;
 mod images;
 mod local_runtime;

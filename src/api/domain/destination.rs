@@ -59,12 +59,16 @@ pub fn validate_config(config: &Value) -> Result<DestinationConfig, String> {
     if !config.is_object() {
         return Err("`config` must be an object with exactly one destination kind".into());
     }
-    serde_json::from_value::<DestinationConfig>(config.clone())
-        .map_err(|e| format!("`config`: {e}"))
+    let parsed = serde_json::from_value::<DestinationConfig>(config.clone())
+        .map_err(|e| format!("`config`: {e}"))?;
+    parsed
+        .validate()
+        .map_err(|(key, message)| format!("`config.{key}`: {message}"))?;
+    Ok(parsed)
 }
 
 /// Checks that can be made without writing anything: the config's shape, and for file-based
-/// kinds that the file's directory exists.
+/// kinds that the path can be a file and is absolute (the replicator creates missing folders).
 pub fn findings(config: &Value) -> Vec<Finding> {
     if let Err(message) = validate_config(config) {
         return vec![Finding {
@@ -82,13 +86,12 @@ pub fn findings(config: &Value) -> Vec<Finding> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if !parent.is_dir() {
+        if parent.exists() && !parent.is_dir() {
             out.push(Finding {
                 level: FindingLevel::Critical,
-                code: "missing_directory".into(),
-                message: format!("directory {} does not exist", parent.display()),
-                hint: "create it, or use an absolute path on the machine running the replicator"
-                    .into(),
+                code: "not_a_directory".into(),
+                message: format!("{} is not a directory", parent.display()),
+                hint: "choose a path inside a directory".into(),
             });
         } else if Path::new(path).is_relative() {
             out.push(Finding {
