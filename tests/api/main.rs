@@ -4,6 +4,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../k8s/fake_api.rs"]
+#[allow(dead_code)]
+mod fake_api;
 
 mod auth;
 mod cli;
@@ -11,6 +14,7 @@ mod destinations;
 mod e2e;
 mod helpers;
 mod images;
+mod kubernetes_runtime;
 mod local_runtime;
 mod pipelines;
 mod rotation;
