@@ -309,8 +309,20 @@ impl PipelineRuntime for LocalRuntime {
         &'a self,
         target: &'a ReplicatorTarget,
     ) -> BoxFuture<'a, Result<RuntimeStatus, RuntimeError>> {
-        let status = self.status_now(target.pipeline_id);
-        async move { Ok(status) }.boxed()
+        async move {
+            let id = target.pipeline_id;
+            // A child of ours that just exited: let the reaper record why before reporting.
+            let child = lock(&self.shared.children).get(&id).cloned();
+            if let Some(mut exited) = child
+                && !*exited.borrow()
+                && self.live_pid(&self.files(id)).is_none()
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(1), exited.wait_for(|done| *done))
+                    .await;
+            }
+            Ok(self.status_now(id))
+        }
+        .boxed()
     }
 
     fn forget<'a>(
