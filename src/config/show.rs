@@ -66,6 +66,8 @@ fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, Co
             }
             to_json(kubernetes)
         }
+        // Shown as is: missing keys are `serve-api`'s to refuse, not `config show`'s.
+        "api" => to_json(config.optional_section::<super::ApiConfig>(name)?),
         _ => None,
     })
 }
