@@ -60,6 +60,26 @@ pub enum Command {
     ///
     /// Example: etl --env dev replicate --once
     Replicate(ReplicateArgs),
+
+    /// Run the REST control plane (sections `api` and `database`).
+    ///
+    /// Example: APP_ENVIRONMENT=dev etl serve-api
+    ServeApi,
+
+    /// Control-plane maintenance: keys.
+    #[command(subcommand)]
+    Api(ApiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Re-encrypt every stored secret with the newest `api.encryption_keys` entry.
+    ///
+    /// Example: APP_ENVIRONMENT=prod etl api rotate-key
+    RotateKey,
+
+    /// Print a new random key (base64 of 32 bytes) for `api.api_keys` or `api.encryption_keys`.
+    GenerateKey,
 }
 
 #[derive(Debug, Args)]

@@ -13,8 +13,10 @@
 //! - [`exit`]: how an error becomes an exit code and one readable line.
 //! - [`engine`]: the replication engine (the common engine module behind `etl replicate`).
 //! - [`destinations`]: where the engine writes, behind one trait.
+//! - [`api`]: `etl serve-api`, the REST control plane (routes, auth, encrypted secrets, runtimes).
 //! - [`k8s`]: `etl k8s bootstrap` and replicators as StatefulSets (the `kubernetes` runtime).
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod destinations;

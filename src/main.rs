@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 use etl::cli::{
-    Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
+    ApiCommand, Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
 };
 use etl::config::{
     Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
@@ -85,6 +85,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(UsageError::from(e).into()),
             };
             runtime.block_on(etl::k8s::bootstrap::run(args, settings))
+        }
+        Command::ServeApi => runtime.block_on(etl::api::command::serve(&load()?)),
+        Command::Api(ApiCommand::RotateKey) => {
+            println!(
+                "{}",
+                runtime.block_on(etl::api::command::rotate_key(&load()?))?
+            );
+            Ok(())
+        }
+        Command::Api(ApiCommand::GenerateKey) => {
+            println!("{}", etl::config::api::generate_key());
+            Ok(())
         }
     }
 }

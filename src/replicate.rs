@@ -22,6 +22,9 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .resolve()
         .map_err(|e| config.invalid("pipeline.pg_connection", e.to_string()))?;
     let destination_config: DestinationConfig = config.section("destination")?;
+    destination_config
+        .validate()
+        .map_err(|(key, message)| config.invalid(&format!("destination.{key}"), message))?;
     let destination = AnyDestination::from_config(&destination_config)
         .await
         .context("cannot open the destination")?;
@@ -61,5 +64,8 @@ fn destination_kind(config: &DestinationConfig) -> &'static str {
     match config {
         DestinationConfig::Memory {} => "memory",
         DestinationConfig::Discard {} => "discard",
+        DestinationConfig::Sqlite(_) => "sqlite",
+        DestinationConfig::Postgres(_) => "postgres",
+        DestinationConfig::Jsonl(_) => "jsonl",
     }
 }

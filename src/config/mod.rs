@@ -6,6 +6,8 @@
 //! needs with [`Config::section`], so a replicator pod does not need the API's settings. Every
 //! error names the key and where its value came from (a file path or a variable name).
 
+pub mod api;
+pub mod destination;
 pub mod env_vars;
 pub mod environment;
 pub mod postgres;
@@ -19,6 +21,8 @@ use figment::Figment;
 use figment::providers::{Format, Yaml};
 use serde::de::DeserializeOwned;
 
+pub use api::{ApiConfig, EncryptionKeyConfig, LocalRuntimeConfig, RuntimeKind};
+pub use destination::{JsonlDestinationConfig, PostgresDestinationConfig, SqliteDestinationConfig};
 pub use env_vars::AppEnv;
 pub use environment::{Environment, UnknownEnvironment};
 pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};

@@ -8,10 +8,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::destination::{
+    JsonlDestinationConfig, PostgresDestinationConfig, SqliteDestinationConfig,
+};
 use super::postgres::PgConnectionConfig;
 
 /// Every top-level key the configuration accepts.
-pub const SECTION_NAMES: &[&str] = &["database", "pipeline", "destination", "kubernetes"];
+pub const SECTION_NAMES: &[&str] = &[
+    "database",
+    "pipeline",
+    "destination",
+    "kubernetes",
+    "api", // the control plane (`etl serve-api`): listen, keys, runtime; see config/api.rs
+];
 
 /// The control-plane database (schema `app`), used by `serve-api` and `migrate api`.
 pub type DatabaseConfig = PgConnectionConfig;
@@ -122,6 +131,24 @@ pub enum DestinationConfig {
     Memory {},
     /// Accepts and drops everything (measures the engine alone).
     Discard {},
+    /// A local SQLite file mirroring every table (the embedded default).
+    Sqlite(#[serde(default)] SqliteDestinationConfig),
+    /// A mirror in another Postgres database.
+    Postgres(PostgresDestinationConfig),
+    /// Change events as JSON lines, to stdout or a rotated file.
+    Jsonl(#[serde(default)] JsonlDestinationConfig),
+}
+
+impl DestinationConfig {
+    /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self {
+            DestinationConfig::Memory {} | DestinationConfig::Discard {} => Ok(()),
+            DestinationConfig::Sqlite(sqlite) => sqlite.validate(),
+            DestinationConfig::Postgres(postgres) => postgres.validate(),
+            DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
+        }
+    }
 }
 
 fn default_table_sync_workers() -> u16 {

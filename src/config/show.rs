@@ -50,7 +50,14 @@ fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, Co
             }
             to_json(pipeline)
         }
-        "destination" => to_json(config.optional_section::<DestinationConfig>(name)?),
+        "destination" => {
+            let destination = config.optional_section::<DestinationConfig>(name)?;
+            if let Some(d) = &destination {
+                d.validate()
+                    .map_err(|(key, msg)| config.invalid(&format!("destination.{key}"), msg))?;
+            }
+            to_json(destination)
+        }
         "kubernetes" => {
             let kubernetes = config.optional_section::<KubernetesConfig>(name)?;
             if let Some(k) = &kubernetes {
@@ -59,6 +66,8 @@ fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, Co
             }
             to_json(kubernetes)
         }
+        // Shown as is: missing keys are `serve-api`'s to refuse, not `config show`'s.
+        "api" => to_json(config.optional_section::<super::ApiConfig>(name)?),
         _ => None,
     })
 }

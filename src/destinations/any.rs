@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use super::discard::DiscardDestination;
+use super::jsonl::JsonlDestination;
 use super::memory::MemoryDestination;
+use super::postgres::PostgresDestination;
+use super::sqlite::SqliteDestination;
 use super::{Destination, Result};
 use crate::config::DestinationConfig;
 use crate::engine::event::{ChangeEvent, CopyChunk};
@@ -16,6 +19,9 @@ use crate::engine::schema::TableSchema;
 pub enum AnyDestination {
     Memory(Arc<MemoryDestination>),
     Discard(Arc<DiscardDestination>),
+    Sqlite(Arc<SqliteDestination>),
+    Postgres(Arc<PostgresDestination>),
+    Jsonl(Arc<JsonlDestination>),
 }
 
 /// Why a destination could not be built from its configuration.
@@ -24,6 +30,19 @@ pub enum AnyDestination {
 pub struct BuildError {
     pub kind: &'static str,
     pub message: String,
+}
+
+impl BuildError {
+    /// `error` with its causes, as one line.
+    fn new(kind: &'static str, error: super::Error) -> Self {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        BuildError { kind, message }
+    }
 }
 
 impl AnyDestination {
@@ -36,6 +55,26 @@ impl AnyDestination {
             DestinationConfig::Discard {} => {
                 AnyDestination::Discard(Arc::new(DiscardDestination::new()))
             }
+            DestinationConfig::Sqlite(sqlite) => {
+                let destination = SqliteDestination::open(&sqlite.path)
+                    .map_err(|e| BuildError::new("sqlite", e))?;
+                AnyDestination::Sqlite(Arc::new(destination))
+            }
+            DestinationConfig::Postgres(postgres) => {
+                let destination =
+                    PostgresDestination::connect(&postgres.connection, postgres.schema.clone())
+                        .await
+                        .map_err(|e| BuildError::new("postgres", e))?;
+                AnyDestination::Postgres(Arc::new(destination))
+            }
+            DestinationConfig::Jsonl(jsonl) => {
+                let destination = match &jsonl.path {
+                    Some(path) => JsonlDestination::file(path, jsonl.max_file_bytes)
+                        .map_err(|e| BuildError::new("jsonl", e))?,
+                    None => JsonlDestination::stdout(),
+                };
+                AnyDestination::Jsonl(Arc::new(destination))
+            }
         })
     }
 }
@@ -46,6 +85,9 @@ macro_rules! dispatch {
         match $self {
             AnyDestination::Memory($d) => $call,
             AnyDestination::Discard($d) => $call,
+            AnyDestination::Sqlite($d) => $call,
+            AnyDestination::Postgres($d) => $call,
+            AnyDestination::Jsonl($d) => $call,
         }
     };
 }

@@ -29,6 +29,12 @@
 //! skips events at or below it. Positions are per table because a table that is catching up after
 //! its copy replays older transactions than the other tables.
 
+pub mod jsonl;
+mod mirror;
+pub mod postgres;
+mod schema_diff;
+pub mod sqlite;
+
 use std::future::Future;
 use std::sync::Arc;
 

@@ -1,0 +1,245 @@
+//! Pipelines: one publication of a source replicated into one destination by one replicator;
+//! their settings (the replicator's batch and worker settings, reused from
+//! [`crate::config::PipelineConfig`] and validated by it), status and replication state.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::config::{BatchConfig, PipelineConfig, ResourceSettings};
+
+/// Settings of a pipeline's replicator.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// `{max_size, max_fill_ms}`: a batch is written at this many events or this age.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub batch: BatchConfig,
+    #[serde(default = "default_table_sync_workers")]
+    pub max_table_sync_workers: u16,
+    #[serde(default = "default_copy_connections")]
+    pub max_copy_connections_per_table: u16,
+    /// `kubernetes` runtime only: `{cpu_request, cpu_limit, memory_request, memory_limit}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub resources: Option<ResourceSettings>,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            batch: BatchConfig::default(),
+            max_table_sync_workers: default_table_sync_workers(),
+            max_copy_connections_per_table: default_copy_connections(),
+            resources: None,
+        }
+    }
+}
+
+fn default_table_sync_workers() -> u16 {
+    4
+}
+
+fn default_copy_connections() -> u16 {
+    2
+}
+
+impl PipelineSettings {
+    /// Checks the settings with the replicator's own rules; errors name the field.
+    pub fn validate(&self, publication_name: &str) -> Result<(), String> {
+        validate_publication_name(publication_name)?;
+        // The replicator's own type and rules: every field it adds later keeps its default.
+        let config: PipelineConfig = serde_json::from_value(serde_json::json!({
+            "id": 0,
+            "publication_name": publication_name,
+            "pg_connection": {},
+            "batch": self.batch,
+            "max_table_sync_workers": self.max_table_sync_workers,
+            "max_copy_connections_per_table": self.max_copy_connections_per_table,
+        }))
+        .map_err(|e| format!("`config`: {e}"))?;
+        config
+            .validate()
+            .map_err(|(key, message)| format!("`config.{key}` {message}"))?;
+        if let Some(resources) = &self.resources {
+            resources
+                .validate()
+                .map_err(|(key, message)| format!("`config.resources.{key}`: {message}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Publication names are Postgres identifiers (quoted wherever used).
+pub fn validate_publication_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("`publication_name` must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Err("`publication_name` must be at most 63 bytes (a Postgres identifier)".into());
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("`publication_name` must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// What the user last asked for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Stopped,
+    Started,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Pipeline {
+    pub id: i64,
+    pub tenant_id: String,
+    pub source_id: i64,
+    pub destination_id: i64,
+    pub replicator_id: i64,
+    pub publication_name: String,
+    pub config: PipelineSettings,
+    pub desired_state: DesiredState,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePipeline {
+    pub source_id: i64,
+    pub destination_id: i64,
+    pub publication_name: String,
+    #[serde(default)]
+    pub config: Option<PipelineSettings>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePipeline {
+    #[serde(default)]
+    pub publication_name: Option<String>,
+    #[serde(default)]
+    pub config: Option<PipelineSettings>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Pipelines {
+    pub pipelines: Vec<Pipeline>,
+}
+
+/// A replicator's state as the runtime reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineState {
+    Stopped,
+    Starting,
+    Started,
+    Stopping,
+    Failed,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PipelineStatus {
+    pub pipeline_id: i64,
+    pub status: PipelineState,
+    /// Why it failed, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One table's replication state, from the source's `etl.replication_state`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TableReplicationState {
+    pub table_id: i64,
+    /// `schema.name`, when the table still exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+    /// init | data_sync | finished_copy | sync_done | ready | errored
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_done_lsn: Option<String>,
+    /// For `errored`: `{reason, hint, retry}` as the replicator wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+}
+
+/// The pipeline's apply slot on the source.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SlotStatus {
+    pub name: String,
+    pub exists: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// Bytes of WAL between the server's current position and what the pipeline confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Bytes that can still be written before the slot is lost (`max_slot_wal_keep_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_wal_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_status: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplicationStatus {
+    pub pipeline_id: i64,
+    pub tables: Vec<TableReplicationState>,
+    pub slot: SlotStatus,
+}
+
+/// Which tables a rollback touches.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RollbackTables {
+    /// One table, by oid.
+    Table(i64),
+    /// Every table in state `errored`.
+    Errored,
+    /// Every table of the pipeline.
+    All,
+}
+
+/// Where a rollback takes a table.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackTarget {
+    /// The state before the current one.
+    Previous,
+    /// `init`: the table is copied again from scratch.
+    Init,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// `{"table": 16384}`, `"errored"` or `"all"`.
+    pub tables: RollbackTables,
+    pub target: RollbackTarget,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RolledBackTable {
+    pub table_id: i64,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RollbackResult {
+    pub tables: Vec<RolledBackTable>,
+}
+
+/// What deleting a pipeline did on its source.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeletedPipeline {
+    pub id: i64,
+    /// Whether the pipeline's slots and `etl` rows were removed from the source.
+    pub source_cleaned: bool,
+    /// Why the source could not be cleaned (unreachable, …); clean up later by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cleanup_error: Option<String>,
+}

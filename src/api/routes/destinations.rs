@@ -1,0 +1,160 @@
+//! `/v1/destinations`: a tenant's destinations (secrets sealed at rest, never returned) and
+//! `POST /v1/destinations/validate`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::api::db::configured::{self, ConfigTable, ConfiguredRow};
+use crate::api::domain::destination::{
+    CreateDestination, Destination, Destinations, UpdateDestination, ValidateDestination, findings,
+    validate_config,
+};
+use crate::api::domain::source::ValidationReport;
+use crate::api::domain::tenant::validate_name;
+use crate::api::error::{ApiError, ApiErrors};
+use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::routes::owned;
+use crate::api::secrets;
+use crate::api::state::AppState;
+
+const TABLE: ConfigTable = ConfigTable::Destinations;
+
+fn to_destination(row: ConfiguredRow) -> Destination {
+    Destination {
+        id: row.id,
+        tenant_id: row.tenant_id,
+        name: row.name,
+        config: secrets::redact(row.config.0),
+    }
+}
+
+async fn find(state: &AppState, tenant: &TenantId, id: i64) -> Result<ConfiguredRow, ApiError> {
+    owned::find(state, TABLE, tenant, id).await
+}
+
+/// Validates a plain config and seals it.
+fn checked_and_sealed(state: &AppState, plain: Value) -> Result<Value, ApiError> {
+    validate_config(&plain).map_err(ApiError::Invalid)?;
+    Ok(secrets::seal(plain, &state.encryptor))
+}
+
+#[utoipa::path(post, path = "/v1/destinations", tag = "destinations", request_body = CreateDestination,
+    params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 201, description = "Created", body = Destination),
+        ApiErrors,
+    ))]
+pub async fn create_destination(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    JsonBody(body): JsonBody<CreateDestination>,
+) -> Result<(StatusCode, Json<Destination>), ApiError> {
+    validate_name("name", &body.name).map_err(ApiError::Invalid)?;
+    let sealed = checked_and_sealed(&state, body.config)?;
+    let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, &sealed)
+        .await
+        .map_err(|e| owned::write_error(TABLE, &tenant, &body.name, e))?;
+    Ok((StatusCode::CREATED, Json(to_destination(row))))
+}
+
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations",
+    params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The tenant's destinations", body = Destinations),
+        ApiErrors,
+    ))]
+pub async fn list_destinations(
+    State(state): State<AppState>,
+    tenant: TenantId,
+) -> Result<Json<Destinations>, ApiError> {
+    let rows = configured::list(&state.pool, TABLE, &tenant.0).await?;
+    Ok(Json(Destinations {
+        destinations: rows.into_iter().map(to_destination).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/destinations/{destination_id}", tag = "destinations",
+    params(("destination_id" = i64, Path, description = "Destination id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The destination, without secrets", body = Destination),
+        ApiErrors,
+    ))]
+pub async fn get_destination(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<Destination>, ApiError> {
+    Ok(Json(to_destination(find(&state, &tenant, id).await?)))
+}
+
+#[utoipa::path(patch, path = "/v1/destinations/{destination_id}", tag = "destinations",
+    request_body = UpdateDestination,
+    params(("destination_id" = i64, Path, description = "Destination id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Updated", body = Destination),
+        ApiErrors,
+    ))]
+pub async fn update_destination(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+    JsonBody(body): JsonBody<UpdateDestination>,
+) -> Result<Json<Destination>, ApiError> {
+    if let Some(name) = &body.name {
+        validate_name("name", name).map_err(ApiError::Invalid)?;
+    }
+    let stored = find(&state, &tenant, id).await?;
+    let sealed = match body.config {
+        Some(mut config) => {
+            secrets::keep_omitted_secrets(&mut config, &stored.config.0);
+            let plain = secrets::open(config, &state.encryptor)?;
+            Some(checked_and_sealed(&state, plain)?)
+        }
+        None => None,
+    };
+    let row = owned::update(
+        &state,
+        TABLE,
+        &tenant,
+        id,
+        body.name.as_deref(),
+        sealed.as_ref(),
+    )
+    .await?;
+    Ok(Json(to_destination(row)))
+}
+
+#[utoipa::path(delete, path = "/v1/destinations/{destination_id}", tag = "destinations",
+    params(("destination_id" = i64, Path, description = "Destination id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 204, description = "Deleted"),
+        ApiErrors,
+    ))]
+pub async fn delete_destination(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<StatusCode, ApiError> {
+    owned::delete(&state, TABLE, &tenant, id).await
+}
+
+#[utoipa::path(post, path = "/v1/destinations/validate", tag = "destinations",
+    request_body = ValidateDestination,
+    params(("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Problems found (empty: none)", body = ValidationReport),
+        ApiErrors,
+    ))]
+pub async fn validate_destination(
+    _tenant: TenantId,
+    JsonBody(body): JsonBody<ValidateDestination>,
+) -> Json<ValidationReport> {
+    Json(ValidationReport {
+        findings: findings(&body.config),
+    })
+}

@@ -1,0 +1,183 @@
+//! What a pipeline does: `start`, `stop`, `restart` and `status` through the configured
+//! runtime; `replication-status` and `rollback-tables` on the source's `etl` state.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::pipelines::{connect_source, find, settings, target};
+use crate::api::db::configured::{self, ConfigTable};
+use crate::api::db::pipelines::{self, PipelineRow};
+use crate::api::domain::pipeline::{
+    PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
+};
+use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
+use crate::api::extract::{JsonBody, PathParam, TenantId};
+use crate::api::runtime::replicator_config::{self, ReplicatorInputs};
+use crate::api::runtime::{self, LaunchSpec};
+use crate::api::secrets;
+use crate::api::source_db::state as source_state;
+use crate::api::state::AppState;
+
+/// Everything the runtime needs to start the pipeline's replicator, secrets decrypted.
+async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, ApiError> {
+    let settings = settings(row)?;
+    let mut plain = Vec::with_capacity(2);
+    for (table, id) in [
+        (ConfigTable::Sources, row.source_id),
+        (ConfigTable::Destinations, row.destination_id),
+    ] {
+        let stored = configured::get(&state.pool, table, &row.tenant_id, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!("pipeline {} lost its {}", row.id, table.noun()))
+            })?;
+        plain.push(secrets::open(stored.config.0, &state.encryptor)?);
+    }
+    let destination = plain.pop().unwrap_or_default();
+    let source = plain.pop().unwrap_or_default();
+    let config = replicator_config::build(ReplicatorInputs {
+        pipeline_id: row.id,
+        publication_name: &row.publication_name,
+        settings: &settings,
+        source,
+        destination,
+        metrics_address: state.runtime.metrics_address(),
+    })
+    .map_err(|e| ApiError::Internal(format!("replicator config: {e}")))?;
+    Ok(LaunchSpec {
+        target: target(row),
+        image: pipelines::image_of(&state.pool, row.replicator_id).await?,
+        config_yaml: config.yaml,
+        secrets: config.secrets,
+        resources: settings.resources,
+    })
+}
+
+async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
+    Ok(runtime::to_api(
+        &state.runtime.status(&target(row)).await?,
+        row.id,
+    ))
+}
+
+async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
+    let spec = launch_spec(state, row).await?;
+    state.runtime.start(&spec).await?;
+    pipelines::set_desired_state(&state.pool, row.id, "started").await?;
+    status_of(state, row).await
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/start", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Started (or replaced, if it ran)", body = PipelineStatus),
+        ApiErrors, RuntimeUnavailable,
+    ))]
+pub async fn start_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    Ok(Json(start_row(&state, &row).await?))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/stop", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Stopped", body = PipelineStatus),
+        ApiErrors, RuntimeUnavailable,
+    ))]
+pub async fn stop_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    state.runtime.stop(&target(&row)).await?;
+    pipelines::set_desired_state(&state.pool, row.id, "stopped").await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/restart", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Stopped and started with the current settings", body = PipelineStatus),
+        ApiErrors, RuntimeUnavailable,
+    ))]
+pub async fn restart_pipeline(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    state.runtime.stop(&target(&row)).await?;
+    Ok(Json(start_row(&state, &row).await?))
+}
+
+#[utoipa::path(get, path = "/v1/pipelines/{pipeline_id}/status", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "What the replicator is doing", body = PipelineStatus),
+        ApiErrors, RuntimeUnavailable,
+    ))]
+pub async fn pipeline_status(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<PipelineStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+#[utoipa::path(get, path = "/v1/pipelines/{pipeline_id}/replication-status", tag = "pipelines",
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "Table states and slot lag, read from the source", body = ReplicationStatus),
+        ApiErrors,
+    ))]
+pub async fn replication_status(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<ReplicationStatus>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    let pool = connect_source(&state, &row).await?;
+    let tables = source_state::table_states(&pool, id).await?;
+    let slot = source_state::slot_status(&pool, id).await?;
+    Ok(Json(ReplicationStatus {
+        pipeline_id: id,
+        tables,
+        slot,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline_id}/rollback-tables", tag = "pipelines",
+    request_body = RollbackRequest,
+    params(("pipeline_id" = i64, Path, description = "Pipeline id"),
+           ("tenant_id" = String, Header, description = "Tenant the request is scoped to")),
+    responses(
+        (status = 200, description = "The tables rolled back", body = RollbackResult),
+        ApiErrors, RuntimeUnavailable,
+    ))]
+pub async fn rollback_tables(
+    State(state): State<AppState>,
+    tenant: TenantId,
+    PathParam(id): PathParam<i64>,
+    JsonBody(body): JsonBody<RollbackRequest>,
+) -> Result<Json<RollbackResult>, ApiError> {
+    let row = find(&state, &tenant, id).await?;
+    if runtime::is_running(&state.runtime.status(&target(&row)).await?) {
+        return Err(ApiError::Conflict(format!(
+            "pipeline {id} is running: stop it, roll back, then start it again"
+        )));
+    }
+    let pool = connect_source(&state, &row).await?;
+    let tables = source_state::rollback(&pool, id, &body.tables, body.target).await?;
+    Ok(Json(RollbackResult { tables }))
+}

@@ -1,0 +1,146 @@
+//! [`Application`]: the one place that wires the control plane (database pool, encryption keys,
+//! pipeline runtime, router) and binds its listener. `etl serve-api` and the tests both build it;
+//! tests only change the config (port 0, a fresh database, a temporary state dir).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+
+use super::auth::ApiKeys;
+use super::crypto::{CryptoError, Encryptor};
+use super::metrics::Metrics;
+use super::routes;
+use super::runtime::kubernetes::KubernetesRuntime;
+use super::runtime::local::LocalRuntime;
+use super::runtime::{PipelineRuntime, RuntimeError};
+use super::state::AppState;
+use crate::config::{ApiConfig, Environment, KubernetesConfig, PgConnection, RuntimeKind};
+use crate::shutdown::Shutdown;
+
+/// Why the control plane cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot connect to the control-plane database {target}")]
+    Database {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the control-plane database {target} has no `app` schema: run `etl migrate api` first")]
+    NotMigrated { target: String },
+    #[error("api.encryption_keys: {0}")]
+    Keys(#[from] CryptoError),
+    #[error("pipeline runtime `{kind}`: {message}")]
+    Runtime { kind: &'static str, message: String },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built control plane, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+/// Connects a pool to the control-plane database and checks it is migrated.
+pub async fn connect_database(connection: &PgConnection) -> Result<PgPool, StartupError> {
+    let target = connection.describe();
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connection.sqlx_options())
+        .await
+        .map_err(|source| StartupError::Database {
+            target: target.clone(),
+            source,
+        })?;
+    let migrated: bool = sqlx::query_scalar("select to_regclass('app.pipelines') is not null")
+        .fetch_one(&pool)
+        .await
+        .map_err(|source| StartupError::Database {
+            target: target.clone(),
+            source,
+        })?;
+    if !migrated {
+        return Err(StartupError::NotMigrated { target });
+    }
+    Ok(pool)
+}
+
+/// The runtime the config asks for.
+pub async fn build_runtime(
+    config: &ApiConfig,
+    environment: Environment,
+    kubernetes: Option<KubernetesConfig>,
+) -> Result<Arc<dyn PipelineRuntime>, StartupError> {
+    let failed = |kind, e: RuntimeError| StartupError::Runtime {
+        kind,
+        message: e.to_string(),
+    };
+    Ok(match config.runtime {
+        RuntimeKind::Local => {
+            Arc::new(LocalRuntime::new(&config.local, environment).map_err(|e| failed("local", e))?)
+        }
+        RuntimeKind::Kubernetes => {
+            let connection =
+                crate::k8s::connect(None)
+                    .await
+                    .map_err(|e| StartupError::Runtime {
+                        kind: "kubernetes",
+                        message: e.to_string(),
+                    })?;
+            let settings = kubernetes.unwrap_or_default();
+            let metrics_port = settings.metrics_port;
+            let manager = crate::k8s::ReplicatorManager::new(connection.client, settings);
+            Arc::new(KubernetesRuntime::new(manager, environment, metrics_port))
+        }
+    })
+}
+
+impl Application {
+    /// Wires the application and binds `config.listen` (port 0 picks a free port).
+    pub async fn build(
+        config: &ApiConfig,
+        pool: PgPool,
+        runtime: Arc<dyn PipelineRuntime>,
+    ) -> Result<Self, StartupError> {
+        let encryptor = Arc::new(Encryptor::new(&config.encryption_keys)?);
+        let addr = config
+            .listen_addr()
+            .map_err(|(_, message)| StartupError::Runtime {
+                kind: "listen",
+                message,
+            })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let state = AppState {
+            pool,
+            encryptor,
+            runtime,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let router = routes::router(state, ApiKeys::new(config.api_keys.clone()));
+        Ok(Self { listener, router })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires, then finishes the requests in flight.
+    pub async fn run_until_stopped(self, mut shutdown: Shutdown) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+    }
+}

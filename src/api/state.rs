@@ -1,0 +1,18 @@
+//! [`AppState`]: what every handler shares.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use super::crypto::Encryptor;
+use super::metrics::Metrics;
+use super::runtime::PipelineRuntime;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The control-plane database (schema `app`).
+    pub pool: PgPool,
+    pub encryptor: Arc<Encryptor>,
+    pub runtime: Arc<dyn PipelineRuntime>,
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,293 @@
+//! The `postgres` destination: a mirror of the replicated tables in another Postgres database.
+//!
+//! - [`target`]: a mirrored table and its set-based SQL;
+//! - [`ddl`]: table creation with the source's types and key, and schema changes;
+//! - [`apply`]: batched upserts, updates and deletes;
+//! - [`metadata`]: `etl_destination.tables` and `etl_destination.progress`;
+//! - [`errors`]: sqlx failures as [`crate::destinations::Error`]s.
+//!
+//! The initial copy streams the source's COPY text unchanged into `COPY … FROM STDIN` (each
+//! chunk committed with `synchronous_commit = off`; [`PostgresDestination::finish_copy`] commits
+//! synchronously, which makes everything before it durable). Each change batch is one
+//! transaction that also stores every touched table's position; replayed changes at or below it
+//! are skipped, so each change is applied exactly once. Sessions use `TimeZone=UTC`,
+//! `DateStyle=ISO`, `IntervalStyle=postgres` and `extra_float_digits=3`, the settings the source
+//! text was produced with.
+
+mod apply;
+mod ddl;
+mod errors;
+mod metadata;
+mod target;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
+
+use crate::config::PgConnectionConfig;
+use crate::destinations::{Destination, Error, Result};
+use crate::engine::event::{Change, ChangeEvent, CopyChunk};
+use crate::engine::schema::{TableId, TableSchema};
+
+pub use ddl::target_name;
+
+use errors::{server_error, table_error};
+use target::TargetTable;
+
+/// Connections to the target: copies of several tables and a change batch can run at once.
+const MAX_CONNECTIONS: u32 = 6;
+
+/// A Postgres database mirroring the replicated tables.
+pub struct PostgresDestination {
+    pool: PgPool,
+    /// All mirrors go into this schema; `None`: each keeps its source schema's name.
+    target_schema: Option<String>,
+    tables: Mutex<HashMap<TableId, Arc<TargetTable>>>,
+}
+
+impl std::fmt::Debug for PostgresDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDestination")
+            .field("target_schema", &self.target_schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresDestination {
+    /// Connects to the target and creates the `etl_destination` schema if missing.
+    pub async fn connect(
+        connection: &PgConnectionConfig,
+        target_schema: Option<String>,
+    ) -> Result<Self> {
+        let connection = connection.resolve().map_err(|e| Error::Fatal {
+            message: format!("destination.postgres: {e}"),
+            source: None,
+        })?;
+        let options = connection.sqlx_options().options([
+            ("TimeZone", "UTC"),
+            ("DateStyle", "ISO"),
+            ("IntervalStyle", "postgres"),
+            ("extra_float_digits", "3"),
+        ]);
+        // One connection first, so that a wrong address or password fails at once.
+        let mut first = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| server_error(&format!("connecting to {}", connection.describe()), e))?;
+        let mut tx = first
+            .begin()
+            .await
+            .map_err(|e| server_error("starting a transaction", e))?;
+        metadata::ensure(&mut tx)
+            .await
+            .map_err(|e| server_error("creating the etl_destination schema", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| server_error("creating the etl_destination schema", e))?;
+        let _ = first.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options);
+        Ok(PostgresDestination {
+            pool,
+            target_schema,
+            tables: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, schema: &TableSchema) -> Option<Arc<TargetTable>> {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables
+            .get(&schema.id)
+            .filter(|t| t.schema == *schema)
+            .cloned()
+    }
+
+    /// The mirror of `schema`, created or altered first if needed.
+    async fn table(&self, schema: &TableSchema) -> Result<Arc<TargetTable>> {
+        if let Some(table) = self.cached(schema) {
+            return Ok(table);
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| server_error("starting a transaction", e))?;
+        let table = ddl::prepare(&mut tx, schema, self.target_schema.as_deref()).await?;
+        tx.commit()
+            .await
+            .map_err(|e| table_error(&schema.name, "committing the mirror of", e))?;
+        let table = Arc::new(table);
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(schema.id, Arc::clone(&table));
+        Ok(table)
+    }
+
+    /// Runs `work` in one transaction whose commit is synchronous or not.
+    async fn in_transaction<T, F>(
+        &self,
+        schema: &TableSchema,
+        synchronous: bool,
+        work: F,
+    ) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut sqlx::PgConnection) -> std::result::Result<T, sqlx::Error>,
+    {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| server_error("starting a transaction", e))?;
+        if !synchronous {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| server_error("setting synchronous_commit", e))?;
+        }
+        let value = work(&mut tx)
+            .await
+            .map_err(|e| table_error(&schema.name, "writing", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| table_error(&schema.name, "committing", e))?;
+        Ok(value)
+    }
+}
+
+impl Destination for PostgresDestination {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
+        self.table(schema).await.map(|_| ())
+    }
+
+    async fn begin_copy(&self, schema: &TableSchema) -> Result<()> {
+        let table = self.table(schema).await?;
+        let truncate = format!("TRUNCATE {}", table.quoted());
+        self.in_transaction(schema, true, async |conn| {
+            sqlx::query(sqlx::AssertSqlSafe(truncate))
+                .execute(&mut *conn)
+                .await?;
+            metadata::forget_position(conn, schema.id).await?;
+            metadata::set_copy_finished(conn, schema.id, false).await
+        })
+        .await
+    }
+
+    async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
+        let table = self.table(schema).await?;
+        let statement = table.copy_sql();
+        self.in_transaction(schema, false, async |conn| {
+            let mut copy = conn.copy_in_raw(&statement).await?;
+            if let Err(e) = copy.send(chunk.raw()).await {
+                let _ = copy.abort("etl: sending the chunk failed").await;
+                return Err(e);
+            }
+            copy.finish().await.map(|_| ())
+        })
+        .await
+    }
+
+    async fn finish_copy(&self, schema: &TableSchema) -> Result<()> {
+        self.table(schema).await?;
+        self.in_transaction(schema, true, async |conn| {
+            metadata::set_copy_finished(conn, schema.id, true).await
+        })
+        .await
+    }
+
+    async fn alter_table(&self, _old: &TableSchema, new: &TableSchema) -> Result<()> {
+        // The target's own record of the table is the authority on what to change from.
+        self.table(new).await.map(|_| ())
+    }
+
+    async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<TableId> = events.iter().map(|e| e.table.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut current: HashMap<TableId, Arc<TargetTable>> = {
+            let cache = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .filter_map(|id| cache.get(id).map(|t| (*id, Arc::clone(t))))
+                .collect()
+        };
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| server_error("starting a transaction", e))?;
+        let mut positions = metadata::lock_positions(&mut tx, &ids)
+            .await
+            .map_err(|e| server_error("reading applied positions", e))?;
+        let mut moved: Vec<TableId> = Vec::new();
+        let mut pending: Vec<(Arc<TargetTable>, &Change)> = Vec::new();
+        let mut skipped = 0usize;
+        for event in &events {
+            let id = event.table.id;
+            if positions.get(&id).is_some_and(|p| event.position() <= *p) {
+                skipped += 1;
+                continue;
+            }
+            let table = match current.get(&id) {
+                Some(table) if table.schema == *event.table => Arc::clone(table),
+                _ => {
+                    // A schema change: earlier rows are written in the old shape, then the
+                    // table follows, inside this same transaction.
+                    apply_pending(&mut tx, &mut pending).await?;
+                    let table =
+                        ddl::prepare(&mut tx, &event.table, self.target_schema.as_deref()).await?;
+                    let table = Arc::new(table);
+                    current.insert(id, Arc::clone(&table));
+                    table
+                }
+            };
+            pending.push((table, &event.change));
+            positions.insert(id, event.position());
+            if !moved.contains(&id) {
+                moved.push(id);
+            }
+        }
+        apply_pending(&mut tx, &mut pending).await?;
+        for id in moved {
+            if let Some(position) = positions.get(&id) {
+                metadata::save_position(&mut tx, id, *position)
+                    .await
+                    .map_err(|e| server_error("storing applied positions", e))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| server_error("committing a batch", e))?;
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(current);
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "postgres: skipped changes that were applied before a restart"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes the collected changes and empties the list.
+async fn apply_pending(
+    conn: &mut sqlx::PgConnection,
+    pending: &mut Vec<(Arc<TargetTable>, &Change)>,
+) -> Result<()> {
+    apply::Applier::new(conn).apply(pending).await?;
+    pending.clear();
+    Ok(())
+}
