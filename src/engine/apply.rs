@@ -268,7 +268,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         let mut stream = client
             .start_replication(&self.slot, start, &options)
             .await?;
-        self.position = self.position.max(start);
+        self.position = start;
         self.bytes_seen = 0;
         let mut relations: HashMap<u32, Relation> = HashMap::new();
         let mut tx: Option<Transaction> = None;
