@@ -38,6 +38,9 @@ use crate::shutdown::Shutdown;
 /// While changes keep arriving, acknowledgements go out at most this often.
 const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Pause after draining the socket in the middle of a transaction.
+const GATHER_PAUSE: Duration = Duration::from_millis(1);
+
 /// Messages taken from the stream's buffer per wake-up.
 const BURST: usize = 512;
 
@@ -374,6 +377,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                         .await?;
                     // Take what is already buffered without going through the select again
                     // (its timers cost more than decoding a message).
+                    let mut burst_read = 0;
                     for _ in 0..BURST {
                         if self.batch_is_full() {
                             if self.inflight.is_some() {
@@ -389,9 +393,16 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                         };
                         self.on_message(message, &mut stream, &mut relations, &mut tx)
                             .await?;
+                        burst_read += 1;
                     }
                     if self.inflight.is_none() && self.batch_is_full() {
                         self.launch_write(&mut stream).await?;
+                    }
+                    if tx.is_some() && burst_read < BURST {
+                        // In the middle of a transaction the rest is on its way: let it gather
+                        // for a moment instead of waking up for every few hundred bytes (the
+                        // context switches slow the sending walsender down more than us).
+                        tokio::time::sleep(GATHER_PAUSE).await;
                     }
                 }
             }
