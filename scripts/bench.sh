@@ -20,9 +20,11 @@
 #   --only         run only these parts (the cluster and data are always prepared)
 #   --keep         leave the cluster running (and reuse a kept one next time: data loads once)
 #   --no-build     use the existing target/release/etl
-#   --perf N       record `perf` for N seconds of the backlog drain into $ETL_BENCH_DIR/perf.data
+#   --perf N       record `perf` (all processes) for N seconds of the backlog drain into
+#                  $ETL_BENCH_DIR/perf.data
 #   --out FILE     also write the result table to FILE
-# ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench).
+# ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench); ETL_BIN runs another etl
+# binary (no build), e.g. to compare two versions on the same data.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -197,8 +199,8 @@ for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench
 done
 
 # ---------------------------------------------------------------- etl
-etl="${CARGO_TARGET_DIR:-$repo/target}/release/etl"
-if [ "$build" = 1 ]; then
+etl="${ETL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/etl}"
+if [ "$build" = 1 ] && [ -z "${ETL_BIN:-}" ]; then
     log "cargo build --release"
     (cd "$repo" && cargo build --release --quiet)
 fi
@@ -287,6 +289,25 @@ recvlogical() { # slot publication endpos
         -o proto_version=1 -o publication_names="$2"
 }
 
+# CPU seconds (user + system) process $1 has used so far.
+cpu_secs() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+
+# pg_recvlogical from slot $1 (publication $2) to $3; prints "wall_s walsender_cpu_s" (the
+# sender's CPU is sampled every 50 ms, so up to 50 ms of it may be missed).
+recvlogical_measured() {
+    local start pid sender="" cpu=0
+    start="$(now)"
+    recvlogical "$@" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        [ -n "$sender" ] || sender="$(sql "select active_pid from pg_replication_slots where slot_name = '$1'")"
+        [ -z "$sender" ] || cpu="$(cpu_secs "$sender" 2>/dev/null || echo "$cpu")"
+        sleep 0.05
+    done
+    wait "$pid"
+    echo "$(calc "$(now) - $start" 3) $cpu"
+}
+
 create_slot() { sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null; }
 drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
 
@@ -350,21 +371,23 @@ if wants drain || wants live; then
         read -r lsn _ <<< "$(run_workload "$base")"
         base=$((base + inserts + 1))
         if [ "$perf_secs" != 0 ]; then
-            perf record -g -F 499 -p "$changes_pid" -o "$work/perf.data" -- sleep "$perf_secs" \
+            perf record -g -a -F 499 -o "$work/perf.data" -- sleep "$perf_secs" \
                 > "$work/perf.log" 2>&1 &
             perf_pid=$!
             sleep 0.3
         fi
+        sender_pid="$(sql "select active_pid from pg_replication_slots where slot_name = '$slot'")"
+        etl_cpu0="$(cpu_secs "$changes_pid")" sender_cpu0="$(cpu_secs "$sender_pid")"
         start="$(now)"
         kill -CONT "$changes_pid"
         done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
         etl_secs="$(calc "$done_at - $start" 3)"
+        etl_cpu="$(calc "$(cpu_secs "$changes_pid") - $etl_cpu0")"
+        sender_cpu="$(calc "$(cpu_secs "$sender_pid") - $sender_cpu0")"
         [ "$perf_secs" = 0 ] || wait "$perf_pid" || true
 
         log "drain: pg_recvlogical --endpos $lsn"
-        start="$(now)"
-        recvlogical bench_recv pub_changes "$lsn"
-        recv_secs="$(calc "$(now) - $start" 3)"
+        read -r recv_secs recv_sender_cpu <<< "$(recvlogical_measured bench_recv pub_changes "$lsn")"
 
         log "drain: pg_logical_slot_peek_binary_changes"
         start="$(now)"
@@ -382,6 +405,9 @@ if wants drain || wants live; then
             "$(calc "$etl_rate / $recv_rate")" ">= 3"
         record "" "" "server decoding (peek) changes/s" "$peek_rate" \
             "$(calc "$etl_rate / $peek_rate")" ""
+        record "  (wall, s)" "$etl_secs" "(pg_recvlogical wall, s)" "$recv_secs" "" ""
+        record "  (CPU s: etl)" "$etl_cpu" "(CPU s: etl's walsender)" "$sender_cpu" "" ""
+        record "" "" "(CPU s: pg_recvlogical's walsender)" "$recv_sender_cpu" "" ""
     fi
 
     if wants live; then
@@ -411,9 +437,7 @@ if wants big; then
     etl_secs="$(calc "$done_at - $committed_at" 3)"
     hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$etl_pid/status")"
     stop_etl "$etl_pid"
-    start="$(now)"
-    recvlogical bench_recv_big pub_big "$lsn"
-    recv_secs="$(calc "$(now) - $start" 3)"
+    read -r recv_secs _ <<< "$(recvlogical_measured bench_recv_big pub_big "$lsn")"
     drop_slot bench_recv_big
     hwm_mib="$(calc "$hwm_kb / 1024" 1)"
     record "big txn peak RSS, MiB" "$hwm_mib" "target MiB" "256" "$(calc "$hwm_mib / 256")" "<= 1"
