@@ -5,7 +5,9 @@ use anyhow::Context as _;
 
 use crate::config::{Config, DestinationConfig, PipelineConfig};
 use crate::destinations::AnyDestination;
-use crate::engine::{self, RunOptions};
+use crate::engine::metrics::{self, Metrics};
+use crate::engine::progress::CopyProgress;
+use crate::engine::{self, Observer, RunOptions};
 use crate::shutdown;
 
 /// Runs the configured pipeline. Configuration problems are [`crate::config::ConfigError`]s
@@ -28,9 +30,25 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     shutdown::on_signals(trigger).context("cannot install the signal handlers")?;
     tracing::info!(pipeline_id = pipeline.id, publication = %pipeline.publication_name,
         destination = destination_kind(&destination_config), once, "replicator starting");
+    let metrics = Metrics::new();
+    if let Some(addr) = pipeline.metrics_address {
+        // Bind now, so a taken port is reported before replication starts.
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve metrics on {addr} (pipeline.metrics_address)")
+        })?;
+        let mut stop = shutdown.clone();
+        let served = metrics.clone();
+        tokio::spawn(async move {
+            let stopped = async move { stop.wait().await };
+            if let Err(error) = metrics::serve_on(served, listener, stopped).await {
+                tracing::error!(error = %error, "metrics endpoint failed");
+            }
+        });
+        tracing::info!(%addr, "serving metrics");
+    }
     let options = RunOptions {
         once,
-        ..RunOptions::default()
+        observer: Observer::new(metrics, CopyProgress::new()),
     };
     engine::run(&pipeline, destination, shutdown, options)
         .await

@@ -58,7 +58,8 @@ impl Destination for DiscardDestination {
     }
 
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
-        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

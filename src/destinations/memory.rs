@@ -229,12 +229,10 @@ impl Destination for MemoryDestination {
     }
 
     async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
-        let rows = chunk
-            .rows(schema.columns.len())
-            .map_err(|e| Error::Table {
-                table: schema.name.clone(),
-                message: e.to_string(),
-            })?;
+        let rows = chunk.rows(schema.columns.len()).map_err(|e| Error::Table {
+            table: schema.name.clone(),
+            message: e.to_string(),
+        })?;
         let mut state = self.lock();
         Self::check_failing(&state, &schema.name)?;
         let table = state
@@ -257,9 +255,7 @@ impl Destination for MemoryDestination {
         Self::check_failing(&state, &new.name)?;
         state.altered.insert(new.id);
         let Some(table) = state.tables.get_mut(&new.id) else {
-            state
-                .tables
-                .insert(new.id, MemoryTable::new(new.clone()));
+            state.tables.insert(new.id, MemoryTable::new(new.clone()));
             return Ok(());
         };
         // Each new column takes the old column of the same name; with the same number of

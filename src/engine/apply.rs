@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -24,6 +25,7 @@ use super::lsn::Lsn;
 use super::observer::Observer;
 use super::retry::Backoff;
 use super::schema::{TableId, TableName, TableSchema};
+use super::slot_monitor;
 use super::source::{
     PgOutputMessage, PgOutputOptions, ReplicationClient, ReplicationMessage, ReplicationStream,
 };
@@ -32,6 +34,9 @@ use super::table_sync::{self, CatchupGrant, CatchupRequest, SyncContext, error_c
 use crate::config::{PgConnection, PipelineConfig};
 use crate::destinations::{self, Destination};
 use crate::shutdown::Shutdown;
+
+/// Messages taken from the stream's buffer per wake-up.
+const BURST: usize = 512;
 
 /// Progress is stored in `etl` at most this often (the slot holds it too).
 const PROGRESS_STORE_INTERVAL: Duration = Duration::from_secs(1);
@@ -111,7 +116,6 @@ pub(crate) struct ApplyWorker<D> {
     inflight: Option<JoinHandle<WriteResult>>,
     catchup_tx: mpsc::UnboundedSender<CatchupRequest>,
     catchup_rx: mpsc::UnboundedReceiver<CatchupRequest>,
-    pending_catchups: Vec<CatchupRequest>,
     workers: JoinSet<(TableId, Result<Option<TableState>, Error>)>,
     running: HashSet<TableId>,
     progress_stored: Lsn,
@@ -122,7 +126,11 @@ pub(crate) struct ApplyWorker<D> {
 impl<D: Destination + Clone> ApplyWorker<D> {
     pub fn new(mut setup: ApplySetup<D>) -> Self {
         let (catchup_tx, catchup_rx) = mpsc::unbounded_channel();
-        let names = setup.tables.iter().map(|t| (t.id, t.name.clone())).collect();
+        let names = setup
+            .tables
+            .iter()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
         let schemas = std::mem::take(&mut setup.schemas)
             .into_iter()
             .map(|(id, schema)| (id, Arc::new(schema)))
@@ -138,7 +146,6 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             inflight: None,
             catchup_tx,
             catchup_rx,
-            pending_catchups: Vec::new(),
             workers: JoinSet::new(),
             running: HashSet::new(),
             progress_stored: Lsn::ZERO,
@@ -170,6 +177,13 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 continue;
             }
             if !error.is_transient() {
+                // A slot the server invalidated fails in many ways; name the cause.
+                let slot = slot_monitor::read_slot(&self.setup.pool, &self.slot).await;
+                if slot.is_ok_and(|info| info.is_some_and(|i| i.is_invalidated())) {
+                    break Err(Error::SlotInvalidated {
+                        slot: self.slot.clone(),
+                    });
+                }
                 break Err(error);
             }
             let delay = backoff.next_delay();
@@ -206,7 +220,11 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         }
     }
 
-    async fn mark_errored_by_name(&mut self, table: &TableName, message: &str) -> Result<(), Error> {
+    async fn mark_errored_by_name(
+        &mut self,
+        table: &TableName,
+        message: &str,
+    ) -> Result<(), Error> {
         let id = self
             .names
             .iter()
@@ -247,7 +265,9 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         };
         let start = self.durable;
         tracing::info!(slot = %self.slot, lsn = %start, "resuming from LSN {start}");
-        let mut stream = client.start_replication(&self.slot, start, &options).await?;
+        let mut stream = client
+            .start_replication(&self.slot, start, &options)
+            .await?;
         self.position = self.position.max(start);
         self.bytes_seen = 0;
         let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -274,6 +294,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 .started
                 .map(|t| tokio::time::Instant::from_std(t + max_fill));
             let writing = self.inflight.is_some();
+            let batch_full = self.batch_is_full();
             let has_workers = !self.workers.is_empty();
             let inflight = &mut self.inflight;
             let catchup_rx = &mut self.catchup_rx;
@@ -291,7 +312,8 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 _ = refresh_tick.tick() => Wake::RefreshTick,
                 () = tokio::time::sleep_until(fill_deadline.unwrap_or_else(tokio::time::Instant::now)),
                     if can_launch && fill_deadline.is_some() => Wake::FillDeadline,
-                message = stream.next() => Wake::Message(message),
+                // A full batch waits for the write in flight: memory stays bounded.
+                message = stream.next(), if !(writing && batch_full) => Wake::Message(message),
                 () = std::future::ready(()), if idle_flush => Wake::Idle,
             };
             match wake {
@@ -318,7 +340,14 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     self.send_status(&mut stream).await?;
                     self.store_progress(false).await?;
                 }
-                Wake::RefreshTick => self.refresh_publication().await?,
+                Wake::RefreshTick => {
+                    self.refresh_publication().await?;
+                    if let Some(info) =
+                        slot_monitor::read_slot(&self.setup.pool, &self.slot).await?
+                    {
+                        self.setup.observer.slot(info.lag_bytes, info.safe_wal_size);
+                    }
+                }
                 Wake::FillDeadline | Wake::Idle => self.launch_write(&mut stream).await?,
                 Wake::Message(message) => {
                     let Some(message) = message? else {
@@ -328,14 +357,26 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     };
                     self.on_message(message, &mut stream, &mut relations, &mut tx)
                         .await?;
+                    // Take what is already buffered without going through the select again
+                    // (its timers cost more than decoding a message).
+                    for _ in 0..BURST {
+                        if self.batch_is_full() {
+                            if self.inflight.is_some() {
+                                break;
+                            }
+                            self.launch_write(&mut stream).await?;
+                        }
+                        let Some(next) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        let Some(message) = next? else {
+                            break;
+                        };
+                        self.on_message(message, &mut stream, &mut relations, &mut tx)
+                            .await?;
+                    }
                     if self.inflight.is_none() && self.batch_is_full() {
                         self.launch_write(&mut stream).await?;
-                    }
-                    if tx.is_none() && !self.pending_catchups.is_empty() {
-                        for request in std::mem::take(&mut self.pending_catchups) {
-                            self.grant_catchup(request, &mut stream, &mut relations)
-                                .await?;
-                        }
                     }
                 }
             }
@@ -561,7 +602,10 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         stream: &mut ReplicationStream,
     ) -> Result<(), Error> {
         let (result, ack, count) = result.map_err(|e| {
-            Error::Destination(destinations::Error::fatal("the destination write panicked", e))
+            Error::Destination(destinations::Error::fatal(
+                "the destination write panicked",
+                e,
+            ))
         })?;
         result?;
         self.setup.observer.batch_written();

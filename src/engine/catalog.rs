@@ -5,7 +5,9 @@
 use sqlx::PgPool;
 
 use super::error::Error;
-use super::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal};
+use super::schema::{
+    ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal,
+};
 use super::source::ReplicationClient;
 
 /// A table of the publication.
@@ -61,6 +63,18 @@ pub async fn table_pages(pool: &PgPool, table: TableId) -> Result<u64, Error> {
     .await
     .map_err(Error::query("measuring a table"))?;
     Ok(pages.unwrap_or(0).max(0) as u64)
+}
+
+/// The planner's row estimate of a table (`pg_class.reltuples`), `None` before its first
+/// `ANALYZE`.
+pub async fn estimated_rows(pool: &PgPool, table: TableId) -> Result<Option<u64>, Error> {
+    let rows: Option<f32> =
+        sqlx::query_scalar("select reltuples from pg_class where oid = $1::bigint::oid")
+            .bind(i64::from(table.0))
+            .fetch_optional(pool)
+            .await
+            .map_err(Error::query("estimating a table's rows"))?;
+    Ok(rows.filter(|r| *r >= 0.0).map(|r| r as u64))
 }
 
 /// A table's replicated schema and publication row filter, read in the session's snapshot.
@@ -143,7 +157,9 @@ pub async fn read_table_schema(
                 quote_literal(&name.name)
             ))
             .await?;
-        rows.first().and_then(|row| field(row, 0)).map(str::to_owned)
+        rows.first()
+            .and_then(|row| field(row, 0))
+            .map(str::to_owned)
     } else {
         None
     };

@@ -33,6 +33,10 @@ pub enum Error {
     Decode { lsn: Lsn, message: String },
     #[error("{0}")]
     Precondition(String),
+    #[error("cannot check the source's preconditions")]
+    Preconditions(#[from] super::preconditions::Error),
+    #[error("cannot read the replication slot")]
+    Slot(#[from] super::slot_monitor::Error),
     #[error("cannot run the replicator migrations")]
     Migration(#[from] crate::migrate::MigrationError),
 }

@@ -19,6 +19,7 @@ use super::schema::TableId;
 use super::source::{ReplicationClient, SnapshotAction};
 use super::state::{StateStore, TableState};
 use super::table_sync::error_chain;
+use super::{preconditions, slot_monitor};
 use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
 use crate::destinations::Destination;
 use crate::migrate::{self, MigrationSet};
@@ -41,27 +42,38 @@ pub async fn run<D: Destination + Clone>(
     shutdown: Shutdown,
     options: RunOptions,
 ) -> Result<(), Error> {
-    let connection = config.pg_connection.resolve().map_err(|e| {
-        Error::Precondition(format!("pipeline.pg_connection: {e}"))
-    })?;
-    let mut backoff = Backoff::new(&config.retry);
-    let mut stop = shutdown.clone();
-    let setup = loop {
-        let attempt = prepare(config, &connection, &destination, &shutdown, &options).await;
-        match attempt {
-            Ok(setup) => break setup,
-            Err(error) if error.is_transient() => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %error_chain(&error), ?delay, "cannot start, retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stop.wait() => return Ok(()),
+    let connection = config
+        .pg_connection
+        .resolve()
+        .map_err(|e| Error::Precondition(format!("pipeline.pg_connection: {e}")))?;
+    loop {
+        let mut backoff = Backoff::new(&config.retry);
+        let mut stop = shutdown.clone();
+        let setup = loop {
+            let attempt = prepare(config, &connection, &destination, &shutdown, &options).await;
+            match attempt {
+                Ok(setup) => break setup,
+                Err(error) if error.is_transient() => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %error_chain(&error), ?delay, "cannot start, retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.wait() => return Ok(()),
+                    }
                 }
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
+        };
+        match ApplyWorker::new(setup).run().await {
+            // Start over: `prepare` drops the lost slot and resets every table.
+            Err(Error::SlotInvalidated { slot })
+                if config.invalidated_slot_behavior == InvalidatedSlotBehavior::Recreate =>
+            {
+                tracing::warn!(slot, "the apply slot was invalidated while streaming");
+            }
+            outcome => return outcome,
         }
-    };
-    ApplyWorker::new(setup).run().await
+    }
 }
 
 async fn prepare<D: Destination + Clone>(
@@ -85,6 +97,17 @@ async fn prepare<D: Destination + Clone>(
             |_| {},
         )
         .await?;
+    }
+    let report = preconditions::check(&pool, Some(&config.publication_name)).await?;
+    for warning in report.warnings() {
+        tracing::warn!(code = warning.code, hint = %warning.hint, "{}", warning.message);
+    }
+    if !report.is_ok() {
+        let problems: Vec<String> = report.critical().map(ToString::to_string).collect();
+        return Err(Error::Precondition(format!(
+            "the source is not ready for replication: {}",
+            problems.join("; ")
+        )));
     }
     let store = StateStore::new(pool.clone(), config.id);
     let slot = apply_slot_name(config.id);
@@ -126,7 +149,10 @@ async fn prepare<D: Destination + Clone>(
             .fetch_one(&pool)
             .await
             .map_err(Error::query("reading the current WAL position"))?;
-        Some(lsn.parse().map_err(|e| Error::Precondition(format!("{e}")))?)
+        Some(
+            lsn.parse()
+                .map_err(|e| Error::Precondition(format!("{e}")))?,
+        )
     } else {
         None
     };
@@ -163,17 +189,10 @@ async fn ensure_apply_slot(
     store: &StateStore,
     slot: &str,
 ) -> Result<Lsn, Error> {
-    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-        "select confirmed_flush_lsn::text, wal_status from pg_replication_slots \
-         where slot_name = $1",
-    )
-    .bind(slot)
-    .fetch_optional(pool)
-    .await
-    .map_err(Error::query("reading the apply slot"))?;
+    let info = slot_monitor::read_slot(pool, slot).await?;
     let mut recreate = false;
-    if let Some((confirmed, wal_status)) = &row {
-        if wal_status.as_deref() == Some("lost") {
+    if let Some(info) = &info {
+        if info.is_invalidated() {
             match config.invalidated_slot_behavior {
                 InvalidatedSlotBehavior::Error => {
                     return Err(Error::SlotInvalidated {
@@ -181,22 +200,26 @@ async fn ensure_apply_slot(
                     });
                 }
                 InvalidatedSlotBehavior::Recreate => {
-                    tracing::warn!(slot, "the apply slot was invalidated; recreating it and \
-                        copying every table again");
+                    tracing::warn!(
+                        slot,
+                        "the apply slot was invalidated; recreating it and \
+                        copying every table again"
+                    );
                     drop_slot(connection, pool, slot).await?;
                     recreate = true;
                 }
             }
-        } else if let Some(confirmed) = confirmed {
-            return confirmed
-                .parse()
-                .map_err(|e| Error::Precondition(format!("slot `{slot}`: {e}")));
+        } else if let Some(confirmed) = info.confirmed_flush_lsn {
+            return Ok(confirmed);
         }
     }
     let states = store.table_states().await?;
     if !recreate && states.values().any(|s| !matches!(s, TableState::Init)) {
-        tracing::warn!(slot, "the apply slot is missing but tables were already copied; \
-            copying every table again");
+        tracing::warn!(
+            slot,
+            "the apply slot is missing but tables were already copied; \
+            copying every table again"
+        );
     }
     for (id, state) in &states {
         if !matches!(state, TableState::Init) {

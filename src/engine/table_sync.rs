@@ -232,7 +232,9 @@ async fn sync_once<D: Destination + Clone>(
     ctx.destination.begin_copy(&schema).await?;
     tracing::info!(table = %schema.name, consistent_point = %slot.consistent_point,
         connections = helpers.len().max(1), "copy started");
-    let on_rows = ctx.observer.copy_progress(&schema.name, pages);
+    let estimate = catalog::estimated_rows(ctx.store.pool(), table.id).await?;
+    let counter = ctx.observer.copy_counter(&schema.name, estimate);
+    let on_rows = |rows: u64| counter.add(rows);
 
     let filter = snapshot_schema.row_filter.as_deref();
     let rows = if parallel {
@@ -241,7 +243,7 @@ async fn sync_once<D: Destination + Clone>(
             let sql = table_copy::copy_statement(&schema, filter, Some(range));
             let schema = schema.clone();
             let destination = &ctx.destination;
-            let on_rows = &*on_rows;
+            let on_rows = &on_rows;
             async move {
                 let rows =
                     table_copy::copy_into(client, &sql, &schema, destination, on_rows).await?;
@@ -252,8 +254,8 @@ async fn sync_once<D: Destination + Clone>(
         try_join_all(copies).await?.into_iter().sum()
     } else {
         let sql = table_copy::copy_statement(&schema, filter, None);
-        let rows = table_copy::copy_into(&mut main, &sql, &schema, &ctx.destination, &*on_rows)
-            .await?;
+        let rows =
+            table_copy::copy_into(&mut main, &sql, &schema, &ctx.destination, &on_rows).await?;
         main.simple_query("COMMIT").await?;
         rows
     };
@@ -265,7 +267,7 @@ async fn sync_once<D: Destination + Clone>(
         .set_table_state(table.id, &TableState::FinishedCopy)
         .await?;
     ctx.observer.table_state(&table.name, "finished_copy");
-    ctx.observer.copy_finished(&schema.name);
+    counter.finish();
     tracing::info!(table = %schema.name, rows, "rows copied");
 
     // Hand-off: the apply worker says where to stop, and waits for us.
@@ -284,8 +286,15 @@ async fn sync_once<D: Destination + Clone>(
     let (lsn, schema) = if slot.consistent_point >= grant.target {
         (slot.consistent_point, schema)
     } else {
-        let schema = catch_up(ctx, main, &slot.name, slot.consistent_point, grant.target, schema)
-            .await?;
+        let schema = catch_up(
+            ctx,
+            main,
+            &slot.name,
+            slot.consistent_point,
+            grant.target,
+            schema,
+        )
+        .await?;
         (grant.target, schema)
     };
     ctx.store

@@ -93,9 +93,7 @@ impl StateStore {
         .execute(&mut *tx)
         .await
         .map_err(query("storing a table state"))?;
-        tx.commit()
-            .await
-            .map_err(query("committing a table state"))
+        tx.commit().await.map_err(query("committing a table state"))
     }
 
     /// Restores the table's previous state (e.g. before it errored); returns it, or `None` when
@@ -208,12 +206,24 @@ impl StateStore {
         .execute(&mut *tx)
         .await
         .map_err(query("storing a table mapping"))?;
-        tx.commit().await.map_err(query("committing a table schema"))
+        tx.commit()
+            .await
+            .map_err(query("committing a table schema"))
     }
 
     /// Every stored table schema of the pipeline.
     pub async fn table_schemas(&self) -> Result<BTreeMap<TableId, TableSchema>, Error> {
-        type ColumnRow = (i64, String, String, String, String, i64, i32, bool, Option<i32>);
+        type ColumnRow = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i32,
+            bool,
+            Option<i32>,
+        );
         let rows: Vec<ColumnRow> = sqlx::query_as(
             "select s.table_id::bigint, s.schema_name, s.table_name, s.replica_identity::text, \
              c.name, c.type_oid::bigint, c.type_modifier, c.nullable, c.primary_key_position \

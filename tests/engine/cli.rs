@@ -1,0 +1,143 @@
+//! The real `etl replicate` binary: `--once` exits 0 when caught up; SIGTERM exits 0 after
+//! acknowledging what it applied. The config directory holds only base.yaml and dev.yaml.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Source, wait_for};
+
+fn write_config(dir: &Path, source: &Source) {
+    write_config_with(dir, source, "null");
+}
+
+fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
+    std::fs::write(
+        dir.join("base.yaml"),
+        "pipeline:\n  batch: {max_size: 1000, max_fill_ms: 100}\n  status_update_interval_ms: 200\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("dev.yaml"),
+        format!(
+            "pipeline:\n  id: {}\n  publication_name: {}\n  pg_connection:\n    url: '{}'\n  \
+             metrics_address: {}\ndestination:\n  memory: {{}}\n",
+            source.config.id, source.config.publication_name, source.db.url, metrics_address
+        ),
+    )
+    .unwrap();
+}
+
+fn replicate(dir: &Path, once: bool) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_etl"));
+    command
+        .arg("--config-dir")
+        .arg(dir)
+        .args(["--env", "dev", "replicate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if once {
+        command.arg("--once");
+    }
+    command.spawn().expect("spawn etl")
+}
+
+async fn finish(child: Child) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("etl exits within 60 s")
+        .expect("etl output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn replicate_once_copies_streams_and_exits_zero() {
+    let source = Source::create("eng_cli_once", "pub_cli_once").await;
+    source
+        .exec(
+            "create table a (id int primary key); create table b (id int primary key); \
+               insert into a select generate_series(1, 1000); \
+               create publication pub_cli_once for table a, b",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    source.exec("insert into b values (1)").await;
+    let before = source.current_lsn().await;
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("copy started"), "{stderr}");
+    assert!(stderr.contains("ready"), "{stderr}");
+    let states = source.states().await;
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|(_, s)| s == "ready"), "{states:?}");
+    assert!(source.confirmed_flush().await.unwrap() >= before);
+
+    // A second run resumes (no copy) and exits as well.
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resuming from LSN"), "{stderr}");
+    assert!(!stderr.contains("copy started"), "{stderr}");
+    source.drop().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_replicate_with_exit_zero_after_acknowledging() {
+    let source = Source::create("eng_cli_term", "pub_cli_term").await;
+    source
+        .exec("create table t (id int primary key); create publication pub_cli_term for table t")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write_config_with(dir.path(), &source, &format!("'127.0.0.1:{port}'"));
+    let child = replicate(dir.path(), false);
+    source.wait_ready(1).await;
+    source
+        .exec("insert into t select generate_series(1, 5000)")
+        .await;
+    let after = source.current_lsn().await;
+    wait_for("changes acknowledged", Duration::from_secs(30), || async {
+        source
+            .confirmed_flush()
+            .await
+            .is_some_and(|lsn| lsn >= after)
+    })
+    .await;
+    // The metrics endpoint reports the copy and the applied changes.
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("etl_events_applied_total 5000"), "{body}");
+    assert!(
+        body.contains(r#"etl_table_state{schema="public",table="t",state="ready"} 1"#),
+        "{body}"
+    );
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, stderr) = finish(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    assert!(source.confirmed_flush().await.unwrap() >= after);
+    // The slot is free again once the process is gone.
+    let active: bool =
+        sqlx::query_scalar("select active from pg_replication_slots where slot_name = $1")
+            .bind(etl::engine::apply_slot_name(source.config.id))
+            .fetch_one(&source.pool)
+            .await
+            .unwrap();
+    assert!(!active);
+    source.drop().await;
+}

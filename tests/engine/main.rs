@@ -1,0 +1,17 @@
+//! Integration tests of the replication engine (`etl::engine::run`, `etl replicate`) against the
+//! shared test cluster (`ETL_TEST_DATABASE_URL`), through the `memory` destination. Every test
+//! works in its own database with its own pipeline id (so slot names never collide) and stops
+//! its pipeline before dropping the database.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod helpers;
+
+mod cli;
+mod copy_and_stream;
+mod during_copy;
+mod errors;
+mod idle;
+mod publication_changes;
+mod restart;
