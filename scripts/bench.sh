@@ -217,7 +217,10 @@ declare
     reached boolean;
 begin
     loop
-        if to_regclass('etl.replication_state') is not null then
+        -- A catalog query, not to_regclass(): the syscache of this one long statement would
+        -- not notice the schema etl creates meanwhile.
+        if exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                   where n.nspname = 'etl' and c.relname = 'replication_state') then
             execute 'select exists (select 1 from etl.replication_state where pipeline_id = $1
                      and table_id = $2 and is_current and state = any ($3))'
                 into reached using pipeline, tab, states;
@@ -232,6 +235,8 @@ begin
     end loop;
 end $$;
 SQL
+# Slots left by an interrupted run pin WAL: every slot of this private cluster is ours.
+sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active" >/dev/null
 for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench_changes pub_big:bench_big; do
     if [ "$(sql "select count(*) from pg_publication where pubname = '${pub%%:*}'")" = 0 ]; then
         sql "create publication ${pub%%:*} for table ${pub#*:}"
@@ -349,7 +354,10 @@ recvlogical_measured() {
     echo "$(calc "$(now) - $start" 3) $cpu"
 }
 
-create_slot() { sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null; }
+create_slot() {
+    sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '$1'" >/dev/null
+    sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null
+}
 drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
 
 pipeline=$(( $(date +%s) % 100000 * 10 ))
@@ -413,6 +421,9 @@ if wants drain || wants live; then
         kill -STOP "$changes_pid"
         read -r lsn _ <<< "$(run_workload "$base")"
         base=$((base + inserts + 1))
+        sender_pid="$(sql "select active_pid from pg_replication_slots where slot_name = '$slot'")"
+        etl_cpu0="$(cpu_secs "$changes_pid")"
+        sender_cpu0="$(cpu_secs "$sender_pid")"
         perf_start drain
         start="$(now)"
         kill -CONT "$changes_pid"
