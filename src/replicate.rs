@@ -10,6 +10,10 @@ use crate::engine::progress::CopyProgress;
 use crate::engine::{self, Observer, RunOptions};
 use crate::shutdown;
 
+/// How long a signalled pipeline may take to flush and acknowledge before the process exits
+/// anyway (well below Kubernetes' default 300 s grace period).
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the configured pipeline. Configuration problems are [`crate::config::ConfigError`]s
 /// (exit code 2); everything else is a runtime failure.
 pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
@@ -50,9 +54,22 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         once,
         observer: Observer::new(metrics, CopyProgress::new()),
     };
-    engine::run(&pipeline, destination, shutdown, options)
-        .await
-        .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
+    let run = engine::run(&pipeline, destination, shutdown.clone(), options);
+    tokio::pin!(run);
+    let mut stop = shutdown;
+    let outcome = tokio::select! {
+        outcome = &mut run => outcome,
+        () = stop.wait() => match tokio::time::timeout(SHUTDOWN_BOUND, &mut run).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Nothing unacknowledged is lost: the next start replays from the last ack.
+                tracing::warn!(seconds = SHUTDOWN_BOUND.as_secs(),
+                    "the pipeline did not stop in time; exiting without the final flush");
+                Ok(())
+            }
+        },
+    };
+    outcome.with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
     Ok(())
 }
