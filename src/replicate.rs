@@ -54,22 +54,29 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         once,
         observer: Observer::new(metrics, CopyProgress::new()),
     };
-    let run = engine::run(&pipeline, destination, shutdown.clone(), options);
-    tokio::pin!(run);
+    // On a worker thread, like the tasks it talks to (polled by `block_on` on the main thread,
+    // every read of the stream would be a cross-thread wake-up).
+    let mut run = tokio::spawn({
+        let pipeline = pipeline.clone();
+        let shutdown = shutdown.clone();
+        async move { engine::run(&pipeline, destination, shutdown, options).await }
+    });
     let mut stop = shutdown;
-    let outcome = tokio::select! {
-        outcome = &mut run => outcome,
+    let joined = tokio::select! {
+        joined = &mut run => joined,
         () = stop.wait() => match tokio::time::timeout(SHUTDOWN_BOUND, &mut run).await {
-            Ok(outcome) => outcome,
+            Ok(joined) => joined,
             Err(_) => {
                 // Nothing unacknowledged is lost: the next start replays from the last ack.
                 tracing::warn!(seconds = SHUTDOWN_BOUND.as_secs(),
                     "the pipeline did not stop in time; exiting without the final flush");
-                Ok(())
+                Ok(Ok(()))
             }
         },
     };
-    outcome.with_context(|| format!("pipeline {} stopped", pipeline.id))?;
+    joined
+        .context("the pipeline task failed")?
+        .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
     Ok(())
 }
