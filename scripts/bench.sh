@@ -14,21 +14,23 @@
 #                  256 MiB target; its rows/s  vs  pg_recvlogical on the same transaction
 #
 # usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big]
-#                         [--keep] [--no-build] [--perf SECONDS] [--out FILE]
+#                         [--keep] [--no-build] [--perf] [--out FILE]
 #   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
 #   --destination  where etl writes; each kind has a function `destination_<kind>` below
 #   --only         run only these parts (the cluster and data are always prepared)
 #   --keep         leave the cluster running (and reuse a kept one next time: data loads once)
 #   --no-build     use the existing target/release/etl
-#   --perf N       record `perf` for N seconds of the backlog drain into $ETL_BENCH_DIR/perf.data
+#   --perf         record `perf` (all processes, call graphs) while etl copies, drains the
+#                  backlog and streams the big transaction: $ETL_BENCH_DIR/perf-<phase>.data
 #   --out FILE     also write the result table to FILE
-# ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench).
+# ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench); ETL_BIN runs another etl
+# binary (no build), e.g. to compare two versions on the same data.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 . "$here/lib.sh"
 
-quick=0 destination=discard only="copy,drain,live,big" keep=0 build=1 perf_secs=0 out=""
+quick=0 destination=discard only="copy,drain,live,big" keep=0 build=1 use_perf=0 out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
         --only) only="${2:?--only needs a value}"; shift ;;
         --keep) keep=1 ;;
         --no-build) build=0 ;;
-        --perf) perf_secs="${2:?--perf needs seconds}"; shift ;;
+        --perf) use_perf=1 ;;
         --out) out="${2:?--out needs a file}"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -84,6 +86,21 @@ record() { # label value limit-label limit-value ratio target
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 
+# With --perf: records every process into $work/perf-$1.data until perf_stop.
+perf_pid=""
+perf_start() {
+    [ "$use_perf" = 1 ] || return 0
+    perf record -g -a -F 499 -o "$work/perf-$1.data" > "$work/perf-$1.log" 2>&1 &
+    perf_pid=$!
+    sleep 0.5   # perf needs a moment before it samples
+}
+perf_stop() {
+    [ -n "$perf_pid" ] || return 0
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf_pid=""
+}
+
 # ---------------------------------------------------------------- cluster
 if [ -f "$work/port" ] && as_pg_owner "$(pg_bindir)/pg_ctl" -D "$work/data" status >/dev/null 2>&1; then
     port="$(cat "$work/port")"
@@ -99,6 +116,7 @@ export PGOPTIONS="-c client_min_messages=warning"
 
 etl_pids=()
 cleanup() {
+    perf_stop
     for pid in "${etl_pids[@]}"; do
         kill -CONT "$pid" 2>/dev/null || true
         kill -TERM "$pid" 2>/dev/null || true
@@ -189,7 +207,36 @@ begin
         perform pg_sleep(0.002);
     end loop;
 end $$;
+
+-- Epoch seconds at which table `tab` of pipeline `pipeline` was in one of `states` (polled every
+-- 10 ms; etl creates its schema when it starts), or null after timeout.
+create or replace function bench_wait_state(pipeline bigint, tab regclass, states text[], timeout_s float8)
+returns float8 language plpgsql as $$
+declare
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+    reached boolean;
+begin
+    loop
+        -- A catalog query, not to_regclass(): the syscache of this one long statement would
+        -- not notice the schema etl creates meanwhile.
+        if exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                   where n.nspname = 'etl' and c.relname = 'replication_state') then
+            execute 'select exists (select 1 from etl.replication_state where pipeline_id = $1
+                     and table_id = $2 and is_current and state = any ($3))'
+                into reached using pipeline, tab, states;
+            if reached then
+                return extract(epoch from clock_timestamp());
+            end if;
+        end if;
+        if clock_timestamp() > deadline then
+            return null;
+        end if;
+        perform pg_sleep(0.01);
+    end loop;
+end $$;
 SQL
+# Slots left by an interrupted run pin WAL: every slot of this private cluster is ours.
+sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active" >/dev/null
 for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench_changes pub_big:bench_big; do
     if [ "$(sql "select count(*) from pg_publication where pubname = '${pub%%:*}'")" = 0 ]; then
         sql "create publication ${pub%%:*} for table ${pub#*:}"
@@ -197,8 +244,8 @@ for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench
 done
 
 # ---------------------------------------------------------------- etl
-etl="${CARGO_TARGET_DIR:-$repo/target}/release/etl"
-if [ "$build" = 1 ]; then
+etl="${ETL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/etl}"
+if [ "$build" = 1 ] && [ -z "${ETL_BIN:-}" ]; then
     log "cargo build --release"
     (cd "$repo" && cargo build --release --quiet)
 fi
@@ -245,34 +292,35 @@ fail_etl() {
     exit 1
 }
 
-# Waits until table $2 of pipeline $1 is in one of the states $3 (a SQL list).
-wait_state() {
-    local id="$1" table="$2" states="$3" deadline=$((SECONDS + timeout_s)) pid="$etl_pid"
-    until [ "$(sql "select count(*) from etl.replication_state where pipeline_id = $id
-                   and table_id = '$table'::regclass and is_current and state in ($states)" 2>/dev/null)" = 1 ]; do
-        kill -0 "$pid" 2>/dev/null || fail_etl "etl exited before $table reached ($states)" "$id"
-        [ "$SECONDS" -lt "$deadline" ] || fail_etl "$table did not reach ($states) in ${timeout_s}s" "$id"
-        sleep 0.05
-    done
-}
-
-# Epoch seconds at which $1's confirmed_flush_lsn passed $2, while etl pipeline $3 stays alive.
-wait_confirmed() {
-    local slot="$1" lsn="$2" id="$3" pid="$etl_pid" tmp="$work/wait.out"
-    sql "select bench_wait_confirmed('$slot', '$lsn', $timeout_s)" > "$tmp" &
+# Runs the query $1 (which waits on the server and prints an epoch or nothing on timeout) while
+# watching that etl (pipeline $3, process $etl_pid) stays alive; prints the epoch. $2 says what
+# is awaited, for errors.
+wait_query() {
+    local query="$1" what="$2" id="$3" pid="$etl_pid" tmp="$work/wait.out"
+    sql "$query" > "$tmp" &
     local waiter=$!
     while kill -0 "$waiter" 2>/dev/null; do
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             kill "$waiter" 2>/dev/null || true
-            fail_etl "etl exited before $slot confirmed $lsn" "$id"
+            fail_etl "etl exited before $what" "$id"
         fi
         sleep 0.05
     done
     wait "$waiter"
     local at
     at="$(cat "$tmp")"
-    [ -n "$at" ] || fail_etl "$slot did not confirm $lsn within ${timeout_s}s" "$id"
+    [ -n "$at" ] || fail_etl "no $what within ${timeout_s}s" "$id"
     echo "$at"
+}
+
+# Waits until table $2 of pipeline $1 is in one of the states $3 (a SQL array literal).
+wait_state() {
+    wait_query "select bench_wait_state($1, '$2', '$3', $timeout_s)" "$2 in states $3" "$1" >/dev/null
+}
+
+# Epoch seconds at which slot $1's confirmed_flush_lsn passed $2 (etl pipeline $3).
+wait_confirmed() {
+    wait_query "select bench_wait_confirmed('$1', '$2', $timeout_s)" "$1 confirming $2" "$3"
 }
 
 # Runs the change workload at id offset $1; prints "commit_lsn commit_epoch".
@@ -287,7 +335,29 @@ recvlogical() { # slot publication endpos
         -o proto_version=1 -o publication_names="$2"
 }
 
-create_slot() { sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null; }
+# CPU seconds (user + system) process $1 has used so far.
+cpu_secs() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+
+# pg_recvlogical from slot $1 (publication $2) to $3; prints "wall_s walsender_cpu_s" (the
+# sender's CPU is sampled every 50 ms, so up to 50 ms of it may be missed).
+recvlogical_measured() {
+    local start pid sender="" cpu=0
+    start="$(now)"
+    recvlogical "$@" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        [ -n "$sender" ] || sender="$(sql "select active_pid from pg_replication_slots where slot_name = '$1'")"
+        [ -z "$sender" ] || cpu="$(cpu_secs "$sender" 2>/dev/null || echo "$cpu")"
+        sleep 0.05
+    done
+    wait "$pid"
+    echo "$(calc "$(now) - $start" 3) $cpu"
+}
+
+create_slot() {
+    sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '$1'" >/dev/null
+    sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null
+}
 drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
 
 pipeline=$(( $(date +%s) % 100000 * 10 ))
@@ -309,10 +379,12 @@ if wants copy; then
 
         pipeline=$((pipeline + 1))
         log "copy $table: etl replicate (pipeline $pipeline)"
+        perf_start "copy-$table"
         start="$(now)"
         start_etl "$pipeline" "$publication"
-        wait_state "$pipeline" "$table" "'finished_copy', 'sync_done', 'ready'"
+        wait_state "$pipeline" "$table" "{finished_copy,sync_done,ready}"
         wall_secs="$(calc "$(now) - $start" 3)"
+        perf_stop
         # The copy phase itself: from `data_sync` to `finished_copy` in the state history.
         copy_secs="$(sql "select extract(epoch from max(created_at) filter (where state = 'finished_copy')
                                             - max(created_at) filter (where state = 'data_sync'))
@@ -336,7 +408,7 @@ if wants drain || wants live; then
     log "changes: etl replicate (pipeline $pipeline) on bench_changes"
     start_etl "$pipeline" pub_changes
     changes_pid="$etl_pid"
-    wait_state "$pipeline" bench_changes "'ready'"
+    wait_state "$pipeline" bench_changes "{ready}"
     slot="$(apply_slot "$pipeline")"
     [ "$(sql "select count(*) from pg_replication_slots where slot_name = '$slot'")" = 1 ] ||
         fail_etl "no apply slot named $slot" "$pipeline"
@@ -349,22 +421,20 @@ if wants drain || wants live; then
         kill -STOP "$changes_pid"
         read -r lsn _ <<< "$(run_workload "$base")"
         base=$((base + inserts + 1))
-        if [ "$perf_secs" != 0 ]; then
-            perf record -g -F 499 -p "$changes_pid" -o "$work/perf.data" -- sleep "$perf_secs" \
-                > "$work/perf.log" 2>&1 &
-            perf_pid=$!
-            sleep 0.3
-        fi
+        sender_pid="$(sql "select active_pid from pg_replication_slots where slot_name = '$slot'")"
+        etl_cpu0="$(cpu_secs "$changes_pid")"
+        sender_cpu0="$(cpu_secs "$sender_pid")"
+        perf_start drain
         start="$(now)"
         kill -CONT "$changes_pid"
         done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
         etl_secs="$(calc "$done_at - $start" 3)"
-        [ "$perf_secs" = 0 ] || wait "$perf_pid" || true
+        etl_cpu="$(calc "$(cpu_secs "$changes_pid") - $etl_cpu0")"
+        sender_cpu="$(calc "$(cpu_secs "$sender_pid") - $sender_cpu0")"
+        perf_stop
 
         log "drain: pg_recvlogical --endpos $lsn"
-        start="$(now)"
-        recvlogical bench_recv pub_changes "$lsn"
-        recv_secs="$(calc "$(now) - $start" 3)"
+        read -r recv_secs recv_sender_cpu <<< "$(recvlogical_measured bench_recv pub_changes "$lsn")"
 
         log "drain: pg_logical_slot_peek_binary_changes"
         start="$(now)"
@@ -382,6 +452,9 @@ if wants drain || wants live; then
             "$(calc "$etl_rate / $recv_rate")" ">= 3"
         record "" "" "server decoding (peek) changes/s" "$peek_rate" \
             "$(calc "$etl_rate / $peek_rate")" ""
+        record "  (wall, s)" "$etl_secs" "(pg_recvlogical wall, s)" "$recv_secs" "" ""
+        record "  (CPU s: etl)" "$etl_cpu" "(CPU s: etl's walsender)" "$sender_cpu" "" ""
+        record "" "" "(CPU s: pg_recvlogical's walsender)" "$recv_sender_cpu" "" ""
     fi
 
     if wants live; then
@@ -400,20 +473,20 @@ if wants big; then
     sql "truncate bench_big"
     log "big: etl replicate (pipeline $pipeline) on bench_big"
     start_etl "$pipeline" pub_big
-    wait_state "$pipeline" bench_big "'ready'"
+    wait_state "$pipeline" bench_big "{ready}"
     slot="$(apply_slot "$pipeline")"
     create_slot bench_recv_big
     log "big: one transaction of $big_rows rows"
     read -r lsn committed_at <<< "$(psql -X -q -A -t -v ON_ERROR_STOP=1 \
         -c "insert into bench_big select g, g, repeat('b', 84) from generate_series(1, $big_rows) g" \
         -c "select pg_current_wal_insert_lsn() || ' ' || extract(epoch from clock_timestamp())")"
+    perf_start big
     done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
+    perf_stop
     etl_secs="$(calc "$done_at - $committed_at" 3)"
     hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$etl_pid/status")"
     stop_etl "$etl_pid"
-    start="$(now)"
-    recvlogical bench_recv_big pub_big "$lsn"
-    recv_secs="$(calc "$(now) - $start" 3)"
+    read -r recv_secs _ <<< "$(recvlogical_measured bench_recv_big pub_big "$lsn")"
     drop_slot bench_recv_big
     hwm_mib="$(calc "$hwm_kb / 1024" 1)"
     record "big txn peak RSS, MiB" "$hwm_mib" "target MiB" "256" "$(calc "$hwm_mib / 256")" "<= 1"

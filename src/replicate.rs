@@ -10,6 +10,10 @@ use crate::engine::progress::CopyProgress;
 use crate::engine::{self, Observer, RunOptions};
 use crate::shutdown;
 
+/// How long a signalled pipeline may take to flush and acknowledge before the process exits
+/// anyway (well below Kubernetes' default 300 s grace period).
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the configured pipeline. Configuration problems are [`crate::config::ConfigError`]s
 /// (exit code 2); everything else is a runtime failure.
 pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
@@ -53,8 +57,28 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         once,
         observer: Observer::new(metrics, CopyProgress::new()),
     };
-    engine::run(&pipeline, destination, shutdown, options)
-        .await
+    // On a worker thread, like the tasks it talks to (polled by `block_on` on the main thread,
+    // every read of the stream would be a cross-thread wake-up).
+    let mut run = tokio::spawn({
+        let pipeline = pipeline.clone();
+        let shutdown = shutdown.clone();
+        async move { engine::run(&pipeline, destination, shutdown, options).await }
+    });
+    let mut stop = shutdown;
+    let joined = tokio::select! {
+        joined = &mut run => joined,
+        () = stop.wait() => match tokio::time::timeout(SHUTDOWN_BOUND, &mut run).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                // Nothing unacknowledged is lost: the next start replays from the last ack.
+                tracing::warn!(seconds = SHUTDOWN_BOUND.as_secs(),
+                    "the pipeline did not stop in time; exiting without the final flush");
+                Ok(Ok(()))
+            }
+        },
+    };
+    joined
+        .context("the pipeline task failed")?
         .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
     Ok(())

@@ -123,6 +123,15 @@ impl MemoryTable {
     }
 }
 
+impl MemoryState {
+    /// The mirrored table of `schema`, created empty when unknown.
+    fn table(&mut self, schema: &TableSchema) -> &mut MemoryTable {
+        self.tables
+            .entry(schema.id)
+            .or_insert_with(|| MemoryTable::new(schema.clone()))
+    }
+}
+
 impl MemoryDestination {
     /// A mirror without an event log (what `destination: {memory: {}}` runs).
     pub fn new() -> Self {
@@ -209,11 +218,7 @@ impl Destination for MemoryDestination {
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
         let mut state = self.lock();
         Self::check_failing(&state, &schema.name)?;
-        let table = state
-            .tables
-            .entry(schema.id)
-            .or_insert_with(|| MemoryTable::new(schema.clone()));
-        table.schema = schema.clone();
+        state.table(schema).schema = schema.clone();
         Ok(())
     }
 
@@ -235,10 +240,7 @@ impl Destination for MemoryDestination {
         })?;
         let mut state = self.lock();
         Self::check_failing(&state, &schema.name)?;
-        let table = state
-            .tables
-            .entry(schema.id)
-            .or_insert_with(|| MemoryTable::new(schema.clone()));
+        let table = state.table(schema);
         table.copied_rows += rows.len() as u64;
         for row in rows {
             table.insert(row);
@@ -293,10 +295,7 @@ impl Destination for MemoryDestination {
             Self::check_failing(&state, &event.table.name)?;
         }
         for event in &events {
-            let table = state
-                .tables
-                .entry(event.table.id)
-                .or_insert_with(|| MemoryTable::new((*event.table).clone()));
+            let table = state.table(&event.table);
             if table.schema.columns != event.table.columns {
                 table.schema = (*event.table).clone();
             }

@@ -35,6 +35,12 @@ use crate::config::{PgConnection, PipelineConfig};
 use crate::destinations::{self, Destination};
 use crate::shutdown::Shutdown;
 
+/// While changes keep arriving, acknowledgements go out at most this often.
+const ACK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Pause after draining the socket in the middle of a transaction.
+const GATHER_PAUSE: Duration = Duration::from_millis(1);
+
 /// Messages taken from the stream's buffer per wake-up.
 const BURST: usize = 512;
 
@@ -120,6 +126,9 @@ pub(crate) struct ApplyWorker<D> {
     running: HashSet<TableId>,
     progress_stored: Lsn,
     progress_stored_at: Instant,
+    /// When the last status update went out, and whether a newer durable position waits.
+    last_status: Instant,
+    status_pending: bool,
     bytes_seen: u64,
 }
 
@@ -150,6 +159,8 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             running: HashSet::new(),
             progress_stored: Lsn::ZERO,
             progress_stored_at: Instant::now(),
+            last_status: Instant::now(),
+            status_pending: false,
             bytes_seen: 0,
             setup,
         }
@@ -268,7 +279,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         let mut stream = client
             .start_replication(&self.slot, start, &options)
             .await?;
-        self.position = self.position.max(start);
+        self.position = start;
         self.bytes_seen = 0;
         let mut relations: HashMap<u32, Relation> = HashMap::new();
         let mut tx: Option<Transaction> = None;
@@ -289,6 +300,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             }
             let can_launch = self.inflight.is_none();
             let idle_flush = can_launch && self.batch.commit_end.is_some();
+            let idle_work = idle_flush || self.status_pending;
             let fill_deadline = self
                 .batch
                 .started
@@ -314,7 +326,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     if can_launch && fill_deadline.is_some() => Wake::FillDeadline,
                 // A full batch waits for the write in flight: memory stays bounded.
                 message = stream.next(), if !(writing && batch_full) => Wake::Message(message),
-                () = std::future::ready(()), if idle_flush => Wake::Idle,
+                () = std::future::ready(()), if idle_work => Wake::Idle,
             };
             match wake {
                 Wake::Shutdown => {
@@ -348,7 +360,13 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                         self.setup.observer.slot(info.lag_bytes, info.safe_wal_size);
                     }
                 }
-                Wake::FillDeadline | Wake::Idle => self.launch_write(&mut stream).await?,
+                Wake::FillDeadline => self.launch_write(&mut stream).await?,
+                Wake::Idle => {
+                    self.launch_write(&mut stream).await?;
+                    if self.status_pending {
+                        self.send_status(&mut stream).await?;
+                    }
+                }
                 Wake::Message(message) => {
                     let Some(message) = message? else {
                         return Err(Error::Source(super::source::Error::Closed {
@@ -359,6 +377,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                         .await?;
                     // Take what is already buffered without going through the select again
                     // (its timers cost more than decoding a message).
+                    let mut burst_read = 0;
                     for _ in 0..BURST {
                         if self.batch_is_full() {
                             if self.inflight.is_some() {
@@ -374,9 +393,16 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                         };
                         self.on_message(message, &mut stream, &mut relations, &mut tx)
                             .await?;
+                        burst_read += 1;
                     }
                     if self.inflight.is_none() && self.batch_is_full() {
                         self.launch_write(&mut stream).await?;
+                    }
+                    if tx.is_some() && burst_read < BURST {
+                        // In the middle of a transaction the rest is on its way: let it gather
+                        // for a moment instead of waking up for every few hundred bytes (the
+                        // context switches slow the sending walsender down more than us).
+                        tokio::time::sleep(GATHER_PAUSE).await;
                     }
                 }
             }
@@ -646,7 +672,14 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             return Ok(());
         }
         self.durable = lsn;
-        self.send_status(stream).await?;
+        // Each acknowledgement that moves the slot makes the server save it to disk: while the
+        // stream is busy, acknowledge at most every ACK_INTERVAL; when it goes quiet, the
+        // pending acknowledgement goes out at once (see `Wake::Idle`).
+        if self.last_status.elapsed() >= ACK_INTERVAL {
+            self.send_status(stream).await?;
+        } else {
+            self.status_pending = true;
+        }
         self.setup.observer.confirmed_lsn(lsn);
         let ready: Vec<TableId> = self
             .states
@@ -669,6 +702,8 @@ impl<D: Destination + Clone> ApplyWorker<D> {
     }
 
     async fn send_status(&mut self, stream: &mut ReplicationStream) -> Result<(), Error> {
+        self.status_pending = false;
+        self.last_status = Instant::now();
         let write = stream.last_received().max(self.durable);
         stream
             .send_status(write, self.durable, self.durable, false)

@@ -10,8 +10,8 @@ use super::error::Error;
 pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: u64) -> Result<(), Error> {
     let apply = format!("etl_apply_{pipeline_id}");
     let sync = format!("etl\\_sync\\_{pipeline_id}\\_%");
-    let slots: Vec<(String, Option<i32>)> = sqlx::query_as(
-        "select slot_name::text, active_pid from pg_replication_slots \
+    let slots: Vec<String> = sqlx::query_scalar(
+        "select slot_name::text from pg_replication_slots \
          where slot_name = $1 or slot_name like $2",
     )
     .bind(&apply)
@@ -19,17 +19,19 @@ pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: u64) -> Result<()
     .fetch_all(pool)
     .await
     .map_err(Error::query("listing the pipeline's slots"))?;
-    for (slot, pid) in slots {
-        if let Some(pid) = pid {
-            sqlx::query("select pg_terminate_backend($1)")
-                .bind(pid)
-                .execute(pool)
-                .await
-                .map_err(Error::query("terminating a walsender"))?;
-        }
-        // The terminated walsender releases the slot shortly; retry until it is free or gone.
+    for slot in slots {
+        // A replicator still running reconnects after its walsender is terminated: terminate
+        // again until the drop wins.
         let mut attempts = 0;
         loop {
+            sqlx::query(
+                "select pg_terminate_backend(active_pid) from pg_replication_slots \
+                 where slot_name = $1 and active_pid is not null",
+            )
+            .bind(&slot)
+            .execute(pool)
+            .await
+            .map_err(Error::query("terminating a walsender"))?;
             let result = sqlx::query(
                 "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
                  where slot_name = $1",
@@ -39,9 +41,9 @@ pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: u64) -> Result<()
             .await;
             match result {
                 Ok(_) => break,
-                Err(e) if attempts < 50 && is_slot_active(&e) => {
+                Err(e) if attempts < 100 && is_slot_active(&e) => {
                     attempts += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(Error::query("dropping a slot")(e)),
             }

@@ -329,9 +329,10 @@ async fn catch_up<D: Destination>(
     let mut bytes = 0usize;
     loop {
         let Some(message) = stream.next().await? else {
-            return Err(Error::Precondition(format!(
-                "the server ended the catch-up stream of slot `{slot}`"
-            )));
+            // The server ended the stream (shutting down): transient, the copy is redone.
+            return Err(Error::Source(super::source::Error::Closed {
+                target: ctx.connection.describe(),
+            }));
         };
         let (wal_start, message) = match message {
             ReplicationMessage::Keepalive { wal_end, .. } => {

@@ -24,7 +24,7 @@ fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
         format!(
             "pipeline:\n  id: {}\n  publication_name: {}\n  pg_connection:\n    url: '{}'\n  \
              metrics_address: {}\ndestination:\n  memory: {{}}\n",
-            source.config.id, source.config.publication_name, source.db.url, metrics_address
+            source.config.id, source.config.publication_name, source.url, metrics_address
         ),
     )
     .unwrap();
@@ -139,5 +139,67 @@ async fn sigterm_stops_replicate_with_exit_zero_after_acknowledging() {
             .await
             .unwrap();
     assert!(!active);
+    source.drop().await;
+}
+
+#[tokio::test]
+async fn a_missing_publication_is_a_one_line_error_naming_it() {
+    let source = Source::create("eng_cli_nopub", "pub_cli_missing").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(last.contains("pub_cli_missing"), "{stderr}");
+    source.drop().await;
+}
+
+#[tokio::test]
+async fn sigkill_during_copy_and_streaming_then_restart_catches_up() {
+    let source = Source::create("eng_cli_kill", "pub_cli_kill").await;
+    source
+        .exec(
+            "create table big (id int primary key, pad text); \
+               insert into big select g, repeat('k', 300) from generate_series(1, 300000) g; \
+               create publication pub_cli_kill for table big",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    let kill = |child: &Child| {
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    };
+
+    // Killed while copying: the copy is redone and the table gets ready.
+    let child = replicate(dir.path(), false);
+    wait_for("copy started", Duration::from_secs(30), || async {
+        source.states().await.iter().any(|(_, s)| s == "data_sync")
+    })
+    .await;
+    kill(&child);
+    let _ = finish(child).await;
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("copy started"), "{stderr}");
+    assert_eq!(
+        source.states().await,
+        [("big".to_owned(), "ready".to_owned())]
+    );
+
+    // Killed while streaming: the restart resumes and acknowledges everything.
+    let child = replicate(dir.path(), false);
+    source
+        .exec("update big set pad = 'x' where id <= 50000; delete from big where id > 290000")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(&child);
+    let _ = finish(child).await;
+    let after = source.current_lsn().await;
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resuming from LSN"), "{stderr}");
+    assert!(source.confirmed_flush().await.unwrap() >= after);
     source.drop().await;
 }

@@ -25,7 +25,9 @@ pub fn pipeline_id() -> u64 {
 
 /// A test database with a pool and a pipeline configuration pointing at it.
 pub struct Source {
-    pub db: TestDatabase,
+    /// The test database, when the source lives in the shared cluster.
+    pub db: Option<TestDatabase>,
+    pub url: String,
     pub pool: PgPool,
     pub config: PipelineConfig,
 }
@@ -33,17 +35,33 @@ pub struct Source {
 impl Source {
     pub async fn create(prefix: &str, publication: &str) -> Source {
         let db = TestDatabase::create(prefix).await;
-        let pool = db.pool().await;
+        let mut source = Source::at_url(&db.url.clone(), publication).await;
+        source.db = Some(db);
+        source
+    }
+
+    /// A source in the database at `url` (a private cluster).
+    pub async fn at_url(url: &str, publication: &str) -> Source {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .expect("connect to the source");
         let yaml = format!(
             "id: {}\npublication_name: {publication}\npg_connection: {{url: '{}'}}\n\
              batch: {{max_size: 1000, max_fill_ms: 100}}\nstatus_update_interval_ms: 200\n\
              publication_refresh_secs: 1\nmetrics_address: null\n\
              retry: {{initial_ms: 100, max_ms: 1000}}\n",
             pipeline_id(),
-            db.url
+            url
         );
         let config: PipelineConfig = serde_yaml::from_str(&yaml).expect("pipeline config");
-        Source { db, pool, config }
+        Source {
+            db: None,
+            url: url.to_owned(),
+            pool,
+            config,
+        }
     }
 
     pub async fn exec(&self, sql: &str) {
@@ -157,7 +175,9 @@ impl Source {
 
     pub async fn drop(self) {
         self.pool.close().await;
-        self.db.drop_database().await;
+        if let Some(db) = self.db {
+            db.drop_database().await;
+        }
     }
 }
 

@@ -8,10 +8,12 @@ mod common;
 
 mod helpers;
 
+mod cleanup;
 mod cli;
 mod copy_and_stream;
 mod during_copy;
 mod errors;
 mod idle;
+mod invalidated_slot;
 mod publication_changes;
 mod restart;
