@@ -6,8 +6,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod compare;
 mod helpers;
+mod targets;
 
+mod end_to_end;
 mod jsonl;
 mod postgres;
 mod sqlite;

@@ -1,0 +1,175 @@
+//! The three destinations as targets of the end-to-end scenario: their `destination` config,
+//! how to count applications of `counted`'s changes, and how to compare with the source.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::common::TestDatabase;
+use crate::compare::{
+    jsonl_differences, jsonl_files, mirror_differences, replay_jsonl, sqlite_differences,
+};
+use crate::end_to_end::{Scenario, TABLES};
+use crate::helpers::{exec, source_pool};
+
+pub enum Target {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        file: PathBuf,
+    },
+    Postgres {
+        db: Option<TestDatabase>,
+        pool: Option<PgPool>,
+    },
+    Jsonl {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+}
+
+impl Target {
+    pub fn sqlite() -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data/etl.db");
+        Target::Sqlite { _dir: dir, file }
+    }
+
+    pub fn postgres() -> Target {
+        Target::Postgres {
+            db: None,
+            pool: None,
+        }
+    }
+
+    pub fn jsonl() -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("changes.jsonl");
+        Target::Jsonl { _dir: dir, path }
+    }
+
+    /// Whether the destination is a log of changes rather than a mirror.
+    pub fn is_change_log(&self) -> bool {
+        matches!(self, Target::Jsonl { .. })
+    }
+
+    /// The YAML under `destination:` (creating the target database for `postgres`).
+    pub async fn destination_yaml(&mut self, scenario: &Scenario) -> String {
+        match self {
+            Target::Sqlite { file, .. } => format!("  sqlite: {{path: '{}'}}", file.display()),
+            Target::Postgres { db, pool } => {
+                let target = TestDatabase::create(&format!("{}_mirror", scenario.db.name)).await;
+                let yaml = format!("  postgres: {{url: '{}', schema: null}}", target.url);
+                *pool = Some(source_pool(&target).await);
+                *db = Some(target);
+                yaml
+            }
+            Target::Jsonl { path, .. } => format!(
+                "  jsonl: {{path: '{}', max_file_bytes: 4194304}}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Triggers counting every row written into `counted` (none for jsonl, which is
+    /// at-least-once by design).
+    pub async fn install_audit(&self, _scenario: &Scenario) {
+        match self {
+            Target::Sqlite { file, .. } => {
+                let conn = rusqlite::Connection::open(file).unwrap();
+                conn.busy_timeout(Duration::from_secs(30)).unwrap();
+                conn.execute_batch(
+                    "CREATE TABLE audit (op TEXT, id INTEGER);
+                     CREATE TRIGGER audit_i AFTER INSERT ON \"public.counted\" BEGIN INSERT INTO audit VALUES ('I', new.id); END;
+                     CREATE TRIGGER audit_u AFTER UPDATE ON \"public.counted\" BEGIN INSERT INTO audit VALUES ('U', new.id); END;
+                     CREATE TRIGGER audit_d AFTER DELETE ON \"public.counted\" BEGIN INSERT INTO audit VALUES ('D', old.id); END;",
+                )
+                .expect("sqlite audit triggers");
+            }
+            Target::Postgres {
+                pool: Some(pool), ..
+            } => {
+                exec(
+                    pool,
+                    "create table public.audit (op text, id int);
+                     create function public.audit() returns trigger language plpgsql as $$
+                     begin
+                       insert into public.audit values (left(tg_op, 1),
+                         case when tg_op = 'DELETE' then old.id else new.id end);
+                       return null;
+                     end $$;
+                     create trigger audit after insert or update or delete on public.counted
+                       for each row execute function public.audit();",
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Row writes into `counted` by kind (`D`, `I`, `U`), or `None` for jsonl.
+    pub async fn audit_counts(&self, _scenario: &Scenario) -> Option<Vec<(String, i64)>> {
+        match self {
+            Target::Sqlite { file, .. } => {
+                let conn = rusqlite::Connection::open(file).unwrap();
+                let mut statement = conn
+                    .prepare("SELECT op, count(*) FROM audit GROUP BY op ORDER BY op")
+                    .unwrap();
+                let counts = statement
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                Some(counts)
+            }
+            Target::Postgres {
+                pool: Some(pool), ..
+            } => Some(
+                sqlx::query_as("select op, count(*) from public.audit group by op order by op")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The first difference between the destination and the source, if any.
+    pub async fn differences(&self, scenario: &Scenario) -> Option<String> {
+        let state = match self {
+            Target::Jsonl { path, .. } => Some(replay_jsonl(&jsonl_files(path))),
+            _ => None,
+        };
+        for (table, _) in TABLES {
+            let found = match self {
+                Target::Sqlite { file, .. } => {
+                    if !file.exists() {
+                        return Some("no sqlite file yet".into());
+                    }
+                    sqlite_differences(&scenario.pool, file, table).await
+                }
+                Target::Postgres {
+                    pool: Some(pool), ..
+                } => mirror_differences(&scenario.pool, pool, table, table).await,
+                Target::Postgres { .. } => Some("no target database".into()),
+                Target::Jsonl { .. } => {
+                    let state = state.as_ref().expect("replayed");
+                    jsonl_differences(&scenario.pool, state, table).await
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    pub async fn drop(self) {
+        if let Target::Postgres { db: Some(db), pool } = self {
+            if let Some(pool) = pool {
+                pool.close().await;
+            }
+            db.drop_database().await;
+        }
+    }
+}
