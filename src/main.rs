@@ -29,8 +29,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}", exit::render(&error));
-            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
-                eprintln!("{}", error.backtrace());
+            let backtrace = error.backtrace();
+            if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                eprintln!("{backtrace}");
             }
             exit::code_for(&error)
         }

@@ -38,6 +38,7 @@ fn replicate(dir: &Path, once: bool) -> Child {
         .args(["--env", "dev", "replicate"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .env_remove("RUST_BACKTRACE")
         .kill_on_drop(true);
     if once {
         command.arg("--once");

@@ -473,10 +473,15 @@ async fn next_is_cancel_safe_under_select_with_status_updates() {
         .start_replication(&slot, created.consistent_point, &options("c_pub"))
         .await
         .unwrap();
-    sqlx::query("insert into c select g, repeat('x', 500) from generate_series(1, 3000) g")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // The rows arrive only after the loop has started, so `next` is pending (and gets
+    // interrupted) before the data comes, whatever the machine's speed.
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("insert into c select g, repeat('x', 500) from generate_series(1, 3000) g")
+            .execute(&pool)
+            .await
+            .map(|_| ())
+    });
 
     // Interrupt `next` constantly and send status updates in between.
     let mut ids = Vec::new();
@@ -504,6 +509,7 @@ async fn next_is_cancel_safe_under_select_with_status_updates() {
             }
         }
     }
+    writer.await.unwrap().unwrap();
     assert_eq!(ids, (1..=3000).collect::<Vec<_>>());
     assert!(
         interrupted > 0,
