@@ -15,7 +15,7 @@ pub fn api_settings(config: &Config) -> Result<ApiConfig, ConfigError> {
         return Err(config.invalid(
             "api",
             "the `api` section is missing: add api_keys and encryption_keys \
-             (APP_API__API_KEYS, APP_API__ENCRYPTION_KEYS; see docs/api.md)",
+             (APP_API__API_KEYS, APP_API__ENCRYPTION_KEYS; see the README, Control plane)",
         ));
     };
     settings

@@ -180,11 +180,13 @@ impl Config {
     }
 
     /// Where the value at `key` (dotted path) came from: a file path, a variable, or the default.
+    /// A key inside a list (`api.encryption_keys[0].key`) takes the origin of the list.
     pub fn origin(&self, key: &str) -> String {
-        let Some(metadata) = self.figment.find_metadata(key) else {
-            return "default".to_owned();
-        };
-        describe_origin(metadata, &key.split('.').collect::<Vec<_>>())
+        let key = key.split('[').next().unwrap_or(key);
+        match self.figment.find_metadata(key) {
+            Some(metadata) => describe_origin(metadata, &key.split('.').collect::<Vec<_>>()),
+            None => "default".to_owned(),
+        }
     }
 
     /// A validation failure of `key`, naming where its value came from.

@@ -4,7 +4,7 @@
 //!
 //! Updates are atomic adds and stores. Per-table series are looked up in a small map keyed by
 //! [`TableName`] and created once per table, so the hot path never allocates label sets.
-//! docs/ops.md lists every metric.
+//! The README lists every metric (Replicating → Logs, progress and metrics).
 
 use std::collections::HashMap;
 use std::future::Future;

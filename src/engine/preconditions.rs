@@ -28,7 +28,7 @@ pub enum Level {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub level: Level,
-    /// Stable identifier of the check, e.g. `wal_level` (see docs/ops.md for the list).
+    /// Stable identifier of the check, e.g. `wal_level` (the README lists them under "What the source needs").
     pub code: &'static str,
     /// What is wrong, naming the setting, role, publication or table.
     pub message: String,

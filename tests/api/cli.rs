@@ -56,6 +56,37 @@ fn serve_api_refuses_to_start_without_keys_naming_the_key() {
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("api.encryption_keys"), "{text}");
+
+    // Both kinds of key in the variable syntax the README gives: the configuration loads, and
+    // the next thing to fail is the (unreachable) database, a runtime error.
+    let output = etl(dir.path(), &["serve-api"])
+        .env("APP_API__API_KEYS", format!(r#"["{}"]"#, generate_key()))
+        .env(
+            "APP_API__ENCRYPTION_KEYS",
+            format!(
+                r#"[{{id=1,key="{}"}}, {{id=2,key="{}"}}]"#,
+                generate_key(),
+                generate_key()
+            ),
+        )
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+
+    // A malformed key given that way is a configuration error naming the key.
+    let output = etl(dir.path(), &["serve-api"])
+        .env("APP_API__API_KEYS", format!(r#"["{}"]"#, generate_key()))
+        .env("APP_API__ENCRYPTION_KEYS", r#"[{id=1,key="short"}]"#)
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("api.encryption_keys[0].key` (from APP_API__ENCRYPTION_KEYS)"),
+        "{text}"
+    );
 }
 
 #[test]
