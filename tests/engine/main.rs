@@ -15,5 +15,7 @@ mod during_copy;
 mod errors;
 mod idle;
 mod invalidated_slot;
+mod private_cluster;
 mod publication_changes;
 mod restart;
+mod source_restart;

@@ -312,6 +312,12 @@ impl ReplicationStream {
                 self.client.finish_query(&action).await?;
                 return Ok(None);
             }
+            // A walsender stopping for a server shutdown, once its client has confirmed
+            // everything sent, ends the COPY with CommandComplete alone and exits.
+            Backend::Message(Message::CommandComplete(_)) => {
+                self.finished = true;
+                return Ok(None);
+            }
             Backend::Message(Message::ErrorResponse(body)) => {
                 self.finished = true;
                 let action = format!("streaming from slot `{}`", self.slot);
