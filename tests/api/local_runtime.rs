@@ -1,6 +1,7 @@
 //! The `local` runtime through the API, with a probe script standing in for `etl replicate`:
 //! it records the arguments and `APP_` variables it was started with, then runs until SIGTERM
-//! (or crashes on demand). The end-to-end test with the real replicator is in `e2e.rs`.
+//! (or crashes on demand). Like the replicator it logs `resuming from LSN` once "streaming",
+//! unless a `hold` file next to the pipeline folders keeps it starting. The end-to-end test with the real replicator is in `e2e.rs`.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ env | grep '^APP_' | sort > "$out/probe-env"
 if [ -f "$out/../crash" ]; then echo "fatal: probe told to crash"; exit 3; fi
 trap 'echo "probe stopping"; exit 0' TERM
 echo "probe running"
+while [ -f "$out/../hold" ]; do sleep 0.05; done
+echo "resuming from LSN 0/0"
 while true; do sleep 0.05; done
 "#;
 
@@ -79,6 +82,8 @@ async fn start_runs_the_replicator_with_secrets_only_in_its_environment_and_stop
     let id = pipeline(&app, &source).await;
     let password = source.password.clone();
 
+    // `starting` until the replicator says its session is up, then `started`.
+    std::fs::write(app.state_dir.path().join("hold"), "").unwrap();
     let started = app
         .post(
             &format!("/v1/pipelines/{id}/start"),
@@ -87,7 +92,11 @@ async fn start_runs_the_replicator_with_secrets_only_in_its_environment_and_stop
         )
         .await
         .expect(200);
-    assert_eq!(started["status"], json!("started"), "{started}");
+    assert_eq!(started["status"], json!("starting"), "{started}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&app, id).await["status"], json!("starting"));
+    std::fs::remove_file(app.state_dir.path().join("hold")).unwrap();
+    wait_status(&app, id, "started").await;
     let dir = app.state_dir.path().join(format!("pipeline-{id}"));
     let config = std::fs::read_to_string(dir.join("config/dev.yaml")).unwrap();
     assert!(!config.contains(&password), "{config}");
@@ -175,7 +184,7 @@ async fn a_restarted_api_finds_its_running_replicators_through_pid_files() {
 
     let (db, state_dir, config) = app.stop_serving().await;
     let app = start(db, config, state_dir).await;
-    assert_eq!(status(&app, id).await["status"], json!("started"));
+    wait_status(&app, id, "started").await;
     assert!(alive(pid));
 
     // `restart` replaces the process.

@@ -7,6 +7,10 @@
 //! its replicators again; a pid is only trusted while `/proc/{pid}/cmdline` still names the
 //! pipeline's config dir, so a recycled pid is never mistaken for a replicator.
 //!
+//! A live replicator is `starting` until its log (since this start; `log-offset` records where
+//! that begins) shows `resuming from LSN`, the line it writes once its replication session is
+//! up, and `started` from then on.
+//!
 //! Replicators run in their own process group and outlive the API: stopping the API (or a
 //! Ctrl-C in its terminal) does not stop replication. A replicator that crashes is reported as
 //! `failed` with its exit and the last line of its log; the API itself is unaffected.
@@ -29,6 +33,10 @@ use crate::config::{Environment, LocalRuntimeConfig};
 const POLL: Duration = Duration::from_millis(50);
 /// How long a stop waits after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// What `etl replicate` logs once its replication session is up.
+const STREAMING_MARKER: &[u8] = b"resuming from LSN";
+/// How much of a run's log is searched for the marker (it comes within the first lines).
+const MARKER_SEARCH_BYTES: u64 = 4 << 20;
 
 /// Child processes on this machine.
 pub struct LocalRuntime {
@@ -43,6 +51,8 @@ pub struct LocalRuntime {
 struct Shared {
     /// Pipelines whose replicator is being stopped on purpose.
     stopping: Mutex<HashSet<i64>>,
+    /// Pipelines whose replicator (this pid) was seen streaming.
+    streaming: Mutex<HashMap<i64, i32>>,
     /// Exit notifications of the children this process started (true once reaped).
     children: Mutex<HashMap<i64, watch::Receiver<bool>>>,
     /// One start/stop at a time per pipeline.
@@ -94,6 +104,7 @@ impl LocalRuntime {
             pid: dir.join("replicator.pid"),
             log: dir.join("replicator.log"),
             last_exit: dir.join("last-exit"),
+            log_offset: dir.join("log-offset"),
             dir,
         }
     }
@@ -129,6 +140,9 @@ impl LocalRuntime {
             .open(&files.log)
             .map_err(|e| io("open", &files.log, e))?;
         let log_err = log.try_clone().map_err(|e| io("open", &files.log, e))?;
+        let offset = log.metadata().map_err(|e| io("read", &files.log, e))?.len();
+        write_atomically(&files.log_offset, &offset.to_string())
+            .map_err(|e| io("write", &files.log_offset, e))?;
 
         let mut command = tokio::process::Command::new(&self.binary);
         command
@@ -257,8 +271,16 @@ impl LocalRuntime {
             return RuntimeStatus::Stopping;
         }
         let files = self.files(pipeline_id);
-        if self.live_pid(&files).is_some() {
-            return RuntimeStatus::Started;
+        if let Some(pid) = self.live_pid(&files) {
+            let mut streaming = lock(&self.shared.streaming);
+            if streaming.get(&pipeline_id) == Some(&pid) {
+                return RuntimeStatus::Started;
+            }
+            if logged_streaming(&files) {
+                streaming.insert(pipeline_id, pid);
+                return RuntimeStatus::Started;
+            }
+            return RuntimeStatus::Starting;
         }
         let reason = match (
             std::fs::read_to_string(&files.last_exit),
@@ -352,6 +374,7 @@ struct Files {
     pid: PathBuf,
     log: PathBuf,
     last_exit: PathBuf,
+    log_offset: PathBuf,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -419,6 +442,29 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
 }
 
 /// The last non-empty line of the log, shortened.
+/// Whether the log of the current run (from `log-offset`) holds the streaming marker.
+fn logged_streaming(files: &Files) -> bool {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let offset = std::fs::read_to_string(&files.log_offset)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let Ok(mut file) = std::fs::File::open(&files.log) else {
+        return false;
+    };
+    let mut run = Vec::new();
+    if file.seek(SeekFrom::Start(offset)).is_err()
+        || file
+            .take(MARKER_SEARCH_BYTES)
+            .read_to_end(&mut run)
+            .is_err()
+    {
+        return false;
+    }
+    run.windows(STREAMING_MARKER.len())
+        .any(|window| window == STREAMING_MARKER)
+}
+
 fn last_log_line(path: &Path) -> Option<String> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut file = std::fs::File::open(path).ok()?;
