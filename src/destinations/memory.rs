@@ -199,6 +199,11 @@ impl MemoryDestination {
         self.lock().failing.insert(name, message.into());
     }
 
+    /// Lets writes touching `name` succeed again (the cause of the failure was fixed).
+    pub fn stop_failing(&self, name: &TableName) {
+        self.lock().failing.remove(name);
+    }
+
     fn check_failing(state: &MemoryState, name: &TableName) -> Result<()> {
         match state.failing.get(name) {
             Some(message) => Err(Error::Table {

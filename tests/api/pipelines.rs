@@ -260,6 +260,39 @@ async fn replication_status_and_rollback_read_and_write_the_sources_etl_state() 
             .unwrap()
             .contains("no previous state")
     );
+    // A table that errored while streaming cannot go back to `ready`: the changes skipped
+    // since would be lost. `init` (a new copy) is the way back.
+    set_state(
+        &pool,
+        id,
+        orders,
+        "errored",
+        Some(json!({"reason": "rejected", "hint": "fix it"})),
+    )
+    .await;
+    let refused = app
+        .post(
+            &format!("{base}/rollback-tables"),
+            Some("acme"),
+            json!({"tables": "errored", "target": "previous"}),
+        )
+        .await
+        .expect(409);
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("table {orders} errored while")) && message.contains("`init`"),
+        "{message}"
+    );
+    let still: String = sqlx::query_scalar(
+        "select state from etl.replication_state \
+         where pipeline_id = $1 and table_id = $2::int8::oid and is_current",
+    )
+    .bind(id)
+    .bind(orders)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(still, "errored", "a refused rollback changes nothing");
     let all = app
         .post(
             &format!("{base}/rollback-tables"),

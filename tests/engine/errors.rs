@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use etl::engine::schema::TableId;
+use etl::engine::state::{StateStore, TableState};
+
 use crate::helpers::{Source, public, wait_equal, wait_for};
 
 #[tokio::test]
@@ -41,7 +44,32 @@ async fn an_errored_table_does_not_stop_the_others() {
     .await
     .unwrap();
     assert!(reason.contains("value too wide"), "{reason}");
-    source.exec("insert into good values (4, 'd')").await;
+    source
+        .exec("insert into good values (4, 'd'); insert into bad values (3, 'while errored')")
+        .await;
+    wait_equal(&source, &dest, &public("good"), &["id", "v"]).await;
+    running.stop().await;
+
+    // Back to `ready` would lose the changes skipped while errored: refused. Back to `init`
+    // copies the table again, with them.
+    let store = StateStore::new(source.pool.clone(), source.config.id);
+    let bad: i64 = sqlx::query_scalar("select 'public.bad'::regclass::oid::int8")
+        .fetch_one(&source.pool)
+        .await
+        .unwrap();
+    let bad = TableId(u32::try_from(bad).unwrap());
+    let refused = store.rollback_table(bad).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            etl::engine::state::Error::RollbackWouldSkipChanges { .. }
+        ),
+        "{refused}"
+    );
+    store.set_table_state(bad, &TableState::Init).await.unwrap();
+    dest.stop_failing(&public("bad"));
+    let running = source.start(dest.clone());
+    wait_equal(&source, &dest, &public("bad"), &["id", "v"]).await;
     wait_equal(&source, &dest, &public("good"), &["id", "v"]).await;
     running.stop().await;
     source.drop().await;

@@ -151,6 +151,19 @@ pub async fn rollback(
                 continue;
             }
             (RollbackTarget::Previous, Some(prev)) => {
+                let previous: String =
+                    sqlx::query_scalar("select state from etl.replication_state where id = $1")
+                        .bind(prev)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                if state == "errored" && skipped_changes_when_errored(&previous) {
+                    return Err(ApiError::Conflict(format!(
+                        "table {table_id} errored while its changes were being streamed: the \
+                         changes made since were not applied, so restoring `{previous}` would \
+                         lose them; roll it back with target `init` to copy it again"
+                    )));
+                }
                 unset_current(&mut tx, row_id).await.map_err(fail)?;
                 sqlx::query_scalar(
                     "update etl.replication_state set is_current = true where id = $1 \
@@ -187,6 +200,12 @@ pub async fn rollback(
     }
     tx.commit().await.map_err(fail)?;
     Ok(done)
+}
+
+/// Whether a table that errored in `previous` had its changes skipped from then on (the apply
+/// worker streams tables from `sync_done` on; the stream does not come back for them).
+fn skipped_changes_when_errored(previous: &str) -> bool {
+    matches!(previous, "sync_done" | "ready")
 }
 
 async fn unset_current(conn: &mut PgConnection, row_id: i64) -> Result<(), sqlx::Error> {

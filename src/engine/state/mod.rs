@@ -83,6 +83,11 @@ pub enum Error {
     },
     #[error("state store holds an invalid value: {0}")]
     Corrupt(String),
+    #[error(
+        "table {table} errored while its changes were streamed: restoring `{previous}` would lose \
+         the changes skipped since; reset it to `init` to copy it again"
+    )]
+    RollbackWouldSkipChanges { table: u32, previous: String },
 }
 
 impl Error {
@@ -98,7 +103,7 @@ impl Error {
                     .and_then(|e| e.code())
                     .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
             }
-            Error::Corrupt(_) => false,
+            Error::Corrupt(_) | Error::RollbackWouldSkipChanges { .. } => false,
         }
     }
 }

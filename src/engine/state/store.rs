@@ -97,7 +97,8 @@ impl StateStore {
     }
 
     /// Restores the table's previous state (e.g. before it errored); returns it, or `None` when
-    /// there is no earlier state.
+    /// there is no earlier state. A table that errored while streaming (`sync_done`/`ready`)
+    /// is refused: the changes skipped since would be lost; reset it to `init` instead.
     pub async fn rollback_table(&self, table: TableId) -> Result<Option<TableState>, Error> {
         let mut tx = self
             .pool
@@ -116,6 +117,21 @@ impl StateStore {
         let Some((current, Some(previous))) = previous else {
             return Ok(None);
         };
+        let (current_state, previous_state): (String, String) = sqlx::query_as(
+            "select c.state, p.state from etl.replication_state c, etl.replication_state p \
+             where c.id = $1 and p.id = $2",
+        )
+        .bind(current)
+        .bind(previous)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query("reading the states of a rollback"))?;
+        if current_state == "errored" && matches!(previous_state.as_str(), "sync_done" | "ready") {
+            return Err(Error::RollbackWouldSkipChanges {
+                table: table.0,
+                previous: previous_state,
+            });
+        }
         sqlx::query("delete from etl.replication_state where id = $1")
             .bind(current)
             .execute(&mut *tx)
