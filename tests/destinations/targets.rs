@@ -8,7 +8,8 @@ use sqlx::PgPool;
 
 use crate::common::TestDatabase;
 use crate::compare::{
-    jsonl_differences, jsonl_files, mirror_differences, replay_jsonl, sqlite_differences,
+    jsonl_change_counts, jsonl_differences, jsonl_files, mirror_differences, replay_jsonl,
+    sqlite_differences,
 };
 use crate::end_to_end::{Scenario, TABLES};
 use crate::helpers::{exec, source_pool};
@@ -107,7 +108,8 @@ impl Target {
         }
     }
 
-    /// Row writes into `counted` by kind (`D`, `I`, `U`), or `None` for jsonl.
+    /// Row writes into `counted` by kind (`D`, `I`, `U`); for jsonl, the changes of `counted`
+    /// a consumer deduplicating by `(commit_lsn, ordinal)` applies.
     pub async fn audit_counts(&self, _scenario: &Scenario) -> Option<Vec<(String, i64)>> {
         match self {
             Target::Sqlite { file, .. } => {
@@ -130,14 +132,33 @@ impl Target {
                     .await
                     .unwrap(),
             ),
-            _ => None,
+            Target::Jsonl { path, .. } => {
+                let files = jsonl_files(path);
+                let (counts, repeated) = tokio::task::spawn_blocking(move || {
+                    jsonl_change_counts(&files, "public.counted")
+                })
+                .await
+                .expect("counting jsonl lines");
+                eprintln!("jsonl: {repeated} lines of counted were delivered again after a crash");
+                Some(counts)
+            }
+            Target::Postgres { pool: None, .. } => None,
         }
     }
 
     /// The first difference between the destination and the source, if any.
     pub async fn differences(&self, scenario: &Scenario) -> Option<String> {
         let state = match self {
-            Target::Jsonl { path, .. } => Some(replay_jsonl(&jsonl_files(path))),
+            Target::Jsonl { path, .. } => {
+                // Off the runtime: a replay of every line is CPU work, and the caller's
+                // deadline must be able to fire while it runs.
+                let files = jsonl_files(path);
+                Some(
+                    tokio::task::spawn_blocking(move || replay_jsonl(&files))
+                        .await
+                        .expect("replaying the jsonl files"),
+                )
+            }
             _ => None,
         };
         for (table, _) in TABLES {
