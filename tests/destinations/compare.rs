@@ -274,6 +274,19 @@ impl ReplayedTable {
     }
 }
 
+/// The row after a change: `new`, plus the held values of the columns it names `unchanged`
+/// (TOAST the source did not send). Held columns missing from `new` otherwise were dropped.
+fn changed_row(held: Option<Value>, line: &Value) -> Value {
+    let mut row = line["new"].clone();
+    if let (Some(held), Some(unchanged)) = (held, line["unchanged"].as_array()) {
+        for column in unchanged {
+            let column = column.as_str().unwrap();
+            row[column] = held.get(column).cloned().unwrap_or(Value::Null);
+        }
+    }
+    row
+}
+
 /// The text identifying a row by `key` (an object of key columns) with values from `row`.
 fn key_of(key: &serde_json::Map<String, Value>, row: &Value) -> String {
     let values: Vec<&Value> = key
@@ -284,7 +297,8 @@ fn key_of(key: &serde_json::Map<String, Value>, row: &Value) -> String {
 }
 
 /// The state a consumer of the lines reaches: per `schema.table`, the current rows (`new`
-/// objects), deduplicated by `(commit_lsn, ordinal)`. A `truncate` without positions starts a
+/// objects, completed by the held values of their `unchanged` columns), deduplicated by
+/// `(commit_lsn, ordinal)`. A `truncate` without positions starts a
 /// table's copy over, so it also forgets the positions seen for that table. Rows are found by
 /// key in a map, so a replay is linear in the number of lines.
 pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
@@ -322,11 +336,7 @@ pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
                     .flatten()
                     .map(|i| state.keyless.swap_remove(i));
                 if op != "delete" {
-                    let mut row = old.unwrap_or_else(|| Value::Object(Default::default()));
-                    for (k, v) in new.as_object().unwrap() {
-                        row[k] = v.clone();
-                    }
-                    state.keyless.push(row);
+                    state.keyless.push(changed_row(old, &line));
                 }
                 continue;
             };
@@ -339,10 +349,7 @@ pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
                     state.keyed.insert(key_of(key, new), new.clone());
                 }
                 "update" => {
-                    let mut row = old.unwrap_or_else(|| Value::Object(Default::default()));
-                    for (k, v) in new.as_object().unwrap() {
-                        row[k] = v.clone();
-                    }
+                    let row = changed_row(old, &line);
                     state.keyed.insert(key_of(key, &row), row);
                 }
                 "delete" => {}
