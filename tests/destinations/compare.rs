@@ -363,34 +363,34 @@ pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
         .collect()
 }
 
-/// Changes (not copy rows) of `schema.table` in the lines: per op letter (`D`, `I`, `U`) how
-/// many distinct positions `(commit_lsn, ordinal)`, and how many lines repeated a position
-/// (the at-least-once redeliveries after a crash).
+/// Changes (not copy rows) in the lines: for `schema.table`, per op letter (`D`, `I`, `U`) how
+/// many distinct positions `(commit_lsn, ordinal)`; and over every table, how many lines
+/// repeated a position (the at-least-once redeliveries after a crash).
 pub fn jsonl_change_counts(files: &[PathBuf], table: &str) -> (Vec<(String, i64)>, usize) {
-    let mut seen: HashSet<(String, u64)> = HashSet::new();
+    let mut seen: HashSet<(String, String, u64)> = HashSet::new();
     let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
     let mut repeated = 0;
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         for line in text.lines() {
             let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let Some(commit_lsn) = line["commit_lsn"].as_str() else {
+                continue;
+            };
             let name = format!(
                 "{}.{}",
                 line["schema"].as_str().unwrap(),
                 line["table"].as_str().unwrap()
             );
-            let (Some(commit_lsn), true) = (line["commit_lsn"].as_str(), name == table) else {
-                continue;
-            };
-            let op = line["op"].as_str().unwrap();
-            if op == "truncate" {
-                continue;
-            }
-            if !seen.insert((commit_lsn.to_owned(), line["ordinal"].as_u64().unwrap())) {
+            let ordinal = line["ordinal"].as_u64().unwrap();
+            if !seen.insert((name.clone(), commit_lsn.to_owned(), ordinal)) {
                 repeated += 1;
                 continue;
             }
-            *counts.entry(op[..1].to_uppercase()).or_default() += 1;
+            let op = line["op"].as_str().unwrap();
+            if name == table && op != "truncate" {
+                *counts.entry(op[..1].to_uppercase()).or_default() += 1;
+            }
         }
     }
     (counts.into_iter().collect(), repeated)

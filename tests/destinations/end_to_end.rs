@@ -426,11 +426,25 @@ async fn scenario(prefix: &str, target: &mut Target) {
 
     if target.is_change_log() {
         // A change log cannot rename the columns of rows it already delivered: a consumer
-        // sees the new shape of a row from its next change on. Touch every row.
-        let touch = exec(&scenario.pool, "update shape set b = b");
-        scenario
+        // sees the new shape of a row from its next change on. Touch every row. This is the
+        // last change: once its transaction is in the log, everything before it is too.
+        let touch = async {
+            let mut tx = scenario.pool.begin().await.unwrap();
+            sqlx::query("update shape set b = b")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let xid: i64 = sqlx::query_scalar("select txid_current() % 4294967296")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            xid
+        };
+        let xid = scenario
             .within("the update of every shape row", STEP, touch)
             .await;
+        target.expect_last_transaction(xid);
     }
 
     // 5. The destination converges to the source (read by this process while etl runs);

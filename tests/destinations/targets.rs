@@ -26,6 +26,9 @@ pub enum Target {
     Jsonl {
         _dir: tempfile::TempDir,
         path: PathBuf,
+        /// xid of the source's last transaction: the comparison (a replay of every line,
+        /// seconds in a debug build) waits until the log holds it.
+        last_xid: Option<i64>,
     },
 }
 
@@ -46,12 +49,23 @@ impl Target {
     pub fn jsonl() -> Target {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("changes.jsonl");
-        Target::Jsonl { _dir: dir, path }
+        Target::Jsonl {
+            _dir: dir,
+            path,
+            last_xid: None,
+        }
     }
 
     /// Whether the destination is a log of changes rather than a mirror.
     pub fn is_change_log(&self) -> bool {
         matches!(self, Target::Jsonl { .. })
+    }
+
+    /// The source's last transaction was `xid` (jsonl compares once the log holds it).
+    pub fn expect_last_transaction(&mut self, xid: i64) {
+        if let Target::Jsonl { last_xid, .. } = self {
+            *last_xid = Some(xid);
+        }
     }
 
     /// The YAML under `destination:` (creating the target database for `postgres`).
@@ -139,7 +153,7 @@ impl Target {
                 })
                 .await
                 .expect("counting jsonl lines");
-                eprintln!("jsonl: {repeated} lines of counted were delivered again after a crash");
+                eprintln!("jsonl: {repeated} change lines were delivered again after a crash");
                 Some(counts)
             }
             Target::Postgres { pool: None, .. } => None,
@@ -149,7 +163,23 @@ impl Target {
     /// The first difference between the destination and the source, if any.
     pub async fn differences(&self, scenario: &Scenario) -> Option<String> {
         let state = match self {
-            Target::Jsonl { path, .. } => {
+            Target::Jsonl { path, last_xid, .. } => {
+                if let Some(xid) = last_xid {
+                    let needle = format!(",\"xid\":{xid},");
+                    let files = jsonl_files(path);
+                    let logged = tokio::task::spawn_blocking(move || {
+                        files.iter().rev().any(|file| {
+                            std::fs::read_to_string(file).is_ok_and(|t| t.contains(&needle))
+                        })
+                    })
+                    .await
+                    .expect("searching the jsonl files");
+                    if !logged {
+                        return Some(format!(
+                            "the jsonl files do not hold the last transaction (xid {xid}) yet"
+                        ));
+                    }
+                }
                 // Off the runtime: a replay of every line is CPU work, and the caller's
                 // deadline must be able to fire while it runs.
                 let files = jsonl_files(path);
