@@ -61,6 +61,8 @@ pub struct Scenario {
     pub pipeline_id: u64,
     config_dir: tempfile::TempDir,
     child: Option<Child>,
+    /// How many times etl was started (names its log files in start order).
+    starts: u32,
 }
 
 impl Scenario {
@@ -86,6 +88,7 @@ impl Scenario {
                 + PIPELINES.fetch_add(1, Ordering::Relaxed),
             config_dir: tempfile::tempdir().unwrap(),
             child: None,
+            starts: 0,
         }
     }
 
@@ -106,10 +109,11 @@ impl Scenario {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.starts += 1;
         let log = self
             .config_dir
             .path()
-            .join(format!("etl-{}.log", Instant::now().elapsed().as_nanos()));
+            .join(format!("etl-{:02}.log", self.starts));
         let child = Command::new(env!("CARGO_BIN_EXE_etl"))
             .arg("--config-dir")
             .arg(self.config_dir.path())

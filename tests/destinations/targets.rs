@@ -217,10 +217,15 @@ impl Target {
 
     pub async fn drop(self) {
         if let Target::Postgres { db: Some(db), pool } = self {
-            if let Some(pool) = pool {
-                pool.close().await;
-            }
-            db.drop_database().await;
+            let drop = async {
+                if let Some(pool) = pool {
+                    pool.close().await;
+                }
+                db.drop_database().await;
+            };
+            tokio::time::timeout(Duration::from_secs(60), drop)
+                .await
+                .expect("the target database dropped within 60 s");
         }
     }
 }
