@@ -1,9 +1,14 @@
 //! The real `etl replicate` binary into each destination: every type, changes during the copy,
 //! SIGKILL during the copy and during streaming followed by a restart, truncate, schema changes,
 //! unchanged TOAST values, weird identifiers, a `REPLICA IDENTITY FULL` table without a key.
-//! The run ends with the destination equal to the source, and for `sqlite` and `postgres` with
-//! every change of the `counted` table applied exactly once (counted by triggers in the
-//! destination, installed after the copy).
+//! The run ends with the destination equal to the source (`postgres`: `EXCEPT ALL` both ways;
+//! `jsonl`: the state a consumer deduplicating by `(commit_lsn, ordinal)` reaches), and for
+//! `sqlite` and `postgres` with every change of the `counted` table applied exactly once
+//! (counted by triggers in the destination, installed after the copy); for `jsonl` with every
+//! change of `counted` in the log at least once, and exactly once after deduplication.
+//!
+//! Every wait has a deadline and fails naming what it waited for; a whole scenario fails after
+//! [`SCENARIO_LIMIT`], so a hang never stalls CI.
 
 use std::future::Future;
 use std::path::PathBuf;
