@@ -257,12 +257,52 @@ pub fn jsonl_files(active: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// One table as a consumer of the lines holds it: rows by key (keyed tables) or a multiset
+/// of rows (keyless tables, identified by the whole old row), and the positions seen.
+#[derive(Default)]
+struct ReplayedTable {
+    keyed: HashMap<String, Value>,
+    keyless: Vec<Value>,
+    seen: HashSet<(String, u64)>,
+}
+
+impl ReplayedTable {
+    fn into_rows(self) -> Vec<Value> {
+        let mut rows = self.keyless;
+        rows.extend(self.keyed.into_values());
+        rows
+    }
+}
+
+/// The row after a change: `new`, plus the held values of the columns it names `unchanged`
+/// (TOAST the source did not send). Held columns missing from `new` otherwise were dropped.
+fn changed_row(held: Option<Value>, line: &Value) -> Value {
+    let mut row = line["new"].clone();
+    if let (Some(held), Some(unchanged)) = (held, line["unchanged"].as_array()) {
+        for column in unchanged {
+            let column = column.as_str().unwrap();
+            row[column] = held.get(column).cloned().unwrap_or(Value::Null);
+        }
+    }
+    row
+}
+
+/// The text identifying a row by `key` (an object of key columns) with values from `row`.
+fn key_of(key: &serde_json::Map<String, Value>, row: &Value) -> String {
+    let values: Vec<&Value> = key
+        .keys()
+        .map(|k| row.get(k).unwrap_or(&Value::Null))
+        .collect();
+    serde_json::to_string(&values).unwrap()
+}
+
 /// The state a consumer of the lines reaches: per `schema.table`, the current rows (`new`
-/// objects), deduplicated by `(commit_lsn, ordinal)`. A `truncate` without positions starts a
-/// table's copy over, so it also forgets the positions seen for that table.
+/// objects, completed by the held values of their `unchanged` columns), deduplicated by
+/// `(commit_lsn, ordinal)`. A `truncate` without positions starts a
+/// table's copy over, so it also forgets the positions seen for that table. Rows are found by
+/// key in a map, so a replay is linear in the number of lines.
 pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
-    let mut tables: HashMap<String, Vec<Value>> = HashMap::new();
-    let mut seen: HashMap<String, HashSet<(String, u64)>> = HashMap::new();
+    let mut tables: HashMap<String, ReplayedTable> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         for line in text.lines() {
@@ -272,57 +312,88 @@ pub fn replay_jsonl(files: &[PathBuf]) -> HashMap<String, Vec<Value>> {
                 line["schema"].as_str().unwrap(),
                 line["table"].as_str().unwrap()
             );
-            let rows = tables.entry(table.clone()).or_default();
-            let seen = seen.entry(table).or_default();
+            let state = tables.entry(table).or_default();
             if let Some(commit_lsn) = line["commit_lsn"].as_str() {
                 let position = (commit_lsn.to_owned(), line["ordinal"].as_u64().unwrap());
-                if !seen.insert(position) {
+                if !state.seen.insert(position) {
                     continue;
                 }
             }
-            let key = &line["key"];
-            let find = |rows: &[Value], old: &Value| {
-                rows.iter().position(|row| {
-                    if key.is_null() {
-                        row == old
-                    } else {
-                        key.as_object().unwrap().iter().all(|(k, v)| &row[k] == v)
-                    }
-                })
-            };
-            match line["op"].as_str().unwrap() {
-                "truncate" => {
-                    rows.clear();
-                    if line["commit_lsn"].is_null() {
-                        seen.clear();
-                    }
+            let op = line["op"].as_str().unwrap();
+            if op == "truncate" {
+                state.keyed.clear();
+                state.keyless.clear();
+                if line["commit_lsn"].is_null() {
+                    state.seen.clear();
                 }
+                continue;
+            }
+            let new = &line["new"];
+            let Some(key) = line["key"].as_object() else {
+                // Keyless: `old` is the whole old row.
+                let old = (op == "update" || op == "delete")
+                    .then(|| state.keyless.iter().position(|row| row == &line["old"]))
+                    .flatten()
+                    .map(|i| state.keyless.swap_remove(i));
+                if op != "delete" {
+                    state.keyless.push(changed_row(old, &line));
+                }
+                continue;
+            };
+            // `key` holds the key before the change (the old key when an update changed it).
+            let old = state
+                .keyed
+                .remove(&key_of(key, &Value::Object(key.clone())));
+            match op {
                 "read" | "insert" => {
-                    if let Some(i) = (!key.is_null()).then(|| find(rows, &Value::Null)).flatten() {
-                        rows.remove(i);
-                    }
-                    rows.push(line["new"].clone());
+                    state.keyed.insert(key_of(key, new), new.clone());
                 }
                 "update" => {
-                    let mut merged = match find(rows, &line["old"]) {
-                        Some(i) => rows.remove(i),
-                        None => Value::Object(Default::default()),
-                    };
-                    for (k, v) in line["new"].as_object().unwrap() {
-                        merged[k] = v.clone();
-                    }
-                    rows.push(merged);
+                    let row = changed_row(old, &line);
+                    state.keyed.insert(key_of(key, &row), row);
                 }
-                "delete" => {
-                    if let Some(i) = find(rows, &line["old"]) {
-                        rows.remove(i);
-                    }
-                }
+                "delete" => {}
                 other => panic!("unknown op {other}"),
             }
         }
     }
     tables
+        .into_iter()
+        .map(|(name, table)| (name, table.into_rows()))
+        .collect()
+}
+
+/// Changes (not copy rows) in the lines: for `schema.table`, per op letter (`D`, `I`, `U`) how
+/// many distinct positions `(commit_lsn, ordinal)`; and over every table, how many lines
+/// repeated a position (the at-least-once redeliveries after a crash).
+pub fn jsonl_change_counts(files: &[PathBuf], table: &str) -> (Vec<(String, i64)>, usize) {
+    let mut seen: HashSet<(String, String, u64)> = HashSet::new();
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut repeated = 0;
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines() {
+            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let Some(commit_lsn) = line["commit_lsn"].as_str() else {
+                continue;
+            };
+            let name = format!(
+                "{}.{}",
+                line["schema"].as_str().unwrap(),
+                line["table"].as_str().unwrap()
+            );
+            let ordinal = line["ordinal"].as_u64().unwrap();
+            if !seen.insert((name.clone(), commit_lsn.to_owned(), ordinal)) {
+                repeated += 1;
+                continue;
+            }
+            let op = line["op"].as_str().unwrap();
+            if name == table && op != "truncate" {
+                *counts.entry(op[..1].to_uppercase()).or_default() += 1;
+            }
+        }
+    }
+    (counts.into_iter().collect(), repeated)
 }
 
 /// Compares the replayed state of `table` with the source rows encoded as `read` lines.

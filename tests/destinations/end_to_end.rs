@@ -1,9 +1,14 @@
 //! The real `etl replicate` binary into each destination: every type, changes during the copy,
 //! SIGKILL during the copy and during streaming followed by a restart, truncate, schema changes,
 //! unchanged TOAST values, weird identifiers, a `REPLICA IDENTITY FULL` table without a key.
-//! The run ends with the destination equal to the source, and for `sqlite` and `postgres` with
-//! every change of the `counted` table applied exactly once (counted by triggers in the
-//! destination, installed after the copy).
+//! The run ends with the destination equal to the source (`postgres`: `EXCEPT ALL` both ways;
+//! `jsonl`: the state a consumer deduplicating by `(commit_lsn, ordinal)` reaches), and for
+//! `sqlite` and `postgres` with every change of the `counted` table applied exactly once
+//! (counted by triggers in the destination, installed after the copy); for `jsonl` with every
+//! change of `counted` in the log at least once, and exactly once after deduplication.
+//!
+//! Every wait has a deadline and fails naming what it waited for; a whole scenario fails after
+//! [`SCENARIO_LIMIT`], so a hang never stalls CI.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -61,6 +66,8 @@ pub struct Scenario {
     pub pipeline_id: u64,
     config_dir: tempfile::TempDir,
     child: Option<Child>,
+    /// How many times etl was started (names its log files in start order).
+    starts: u32,
 }
 
 impl Scenario {
@@ -86,6 +93,7 @@ impl Scenario {
                 + PIPELINES.fetch_add(1, Ordering::Relaxed),
             config_dir: tempfile::tempdir().unwrap(),
             child: None,
+            starts: 0,
         }
     }
 
@@ -106,10 +114,11 @@ impl Scenario {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.starts += 1;
         let log = self
             .config_dir
             .path()
-            .join(format!("etl-{}.log", Instant::now().elapsed().as_nanos()));
+            .join(format!("etl-{:02}.log", self.starts));
         let child = Command::new(env!("CARGO_BIN_EXE_etl"))
             .arg("--config-dir")
             .arg(self.config_dir.path())
@@ -130,7 +139,13 @@ impl Scenario {
     /// SIGKILL: nothing is flushed or acknowledged.
     pub async fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
-        child.kill().await.expect("SIGKILL etl");
+        self.within(
+            "etl to exit after SIGKILL",
+            Duration::from_secs(30),
+            child.kill(),
+        )
+        .await
+        .expect("SIGKILL etl");
     }
 
     /// SIGTERM and a clean exit.
@@ -178,37 +193,88 @@ impl Scenario {
         .unwrap_or_default()
     }
 
-    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut check: F)
+    /// Fails the test with `what`, the table states and etl's log.
+    async fn fail(&self, what: &str) -> ! {
+        let states = tokio::time::timeout(Duration::from_secs(5), self.states()).await;
+        panic!("{what}; states {states:?}\n{}", self.logs())
+    }
+
+    /// Awaits `future`, failing the test (naming `what`) if it takes longer than `limit`.
+    pub async fn within<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        future: impl Future<Output = T>,
+    ) -> T {
+        match tokio::time::timeout(limit, future).await {
+            Ok(value) => value,
+            Err(_) => {
+                self.fail(&format!("timed out after {limit:?} waiting for {what}"))
+                    .await
+            }
+        }
+    }
+
+    /// Polls `pending` (which describes what is still missing, `None` when done) until it
+    /// returns `None`; fails the test after `limit`, also when a check itself hangs.
+    pub async fn wait_for<F, Fut>(&self, what: &str, limit: Duration, mut pending: F)
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = bool>,
+        Fut: Future<Output = Option<String>>,
     {
-        let start = Instant::now();
-        while !check().await {
-            assert!(
-                start.elapsed() < timeout,
-                "timed out waiting for {what}; states {:?}\n{}",
-                self.states().await,
-                self.logs()
-            );
+        let deadline = Instant::now() + limit;
+        let mut last = "no check finished".to_owned();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, pending()).await {
+                Ok(None) => return,
+                Ok(Some(missing)) => last = missing,
+                Err(_) => {
+                    last = format!("a check was still running at the deadline; before: {last}")
+                }
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "timed out after {limit:?} waiting for {what}: {last}"
+                ))
+                .await;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
+    pub async fn wait_until<F, Fut>(&self, what: &str, limit: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        self.wait_for(what, limit, || {
+            let check = check();
+            async move { (!check.await).then(|| "not yet".to_owned()) }
+        })
+        .await;
+    }
+
     pub async fn wait_ready(&self) {
-        self.wait_until("every table ready", Duration::from_secs(180), || async {
+        self.wait_for("every table ready", Duration::from_secs(180), || async {
             let states = self.states().await;
-            states.len() == TABLES.len() && states.iter().all(|(_, s)| s == "ready")
+            let ready = states.len() == TABLES.len() && states.iter().all(|(_, s)| s == "ready");
+            (!ready).then(|| format!("states {states:?}"))
         })
         .await;
     }
 
     pub async fn drop(mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.kill()).await;
         }
-        self.pool.close().await;
-        self.db.drop_database().await;
+        let Scenario { db, pool, .. } = self;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            pool.close().await;
+            db.drop_database().await;
+        })
+        .await
+        .expect("dropping the source database within 60 s");
     }
 }
 
@@ -266,10 +332,30 @@ async fn counted_changes(pool: &PgPool, from: i64, rounds: i64) -> i64 {
     rounds
 }
 
-/// The whole scenario against `target`.
-pub async fn run(prefix: &str, target: &mut Target) {
-    let mut scenario = Scenario::create(prefix).await;
-    scenario.configure(&target.destination_yaml(&scenario).await);
+/// Deadline of single steps (a statement, a kill, installing triggers).
+const STEP: Duration = Duration::from_secs(60);
+
+/// The whole scenario against `target`, failing (never hanging) after `limit`.
+pub async fn run(prefix: &str, target: &mut Target, limit: Duration) {
+    let started = Instant::now();
+    tokio::time::timeout(limit, scenario(prefix, target))
+        .await
+        .unwrap_or_else(|_| panic!("the {prefix} scenario did not finish within {limit:?}"));
+    eprintln!("{prefix}: scenario took {:?}", started.elapsed());
+}
+
+async fn scenario(prefix: &str, target: &mut Target) {
+    let mut scenario = tokio::time::timeout(Duration::from_secs(120), Scenario::create(prefix))
+        .await
+        .expect("the source database created within 120 s");
+    let destination = scenario
+        .within(
+            "the destination to be set up",
+            STEP,
+            target.destination_yaml(&scenario),
+        )
+        .await;
+    scenario.configure(&destination);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = background_writer(scenario.pool.clone(), Arc::clone(&stop), 1_000_000);
 
@@ -299,20 +385,37 @@ pub async fn run(prefix: &str, target: &mut Target) {
     // 2. Restart: the copy is redone and every table becomes ready.
     scenario.start();
     scenario.wait_ready().await;
-    target.install_audit(&scenario).await;
+    scenario
+        .within(
+            "the audit triggers to be installed",
+            STEP,
+            target.install_audit(&scenario),
+        )
+        .await;
 
     // 3. Streaming, with a SIGKILL in the middle.
-    let mut counted = counted_changes(&scenario.pool, 0, 150).await;
+    let pool = scenario.pool.clone();
+    let what = "changes of counted to be committed in the source";
+    let mut counted = scenario
+        .within(what, STEP, counted_changes(&pool, 0, 150))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     scenario.kill().await;
-    counted += counted_changes(&scenario.pool, 150, 100).await;
+    counted += scenario
+        .within(what, STEP, counted_changes(&pool, 150, 100))
+        .await;
     scenario.start();
-    counted += counted_changes(&scenario.pool, 250, 150).await;
+    counted += scenario
+        .within(what, STEP, counted_changes(&pool, 250, 150))
+        .await;
     stop.store(true, Ordering::Relaxed);
-    writer.await.expect("background writer");
+    scenario
+        .within("the background writer to stop", STEP, writer)
+        .await
+        .expect("background writer");
 
     // 4. TOAST, REPLICA IDENTITY FULL, truncate, and schema changes while running.
-    exec(
+    let changes = exec(
         &scenario.pool,
         "update toasty set small = small + 100 where id <= 10;
          update full_log set kind = 'c' where ctid = (select ctid from full_log where kind = 'a' limit 1);
@@ -325,32 +428,52 @@ pub async fn run(prefix: &str, target: &mut Target) {
          update shape set b = -b where id <= 5;
          alter table shape drop column c;
          update shape set \"A two\" = 'renamed' where id = 50;",
-    )
-    .await;
+    );
+    scenario
+        .within("truncate and schema changes in the source", STEP, changes)
+        .await;
 
     if target.is_change_log() {
         // A change log cannot rename the columns of rows it already delivered: a consumer
-        // sees the new shape of a row from its next change on. Touch every row.
-        exec(&scenario.pool, "update shape set b = b").await;
+        // sees the new shape of a row from its next change on. Touch every row. This is the
+        // last change: once its transaction is in the log, everything before it is too.
+        let touch = async {
+            let mut tx = scenario.pool.begin().await.unwrap();
+            sqlx::query("update shape set b = b")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let xid: i64 = sqlx::query_scalar("select txid_current() % 4294967296")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            xid
+        };
+        let xid = scenario
+            .within("the update of every shape row", STEP, touch)
+            .await;
+        target.expect_last_transaction(xid);
     }
 
     // 5. The destination converges to the source (read by this process while etl runs);
     //    then a clean stop.
-    let start = Instant::now();
-    loop {
-        match target.differences(&scenario).await {
-            None => break,
-            Some(difference) if start.elapsed() > Duration::from_secs(120) => {
-                panic!(
-                    "destination differs from the source: {difference}\n{}",
-                    scenario.logs()
-                )
-            }
-            Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    scenario
+        .wait_for(
+            "the destination to equal the source",
+            Duration::from_secs(120),
+            || target.differences(&scenario),
+        )
+        .await;
     scenario.stop().await;
-    if let Some(counts) = target.audit_counts(&scenario).await {
+    let counts = scenario
+        .within(
+            "counting the applications of counted's changes",
+            STEP,
+            target.audit_counts(&scenario),
+        )
+        .await;
+    if let Some(counts) = counts {
         assert_eq!(
             counts,
             vec![
@@ -364,25 +487,26 @@ pub async fn run(prefix: &str, target: &mut Target) {
     scenario.drop().await;
 }
 
+/// Limit of one whole scenario: a hang fails the test instead of stalling CI.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_ends_equal_to_the_source_with_each_change_applied_once() {
     let mut target = Target::sqlite();
-    run("dest_e2e_sqlite", &mut target).await;
+    run("dest_e2e_sqlite", &mut target, SCENARIO_LIMIT).await;
     target.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "did not finish within the session's time (see docs/dest.md, known gaps)"]
 async fn postgres_ends_equal_to_the_source_with_each_change_applied_once() {
     let mut target = Target::postgres();
-    run("dest_e2e_postgres", &mut target).await;
+    run("dest_e2e_postgres", &mut target, SCENARIO_LIMIT).await;
     target.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "did not finish within the session's time (see docs/dest.md, known gaps)"]
 async fn jsonl_replayed_by_a_deduplicating_consumer_ends_equal_to_the_source() {
     let mut target = Target::jsonl();
-    run("dest_e2e_jsonl", &mut target).await;
+    run("dest_e2e_jsonl", &mut target, SCENARIO_LIMIT).await;
     target.drop().await;
 }

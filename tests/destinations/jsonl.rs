@@ -70,7 +70,7 @@ async fn every_change_is_one_json_object_with_values_typed_where_json_is_exact()
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(fields.len(), 11, "every field on every line: {fields:?}");
+        assert_eq!(fields.len(), 12, "every field on every line: {fields:?}");
     }
     // The copy starts with a truncate without positions; reads have none either.
     assert_eq!(lines[0]["commit_lsn"], Value::Null);
@@ -136,6 +136,8 @@ async fn every_change_is_one_json_object_with_values_typed_where_json_is_exact()
         update["new"].get("t").is_none(),
         "an unchanged TOAST column is left out"
     );
+    assert_eq!(update["unchanged"], json!(["t"]), "and named");
+    assert_eq!(insert["unchanged"], Value::Null);
     assert_eq!(update["new"]["f4"], json!("Infinity"));
     let delete = &lines[5];
     assert_eq!(delete["key"], json!({"id": 3}));

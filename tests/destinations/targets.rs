@@ -8,7 +8,8 @@ use sqlx::PgPool;
 
 use crate::common::TestDatabase;
 use crate::compare::{
-    jsonl_differences, jsonl_files, mirror_differences, replay_jsonl, sqlite_differences,
+    jsonl_change_counts, jsonl_differences, jsonl_files, mirror_differences, replay_jsonl,
+    sqlite_differences,
 };
 use crate::end_to_end::{Scenario, TABLES};
 use crate::helpers::{exec, source_pool};
@@ -25,6 +26,9 @@ pub enum Target {
     Jsonl {
         _dir: tempfile::TempDir,
         path: PathBuf,
+        /// xid of the source's last transaction: the comparison (a replay of every line,
+        /// seconds in a debug build) waits until the log holds it.
+        last_xid: Option<i64>,
     },
 }
 
@@ -45,12 +49,23 @@ impl Target {
     pub fn jsonl() -> Target {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("changes.jsonl");
-        Target::Jsonl { _dir: dir, path }
+        Target::Jsonl {
+            _dir: dir,
+            path,
+            last_xid: None,
+        }
     }
 
     /// Whether the destination is a log of changes rather than a mirror.
     pub fn is_change_log(&self) -> bool {
         matches!(self, Target::Jsonl { .. })
+    }
+
+    /// The source's last transaction was `xid` (jsonl compares once the log holds it).
+    pub fn expect_last_transaction(&mut self, xid: i64) {
+        if let Target::Jsonl { last_xid, .. } = self {
+            *last_xid = Some(xid);
+        }
     }
 
     /// The YAML under `destination:` (creating the target database for `postgres`).
@@ -107,7 +122,8 @@ impl Target {
         }
     }
 
-    /// Row writes into `counted` by kind (`D`, `I`, `U`), or `None` for jsonl.
+    /// Row writes into `counted` by kind (`D`, `I`, `U`); for jsonl, the changes of `counted`
+    /// a consumer deduplicating by `(commit_lsn, ordinal)` applies.
     pub async fn audit_counts(&self, _scenario: &Scenario) -> Option<Vec<(String, i64)>> {
         match self {
             Target::Sqlite { file, .. } => {
@@ -130,14 +146,49 @@ impl Target {
                     .await
                     .unwrap(),
             ),
-            _ => None,
+            Target::Jsonl { path, .. } => {
+                let files = jsonl_files(path);
+                let (counts, repeated) = tokio::task::spawn_blocking(move || {
+                    jsonl_change_counts(&files, "public.counted")
+                })
+                .await
+                .expect("counting jsonl lines");
+                eprintln!("jsonl: {repeated} change lines were delivered again after a crash");
+                Some(counts)
+            }
+            Target::Postgres { pool: None, .. } => None,
         }
     }
 
     /// The first difference between the destination and the source, if any.
     pub async fn differences(&self, scenario: &Scenario) -> Option<String> {
         let state = match self {
-            Target::Jsonl { path, .. } => Some(replay_jsonl(&jsonl_files(path))),
+            Target::Jsonl { path, last_xid, .. } => {
+                if let Some(xid) = last_xid {
+                    let needle = format!(",\"xid\":{xid},");
+                    let files = jsonl_files(path);
+                    let logged = tokio::task::spawn_blocking(move || {
+                        files.iter().rev().any(|file| {
+                            std::fs::read_to_string(file).is_ok_and(|t| t.contains(&needle))
+                        })
+                    })
+                    .await
+                    .expect("searching the jsonl files");
+                    if !logged {
+                        return Some(format!(
+                            "the jsonl files do not hold the last transaction (xid {xid}) yet"
+                        ));
+                    }
+                }
+                // Off the runtime: a replay of every line is CPU work, and the caller's
+                // deadline must be able to fire while it runs.
+                let files = jsonl_files(path);
+                Some(
+                    tokio::task::spawn_blocking(move || replay_jsonl(&files))
+                        .await
+                        .expect("replaying the jsonl files"),
+                )
+            }
             _ => None,
         };
         for (table, _) in TABLES {
@@ -166,10 +217,15 @@ impl Target {
 
     pub async fn drop(self) {
         if let Target::Postgres { db: Some(db), pool } = self {
-            if let Some(pool) = pool {
-                pool.close().await;
-            }
-            db.drop_database().await;
+            let drop = async {
+                if let Some(pool) = pool {
+                    pool.close().await;
+                }
+                db.drop_database().await;
+            };
+            tokio::time::timeout(Duration::from_secs(60), drop)
+                .await
+                .expect("the target database dropped within 60 s");
         }
     }
 }

@@ -3,14 +3,16 @@
 //! ```json
 //! {"op":"update","schema":"public","table":"orders","lsn":"0/1A2B3C8","commit_lsn":"0/1A2B400",
 //!  "ordinal":3,"xid":747,"commit_time":"2026-11-27T00:10:36.123456Z","key":{"id":7},
-//!  "old":{"id":7},"new":{"id":7,"total":"19.90","paid":true}}
+//!  "old":{"id":7},"new":{"id":7,"total":"19.90","paid":true},"unchanged":["notes"]}
 //! ```
 //!
 //! Every object has every field; what does not apply is `null` (`old` of an insert, positions of
 //! initial-copy `read` rows). `key` holds the key columns (from the old row when the key
 //! changed), `null` for keyless tables. `old` holds the key columns, or the whole old row for
-//! `REPLICA IDENTITY FULL` tables. A column missing from `new` of an update is an unchanged
-//! TOASTed value the source did not send.
+//! `REPLICA IDENTITY FULL` tables. `unchanged` names the columns of an update whose value the
+//! source did not send because it did not change (TOAST); they are missing from `new`. Any other
+//! column a consumer holds for the row but that is missing from `new` no longer exists (dropped
+//! or renamed), so `new` plus the held values of the `unchanged` columns is the whole row.
 //!
 //! Values are JSON-typed where JSON holds them exactly: bool → `true`/`false`; int2/4/8, oid →
 //! numbers; float4/8 → numbers as Postgres printed them (`NaN`, `Infinity`, `-Infinity` as
@@ -139,7 +141,31 @@ fn line(
         Some(row) => object(out, schema, row, &(0..row.len()).collect::<Vec<_>>()),
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"unchanged\":");
+    unchanged(out, schema, new);
     out.extend_from_slice(b"}\n");
+}
+
+/// `["column", …]` of the unchanged TOAST columns of `row`; `null` when every column was sent.
+fn unchanged(out: &mut Vec<u8>, schema: &TableSchema, row: Option<&Row>) {
+    let names: Vec<&str> = row
+        .into_iter()
+        .flat_map(|row| row.iter().zip(&schema.columns))
+        .filter(|(cell, _)| **cell == Cell::Unchanged)
+        .map(|(_, column)| column.name.as_str())
+        .collect();
+    if names.is_empty() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    out.push(b'[');
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, name);
+    }
+    out.push(b']');
 }
 
 /// `{"column": value, …}` of the given columns; unchanged TOAST columns are left out.
@@ -424,6 +450,61 @@ mod tests {
         assert_eq!(
             postgres_micros_to_rfc3339(762_529_506_500_000),
             "2024-02-29T13:45:06.500000Z"
+        );
+    }
+
+    #[test]
+    fn an_update_names_its_unchanged_toast_columns() {
+        use crate::engine::schema::{ColumnSchema, TableId, TableName};
+        use std::sync::Arc;
+        let column = |name: &str, key: Option<u16>| ColumnSchema {
+            name: name.into(),
+            type_oid: oid::TEXT,
+            type_modifier: -1,
+            nullable: key.is_none(),
+            primary_key_position: key,
+        };
+        let table = Arc::new(TableSchema {
+            id: TableId(1),
+            name: TableName::new("public", "t"),
+            columns: vec![
+                column("id", Some(1)),
+                column("doc", None),
+                column("n", None),
+            ],
+            replica_identity: ReplicaIdentity::Default,
+        });
+        let text = |t: &str| Cell::Text(t.into());
+        let line = |change: Change| {
+            let mut out = Vec::new();
+            change_line(
+                &mut out,
+                &ChangeEvent {
+                    table: Arc::clone(&table),
+                    lsn: Lsn(8),
+                    commit_lsn: Lsn(16),
+                    xid: 1,
+                    commit_time: 0,
+                    ordinal: 0,
+                    change,
+                },
+            );
+            let out = String::from_utf8(out).unwrap();
+            let start = out.find(",\"new\":").unwrap();
+            out[start..].to_owned()
+        };
+        assert_eq!(
+            line(Change::Update {
+                old: None,
+                new: vec![text("1"), Cell::Unchanged, text("x")],
+            }),
+            ",\"new\":{\"id\":\"1\",\"n\":\"x\"},\"unchanged\":[\"doc\"]}\n"
+        );
+        assert_eq!(
+            line(Change::Insert {
+                new: vec![text("1"), text("d"), Cell::Null],
+            }),
+            ",\"new\":{\"id\":\"1\",\"doc\":\"d\",\"n\":null},\"unchanged\":null}\n"
         );
     }
 }
