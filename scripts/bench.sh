@@ -4,7 +4,9 @@
 # release binary and prints every figure with its ratio to the limit measured alongside:
 #
 #   initial copy   rows/s of etl into the destination  vs  psql "COPY … TO STDOUT" > /dev/null
-#                  (one connection), for pgbench_accounts and a ~20-column mixed-type table
+#                  (one connection), for pgbench_accounts and a ~20-column mixed-type table;
+#                  for sqlite and postgres also  vs  the same rows piped by psql straight into the
+#                  destination (`sqlite3 .import`, `COPY … FROM STDIN`): its own write limit
 #   backlog drain  changes/s from SIGCONT until the slot confirms the last commit of a backlog
 #                  committed while etl was SIGSTOPped  vs  pg_recvlogical --endpos on the same
 #                  backlog, and the server's own decoding (pg_logical_slot_peek_binary_changes)
@@ -85,6 +87,31 @@ destination_postgres() {
     PGDATABASE=postgres sql "drop database if exists $db with (force)"
     PGDATABASE=postgres sql "create database $db"
     echo "postgres: {host: 127.0.0.1, port: $port, name: $db, username: postgres, password: bench, tls: {mode: disable}}"
+}
+
+# The destination's own write limit for the initial copy, where one can be measured: after etl's
+# copy of table $2 in run $1, the same rows piped by psql straight into the destination's copy
+# of the table (emptied first); prints the seconds. Its label is in target_limit_label_<kind>.
+target_limit_label_postgres="psql COPY TO | COPY FROM (target)"
+target_limit_postgres() {
+    local db="dest_${1//[^a-zA-Z0-9]/_}" start
+    PGDATABASE="$db" sql "truncate public.$2"
+    start="$(now)"
+    psql -X -q -c "copy $2 to stdout" | PGDATABASE="$db" psql -X -q -v ON_ERROR_STOP=1 -c "copy public.$2 from stdin"
+    calc "$(now) - $start" 3
+}
+# sqlite3's own .import (one transaction, no escapes decoded) into an empty table of the same
+# shape in the same file.
+target_limit_label_sqlite="psql COPY TO | sqlite3 .import"
+target_limit_sqlite() {
+    local file="$work/$1/etl.db" start
+    sqlite3 "$file" "select replace(sql, '\"public.$2\"', 'etl_bench_import') from sqlite_master
+                     where name = 'public.$2'" | sqlite3 "$file"
+    start="$(now)"
+    psql -X -q -c "copy $2 to stdout" |
+        sqlite3 "$file" -cmd '.mode ascii' -cmd '.separator "\t" "\n"' '.import /dev/stdin etl_bench_import'
+    calc "$(now) - $start" 3
+    sqlite3 "$file" "drop table etl_bench_import"
 }
 
 known_destination() {
@@ -394,9 +421,9 @@ header() {
 
 # With --destinations: figure $1 of the current round and destination was $2 against the
 # limit $3, under load $4 (kept for the comparison table).
-declare -A kept_value kept_limit kept_load
+declare -A kept_value kept_limit kept_load kept_target
+round=0
 keep() {
-    [ -n "$destinations" ] || return 0
     kept_value["$round:$destination:$1"]="$2"
     kept_limit["$round:$destination:$1"]="$3"
     kept_load["$round:$destination:$1"]="$4"
@@ -436,6 +463,15 @@ bench_copy() {
             "$(calc "$etl_rate / $psql_rate")" ">= 1.3" "$load"
         record "  (wall from start, s)" "$wall_secs" "(psql, s)" "$psql_secs" "" ""
         keep "copy $table rows/s" "$etl_rate" "$psql_rate" "$load"
+        if declare -F "target_limit_$destination" >/dev/null; then
+            local label="target_limit_label_$destination" target_secs target_rate
+            log "copy $table: ${!label}"
+            target_secs="$("target_limit_$destination" "etl-$pipeline" "$table")"
+            target_rate="$(calc "$rows / $target_secs" 0)"
+            record "" "" "${!label} rows/s" "$target_rate" "$(calc "$etl_rate / $target_rate")" \
+                "" "$(load1)"
+            kept_target["$round:$destination:copy $table rows/s"]="$target_rate"
+        fi
     done
 }
 
@@ -567,19 +603,20 @@ spread() {
 # the limit measured beside it in that round.
 compare_table() {
     local base="${compared[0]}" figure kind r key limit_name target
-    row() { printf '%-29s %-9s %-22s %-17s %-15s %-24s %-17s %s\n' "$@"; }
+    row() { printf '%-29s %-9s %-22s %-17s %-7s %-24s %-17s %-9s %-17s %s\n' "$@"; }
     {
         echo
         echo "destination comparison, $rounds round(s): median (min-max) over the rounds; each ratio"
-        echo "is taken within its round (x $base: same figure of $base; x limit: the limit measured beside it)"
-        row "figure" "dest" "etl" "x $base" "target" "limit" "x limit" "load"
+        echo "is taken within its round (x $base: same figure of $base; x limit: the limit measured"
+        echo "beside it; x alone: psql piping the same rows straight into the destination, see --help)"
+        row "figure" "dest" "etl" "x $base" "target" "limit" "x limit" "alone" "x alone" "load"
         for figure in "copy pgbench_accounts rows/s" "copy bench_mixed rows/s" "drain changes/s"; do
             case "$figure" in
                 copy*) limit_name="psql COPY" ;;
                 *) limit_name="pg_recvlogical" ;;
             esac
             for kind in "${compared[@]}"; do
-                local values="" to_base="" limits="" to_limit="" loads=""
+                local values="" to_base="" limits="" to_limit="" loads="" alone="" to_alone=""
                 for r in $(seq 1 "$rounds"); do
                     key="$r:$kind:$figure"
                     [ -n "${kept_value[$key]:-}" ] || continue
@@ -588,6 +625,10 @@ compare_table() {
                     loads+="${kept_load[$key]}"$'\n'
                     to_limit+="$(calc "${kept_value[$key]} / ${kept_limit[$key]}")"$'\n'
                     to_base+="$(calc "${kept_value[$key]} / ${kept_value["$r:$base:$figure"]}")"$'\n'
+                    if [ -n "${kept_target[$key]:-}" ]; then
+                        alone+="${kept_target[$key]}"$'\n'
+                        to_alone+="$(calc "${kept_value[$key]} / ${kept_target[$key]}")"$'\n'
+                    fi
                 done
                 [ -n "$values" ] || continue
                 target=""
@@ -595,7 +636,10 @@ compare_table() {
                 row "$figure" "$kind" "$(spread 0 <<< "${values%$'\n'}")" \
                     "$(spread 2 <<< "${to_base%$'\n'}")" "$target" \
                     "$limit_name $(calc "$(median <<< "${limits%$'\n'}")" 0)" \
-                    "$(spread 2 <<< "${to_limit%$'\n'}")" "$(spread 2 <<< "${loads%$'\n'}")"
+                    "$(spread 2 <<< "${to_limit%$'\n'}")" \
+                    "$([ -z "$alone" ] || calc "$(median <<< "${alone%$'\n'}")" 0)" \
+                    "$([ -z "$to_alone" ] || spread 2 <<< "${to_alone%$'\n'}")" \
+                    "$(spread 2 <<< "${loads%$'\n'}")"
             done
         done
     } | tee -a "$results"
