@@ -603,7 +603,7 @@ spread() {
 # the limit measured beside it in that round.
 compare_table() {
     local base="${compared[0]}" figure kind r key limit_name target
-    row() { printf '%-29s %-9s %-22s %-17s %-7s %-24s %-17s %-9s %-17s %s\n' "$@"; }
+    row() { printf '%-29s %-9s %-26s %-17s %-7s %-24s %-17s %-9s %-17s %s\n' "$@"; }
     {
         echo
         echo "destination comparison, $rounds round(s): median (min-max) over the rounds; each ratio"
