@@ -4,7 +4,9 @@
 # release binary and prints every figure with its ratio to the limit measured alongside:
 #
 #   initial copy   rows/s of etl into the destination  vs  psql "COPY … TO STDOUT" > /dev/null
-#                  (one connection), for pgbench_accounts and a ~20-column mixed-type table
+#                  (one connection), for pgbench_accounts and a ~20-column mixed-type table;
+#                  for sqlite and postgres also  vs  the same rows piped by psql straight into the
+#                  destination (`sqlite3 .import`, `COPY … FROM STDIN`): its own write limit
 #   backlog drain  changes/s from SIGCONT until the slot confirms the last commit of a backlog
 #                  committed while etl was SIGSTOPped  vs  pg_recvlogical --endpos on the same
 #                  backlog, and the server's own decoding (pg_logical_slot_peek_binary_changes)
@@ -14,9 +16,16 @@
 #                  256 MiB target; its rows/s  vs  pg_recvlogical on the same transaction
 #
 # usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big]
+#                         [--destinations discard,sqlite,postgres [--repeat N]]
 #                         [--keep] [--no-build] [--perf] [--out FILE]
 #   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
 #   --destination  where etl writes; each kind has a function `destination_<kind>` below
+#                  (discard; sqlite: a file in the work directory; postgres: a fresh database
+#                  on the bench cluster)
+#   --destinations compare destinations on the same data: runs the parts (default copy,drain)
+#                  for each in turn and ends with a table of each figure as a ratio to the
+#                  first destination (discard) of the same round and to the physical limit
+#   --repeat N     with --destinations: N rounds (the spread is shown; for a loaded machine)
 #   --only         run only these parts (the cluster and data are always prepared)
 #   --keep         leave the cluster running (and reuse a kept one next time: data loads once)
 #   --no-build     use the existing target/release/etl
@@ -30,11 +39,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 . "$here/lib.sh"
 
-quick=0 destination=discard only="copy,drain,live,big" keep=0 build=1 use_perf=0 out=""
+quick=0 destination=discard destinations="" rounds=1 only="" keep=0 build=1 use_perf=0 out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --destination) destination="${2:?--destination needs a value}"; shift ;;
+        --destinations) destinations="${2:?--destinations needs a list}"; shift ;;
+        --repeat) rounds="${2:?--repeat needs a count}"; shift ;;
         --only) only="${2:?--only needs a value}"; shift ;;
         --keep) keep=1 ;;
         --no-build) build=0 ;;
@@ -45,6 +56,11 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+if [ -z "$only" ]; then
+    if [ -n "$destinations" ]; then only="copy,drain"; else only="copy,drain,live,big"; fi
+fi
+case "$rounds" in ''|*[!0-9]*|0) echo "error: --repeat needs a positive count" >&2; exit 2 ;; esac
 
 if [ "$quick" = 1 ]; then
     scale=5 mixed_rows=100000 inserts=100000 updates=20000 deletes=10000 big_rows=500000
@@ -62,17 +78,51 @@ results="$work/results.txt"
 : > "$results"
 
 # ---------------------------------------------------------------- destinations
-# Each prints the YAML body of `destination:` for the run named $1 (a directory is $work/$1).
+# Each prints the YAML body of `destination:` for the run named $1 (its directory $work/$1 is
+# new and empty), after preparing an empty target; the cluster is running by then.
 destination_discard() { echo "discard: {}"; }
-
-destination_yaml() {
-    if ! declare -F "destination_$destination" >/dev/null; then
-        echo "error: --destination $destination is not supported (known: $(declare -F | sed -n 's/^declare -f destination_//p' | grep -v yaml | tr '\n' ' '))" >&2
-        return 2
-    fi
-    "destination_$destination" "$1"
+destination_sqlite() { echo "sqlite: {path: $work/$1/etl.db}"; }
+destination_postgres() {
+    local db="dest_${1//[^a-zA-Z0-9]/_}"
+    PGDATABASE=postgres sql "drop database if exists $db with (force)"
+    PGDATABASE=postgres sql "create database $db"
+    echo "postgres: {host: 127.0.0.1, port: $port, name: $db, username: postgres, password: bench, tls: {mode: disable}}"
 }
-destination_yaml check >/dev/null || exit 2
+
+# The destination's own write limit for the initial copy, where one can be measured: after etl's
+# copy of table $2 in run $1, the same rows piped by psql straight into the destination's copy
+# of the table (emptied first); prints the seconds. Its label is in target_limit_label_<kind>.
+target_limit_label_postgres="psql COPY TO | COPY FROM (target)"
+target_limit_postgres() {
+    local db="dest_${1//[^a-zA-Z0-9]/_}" start
+    PGDATABASE="$db" sql "truncate public.$2"
+    start="$(now)"
+    psql -X -q -c "copy $2 to stdout" | PGDATABASE="$db" psql -X -q -v ON_ERROR_STOP=1 -c "copy public.$2 from stdin"
+    calc "$(now) - $start" 3
+}
+# sqlite3's own .import (one transaction, no escapes decoded) into an empty table of the same
+# shape in the same file.
+target_limit_label_sqlite="psql COPY TO | sqlite3 .import"
+target_limit_sqlite() {
+    local file="$work/$1/etl.db" start
+    sqlite3 "$file" "select replace(sql, '\"public.$2\"', 'etl_bench_import') from sqlite_master
+                     where name = 'public.$2'" | sqlite3 "$file"
+    start="$(now)"
+    psql -X -q -c "copy $2 to stdout" |
+        sqlite3 "$file" -cmd '.mode ascii' -cmd '.separator "\t" "\n"' '.import /dev/stdin etl_bench_import'
+    calc "$(now) - $start" 3
+    sqlite3 "$file" "drop table etl_bench_import"
+}
+
+known_destination() {
+    declare -F "destination_$1" >/dev/null && return 0
+    echo "error: destination $1 is not supported (known: $(declare -F | sed -n 's/^declare -f destination_//p' | tr '\n' ' '))" >&2
+    return 2
+}
+destination_yaml() { "destination_$destination" "$1"; }
+known_destination "$destination" || exit 2
+IFS=, read -r -a compared <<< "$destinations"
+for kind in "${compared[@]}"; do known_destination "$kind" || exit 2; done
 
 # ---------------------------------------------------------------- helpers
 log() { printf '==> %s\n' "$*" >&2; }
@@ -80,17 +130,21 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
-record() { # label value limit-label limit-value ratio target
-    printf '%-34s %14s   %-34s %14s   %7s   %s\n' "$@" | tee -a "$results"
+# 1-minute load average (other work on the cores skews every figure: see it next to them).
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+record() { # label value limit-label limit-value ratio target [load]
+    printf '%-34s %14s   %-34s %14s   %7s   %-7s %s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" |
+        sed 's/ *$//' | tee -a "$results"
 }
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 
-# With --perf: records every process into $work/perf-$1.data until perf_stop.
-perf_pid=""
+# With --perf: records every process into $work/perf-$perf_tag$1.data until perf_stop.
+perf_pid="" perf_tag=""
 perf_start() {
     [ "$use_perf" = 1 ] || return 0
-    perf record -g -a -F 499 -o "$work/perf-$1.data" > "$work/perf-$1.log" 2>&1 &
+    perf record -g -a -F 499 -o "$work/perf-$perf_tag$1.data" > "$work/perf-$perf_tag$1.log" 2>&1 &
     perf_pid=$!
     sleep 0.5   # perf needs a moment before it samples
 }
@@ -362,12 +416,21 @@ drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
 
 pipeline=$(( $(date +%s) % 100000 * 10 ))
 header() {
-    printf '%-34s %14s   %-34s %14s   %7s   %s\n' "measure ($destination)" "etl" "limit" "value" "ratio" "target" | tee -a "$results"
+    record "measure ($destination)" "etl" "limit" "value" "ratio" "target" "load"
 }
-header
+
+# With --destinations: figure $1 of the current round and destination was $2 against the
+# limit $3, under load $4 (kept for the comparison table).
+declare -A kept_value kept_limit kept_load kept_target
+round=0
+keep() {
+    kept_value["$round:$destination:$1"]="$2"
+    kept_limit["$round:$destination:$1"]="$3"
+    kept_load["$round:$destination:$1"]="$4"
+}
 
 # ---------------------------------------------------------------- initial copy
-if wants copy; then
+bench_copy() {
     for pair in pgbench_accounts:pub_accounts:$accounts_rows bench_mixed:pub_mixed:$mixed_rows; do
         IFS=: read -r table publication rows <<< "$pair"
         sql "select count(*) from $table" >/dev/null   # warm the cache for both readers
@@ -395,14 +458,25 @@ if wants copy; then
         sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots
              where slot_name like 'etl%' and not active" >/dev/null
         etl_rate="$(calc "$rows / $copy_secs" 0)"
+        load="$(load1)"
         record "copy $table rows/s" "$etl_rate" "psql COPY TO STDOUT rows/s" "$psql_rate" \
-            "$(calc "$etl_rate / $psql_rate")" ">= 1.3"
+            "$(calc "$etl_rate / $psql_rate")" ">= 1.3" "$load"
         record "  (wall from start, s)" "$wall_secs" "(psql, s)" "$psql_secs" "" ""
+        keep "copy $table rows/s" "$etl_rate" "$psql_rate" "$load"
+        if declare -F "target_limit_$destination" >/dev/null; then
+            local label="target_limit_label_$destination" target_secs target_rate
+            log "copy $table: ${!label}"
+            target_secs="$("target_limit_$destination" "etl-$pipeline" "$table")"
+            target_rate="$(calc "$rows / $target_secs" 0)"
+            record "" "" "${!label} rows/s" "$target_rate" "$(calc "$etl_rate / $target_rate")" \
+                "" "$(load1)"
+            kept_target["$round:$destination:copy $table rows/s"]="$target_rate"
+        fi
     done
-fi
+}
 
 # ---------------------------------------------------------------- backlog drain and live lag
-if wants drain || wants live; then
+bench_changes() {
     pipeline=$((pipeline + 1))
     sql "truncate bench_changes"
     log "changes: etl replicate (pipeline $pipeline) on bench_changes"
@@ -432,6 +506,7 @@ if wants drain || wants live; then
         etl_cpu="$(calc "$(cpu_secs "$changes_pid") - $etl_cpu0")"
         sender_cpu="$(calc "$(cpu_secs "$sender_pid") - $sender_cpu0")"
         perf_stop
+        load="$(load1)"
 
         log "drain: pg_recvlogical --endpos $lsn"
         read -r recv_secs recv_sender_cpu <<< "$(recvlogical_measured bench_recv pub_changes "$lsn")"
@@ -449,7 +524,8 @@ if wants drain || wants live; then
         recv_rate="$(calc "$changes / $recv_secs" 0)"
         peek_rate="$(calc "$changes / $peek_secs" 0)"
         record "drain changes/s" "$etl_rate" "pg_recvlogical --endpos changes/s" "$recv_rate" \
-            "$(calc "$etl_rate / $recv_rate")" ">= 3"
+            "$(calc "$etl_rate / $recv_rate")" ">= 3" "$load"
+        keep "drain changes/s" "$etl_rate" "$recv_rate" "$load"
         record "" "" "server decoding (peek) changes/s" "$peek_rate" \
             "$(calc "$etl_rate / $peek_rate")" ""
         record "  (wall, s)" "$etl_secs" "(pg_recvlogical wall, s)" "$recv_secs" "" ""
@@ -462,13 +538,14 @@ if wants drain || wants live; then
         read -r lsn committed_at <<< "$(run_workload "$base")"
         done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
         lag="$(calc "$done_at - $committed_at" 3)"
-        record "live lag after last commit, s" "$lag" "target s" "0.3" "$(calc "$lag / 0.3")" "<= 1"
+        record "live lag after last commit, s" "$lag" "target s" "0.3" "$(calc "$lag / 0.3")" "<= 1" \
+            "$(load1)"
     fi
     stop_etl "$changes_pid"
-fi
+}
 
 # ---------------------------------------------------------------- one big transaction
-if wants big; then
+bench_big() {
     pipeline=$((pipeline + 1))
     sql "truncate bench_big"
     log "big: etl replicate (pipeline $pipeline) on bench_big"
@@ -493,7 +570,92 @@ if wants big; then
     etl_rate="$(calc "$big_rows / $etl_secs" 0)"
     recv_rate="$(calc "$big_rows / $recv_secs" 0)"
     record "big txn rows/s (commit to confirm)" "$etl_rate" "pg_recvlogical --endpos rows/s" \
-        "$recv_rate" "$(calc "$etl_rate / $recv_rate")" ""
+        "$recv_rate" "$(calc "$etl_rate / $recv_rate")" "" "$(load1)"
+}
+
+# Runs the selected parts with etl writing to $destination.
+bench_parts() {
+    header
+    if wants copy; then bench_copy; fi
+    if wants drain || wants live; then bench_changes; fi
+    if wants big; then bench_big; fi
+}
+
+# ---------------------------------------------------------------- destination comparison
+# Median of the numbers on stdin (one a line).
+median() {
+    sort -g | awk '{ v[NR] = $1 }
+        END { if (NR) printf "%.6f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+# "median" or, for several numbers, "median (min-max)", of the numbers on stdin, $1 decimals.
+spread() {
+    local values
+    values="$(sort -g)"
+    local mid lo hi
+    mid="$(calc "$(median <<< "$values")" "$1")"
+    lo="$(calc "$(head -1 <<< "$values")" "$1")"
+    hi="$(calc "$(tail -1 <<< "$values")" "$1")"
+    if [ "$(wc -l <<< "$values")" -gt 1 ]; then echo "$mid ($lo-$hi)"; else echo "$mid"; fi
+}
+
+# The comparison: for each figure and destination, the median over the rounds (and the spread)
+# of its absolute value, its ratio to the first destination of the same round, and its ratio to
+# the limit measured beside it in that round.
+compare_table() {
+    local base="${compared[0]}" figure kind r key limit_name target
+    row() { printf '%-29s %-9s %-26s %-17s %-7s %-24s %-17s %-9s %-17s %s\n' "$@"; }
+    {
+        echo
+        echo "destination comparison, $rounds round(s): median (min-max) over the rounds; each ratio"
+        echo "is taken within its round (x $base: same figure of $base; x limit: the limit measured"
+        echo "beside it; x alone: psql piping the same rows straight into the destination, see --help)"
+        row "figure" "dest" "etl" "x $base" "target" "limit" "x limit" "alone" "x alone" "load"
+        for figure in "copy pgbench_accounts rows/s" "copy bench_mixed rows/s" "drain changes/s"; do
+            case "$figure" in
+                copy*) limit_name="psql COPY" ;;
+                *) limit_name="pg_recvlogical" ;;
+            esac
+            for kind in "${compared[@]}"; do
+                local values="" to_base="" limits="" to_limit="" loads="" alone="" to_alone=""
+                for r in $(seq 1 "$rounds"); do
+                    key="$r:$kind:$figure"
+                    [ -n "${kept_value[$key]:-}" ] || continue
+                    values+="${kept_value[$key]}"$'\n'
+                    limits+="${kept_limit[$key]}"$'\n'
+                    loads+="${kept_load[$key]}"$'\n'
+                    to_limit+="$(calc "${kept_value[$key]} / ${kept_limit[$key]}")"$'\n'
+                    to_base+="$(calc "${kept_value[$key]} / ${kept_value["$r:$base:$figure"]}")"$'\n'
+                    if [ -n "${kept_target[$key]:-}" ]; then
+                        alone+="${kept_target[$key]}"$'\n'
+                        to_alone+="$(calc "${kept_value[$key]} / ${kept_target[$key]}")"$'\n'
+                    fi
+                done
+                [ -n "$values" ] || continue
+                target=""
+                [ "$kind" = "$base" ] || target=">= 0.5"
+                row "$figure" "$kind" "$(spread 0 <<< "${values%$'\n'}")" \
+                    "$(spread 2 <<< "${to_base%$'\n'}")" "$target" \
+                    "$limit_name $(calc "$(median <<< "${limits%$'\n'}")" 0)" \
+                    "$(spread 2 <<< "${to_limit%$'\n'}")" \
+                    "$([ -z "$alone" ] || calc "$(median <<< "${alone%$'\n'}")" 0)" \
+                    "$([ -z "$to_alone" ] || spread 2 <<< "${to_alone%$'\n'}")" \
+                    "$(spread 2 <<< "${loads%$'\n'}")"
+            done
+        done
+    } | tee -a "$results"
+}
+
+if [ -n "$destinations" ]; then
+    for round in $(seq 1 "$rounds"); do
+        for destination in "${compared[@]}"; do
+            log "round $round of $rounds: destination $destination"
+            perf_tag="r$round-$destination-"
+            bench_parts
+        done
+    done
+    compare_table
+else
+    bench_parts
 fi
 
 [ -z "$out" ] || cp "$results" "$out"

@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 
+use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, params_from_iter};
 
 use crate::destinations::Error;
 use crate::destinations::mirror::{check_width, no_row_identity, sent_columns};
@@ -92,57 +92,58 @@ pub fn apply_events(
 }
 
 fn apply_change(conn: &Connection, table: &MirrorTable, change: &Change) -> Result<(), Error> {
-    let fail = |what: &str, e: rusqlite::Error| table_error(&table.schema.name, what, e);
+    let fail = |what: &'static str| {
+        move |e: WriteError| match e {
+            WriteError::Sqlite(e) => table_error(&table.schema.name, what, e),
+            WriteError::Other(e) => e,
+        }
+    };
     match change {
         Change::Insert { new } => {
             check_width(&table.schema, new)?;
             let columns = sent_columns(new);
-            let values = values(table, new, &columns)?;
-            execute(conn, &table.insert_sql(&columns), values).map_err(|e| fail("insert", e))?;
+            execute(conn, table, &table.insert_sql(&columns), &[(new, &columns)])
+                .map_err(fail("insert"))?;
         }
         Change::Update { old, new } => {
             check_width(&table.schema, new)?;
             if let Some(old) = old {
                 check_width(&table.schema, old)?;
             }
-            update(conn, table, old.as_ref(), new).map_err(|e| match e {
-                UpdateError::Sqlite(e) => fail("update", e),
-                UpdateError::Other(e) => e,
-            })?;
+            update(conn, table, old.as_ref(), new).map_err(fail("update"))?;
         }
         Change::Delete { old } => {
             check_width(&table.schema, old)?;
             let matched = row_matcher(table)?;
             let columns = matched(old);
-            let values = values(table, old, &columns)?;
-            let deleted = execute(conn, &table.delete_sql(&columns), values)
-                .map_err(|e| fail("delete", e))?;
+            let deleted = execute(conn, table, &table.delete_sql(&columns), &[(old, &columns)])
+                .map_err(fail("delete"))?;
             if deleted == 0 && table.key.is_empty() {
                 tracing::warn!(table = %table.schema.name, "delete found no matching row; skipped");
             }
         }
         Change::Truncate => {
             conn.execute(&format!("DELETE FROM {}", table.quoted()), [])
-                .map_err(|e| fail("truncate", e))?;
+                .map_err(|e| table_error(&table.schema.name, "truncate", e))?;
         }
     }
     Ok(())
 }
 
-enum UpdateError {
+enum WriteError {
     Sqlite(rusqlite::Error),
     Other(Error),
 }
 
-impl From<rusqlite::Error> for UpdateError {
+impl From<rusqlite::Error> for WriteError {
     fn from(e: rusqlite::Error) -> Self {
-        UpdateError::Sqlite(e)
+        WriteError::Sqlite(e)
     }
 }
 
-impl From<Error> for UpdateError {
+impl From<Error> for WriteError {
     fn from(e: Error) -> Self {
-        UpdateError::Other(e)
+        WriteError::Other(e)
     }
 }
 
@@ -151,16 +152,15 @@ fn update(
     table: &MirrorTable,
     old: Option<&Row>,
     new: &Row,
-) -> Result<(), UpdateError> {
+) -> Result<(), WriteError> {
     let set = sent_columns(new);
     if table.key.is_empty() {
         let Some(old) = old.filter(|_| table.matches_full_rows()) else {
             return Err(no_row_identity(&table.schema).into());
         };
         let matched = sent_columns(old);
-        let mut values = values(table, new, &set)?;
-        values.extend(self::values(table, old, &matched)?);
-        if execute(conn, &table.update_sql(&set, &matched), values)? == 0 {
+        let sql = table.update_sql(&set, &matched);
+        if execute(conn, table, &sql, &[(new, &set), (old, &matched)])? == 0 {
             tracing::warn!(table = %table.schema.name, "update found no matching row; skipped");
         }
         return Ok(());
@@ -172,14 +172,12 @@ fn update(
             .any(|&k| new[k] != Cell::Unchanged && old[k] != new[k])
     });
     if let (true, Some(old)) = (key_changed, old) {
-        let mut values = values(table, new, &set)?;
-        values.extend(self::values(table, old, &table.key)?);
-        if execute(conn, &table.update_sql(&set, &[]), values)? > 0 {
+        let sql = table.update_sql(&set, &[]);
+        if execute(conn, table, &sql, &[(new, &set), (old, &table.key)])? > 0 {
             return Ok(());
         }
     }
-    let values = values(table, new, &set)?;
-    execute(conn, &table.insert_sql(&set), values)?;
+    execute(conn, table, &table.insert_sql(&set), &[(new, &set)])?;
     Ok(())
 }
 
@@ -197,30 +195,30 @@ fn row_matcher(table: &MirrorTable) -> Result<impl Fn(&Row) -> Vec<usize> + '_, 
     })
 }
 
-/// The SQLite values of `columns` of `row`.
-pub(super) fn values<'a>(
-    table: &MirrorTable,
-    row: &'a Row,
-    columns: &[usize],
-) -> Result<Vec<ToSqlOutput<'a>>, Error> {
-    columns
-        .iter()
-        .map(|&i| match &row[i] {
-            Cell::Text(text) => {
-                to_sqlite(table.schema.columns[i].type_oid, text).map_err(|e| Error::Table {
-                    table: table.schema.name.clone(),
-                    message: format!("column {}: {e}", table.schema.columns[i].name),
-                })
-            }
-            Cell::Null | Cell::Unchanged => Ok(ToSqlOutput::Borrowed(ValueRef::Null)),
-        })
-        .collect()
-}
-
-pub(super) fn execute(
+/// Runs `sql` (a cached prepared statement) with the SQLite values of `columns` of `row` of
+/// each part bound in order; returns the rows changed.
+fn execute(
     conn: &Connection,
+    table: &MirrorTable,
     sql: &str,
-    values: Vec<ToSqlOutput<'_>>,
-) -> Result<usize, rusqlite::Error> {
-    conn.prepare_cached(sql)?.execute(params_from_iter(values))
+    parts: &[(&Row, &Vec<usize>)],
+) -> Result<usize, WriteError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut parameter = 0;
+    for (row, columns) in parts {
+        for &i in columns.iter() {
+            parameter += 1;
+            let value = match &row[i] {
+                Cell::Text(text) => {
+                    to_sqlite(table.schema.columns[i].type_oid, text).map_err(|e| Error::Table {
+                        table: table.schema.name.clone(),
+                        message: format!("column {}: {e}", table.schema.columns[i].name),
+                    })?
+                }
+                Cell::Null | Cell::Unchanged => ToSqlOutput::Borrowed(ValueRef::Null),
+            };
+            statement.raw_bind_parameter(parameter, value)?;
+        }
+    }
+    Ok(statement.raw_execute()?)
 }

@@ -1,6 +1,8 @@
 //! One mirrored table as the SQLite destination sees it: the source schema, the SQLite table and
 //! column names chosen for it, and the SQL statements that write its rows.
 
+use std::borrow::Cow;
+
 use crate::destinations::mirror::on_conflict;
 use crate::engine::schema::{ReplicaIdentity, TableSchema};
 
@@ -19,6 +21,10 @@ pub struct MirrorTable {
     pub key: Vec<usize>,
     /// A name of the rowid that no column shadows (used to match rows of keyless tables).
     pub rowid: &'static str,
+    /// [`MirrorTable::insert_sql`] of every column and [`MirrorTable::delete_sql`] by key, built
+    /// once: most changes use one of them.
+    insert_all: String,
+    delete_by_key: String,
 }
 
 impl MirrorTable {
@@ -28,13 +34,19 @@ impl MirrorTable {
             .into_iter()
             .find(|alias| !columns.iter().any(|c| c.eq_ignore_ascii_case(alias)))
             .unwrap_or("rowid");
-        MirrorTable {
+        let mut table = MirrorTable {
             key: schema.key_columns(),
             schema,
             name,
             columns,
             rowid,
-        }
+            insert_all: String::new(),
+            delete_by_key: String::new(),
+        };
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        table.insert_all = table.build_insert_sql(&all);
+        table.delete_by_key = table.build_delete_sql(&[]);
+        table
     }
 
     pub fn quoted(&self) -> String {
@@ -74,7 +86,16 @@ impl MirrorTable {
 
     /// `INSERT` of the given columns; on a keyed table an upsert that overwrites the other given
     /// columns of an existing row with the same key.
-    pub fn insert_sql(&self, columns: &[usize]) -> String {
+    pub fn insert_sql(&self, columns: &[usize]) -> Cow<'_, str> {
+        if columns.len() == self.columns.len() {
+            // Column indexes are distinct, so these are all of them.
+            Cow::Borrowed(&self.insert_all)
+        } else {
+            Cow::Owned(self.build_insert_sql(columns))
+        }
+    }
+
+    fn build_insert_sql(&self, columns: &[usize]) -> String {
         let placeholders = vec!["?"; columns.len()].join(", ");
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
@@ -142,7 +163,15 @@ impl MirrorTable {
         )
     }
 
-    pub fn delete_sql(&self, matched: &[usize]) -> String {
+    pub fn delete_sql(&self, matched: &[usize]) -> Cow<'_, str> {
+        if self.key.is_empty() {
+            Cow::Owned(self.build_delete_sql(matched))
+        } else {
+            Cow::Borrowed(&self.delete_by_key)
+        }
+    }
+
+    fn build_delete_sql(&self, matched: &[usize]) -> String {
         format!(
             "DELETE FROM {} WHERE {}",
             self.quoted(),
