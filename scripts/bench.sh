@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark of `etl replicate` against the limits of the same PostgreSQL cluster, in one run
-# (docs/ops.md explains each figure). It starts its own cluster, loads the data, builds the
+# (the README's Performance section explains each figure). It starts its own cluster, loads the data, builds the
 # release binary and prints every figure with its ratio to the limit measured alongside:
 #
 #   initial copy   rows/s of etl into the destination  vs  psql "COPY … TO STDOUT" > /dev/null
