@@ -56,9 +56,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(ConfigCommand::Show) => {
             let config = load()?;
-            let text = etl::config::show::render(&config).map_err(UsageError::from)?;
-            print!("{text}");
-            Ok(())
+            let rendered = etl::config::show::render(&config);
+            print!("{}", rendered.text);
+            match rendered.errors.into_iter().next() {
+                Some(error) => Err(UsageError::from(error).into()),
+                None => Ok(()),
+            }
         }
         Command::Migrate(command) => {
             let (set, args) = match command {

@@ -9,21 +9,69 @@ use super::sections::{
 };
 use super::{Config, ConfigError};
 
-/// Renders every section present in `config`, validating each on the way.
-pub fn render(config: &Config) -> Result<String, ConfigError> {
+/// What `config show` prints, and the sections that failed to load or validate.
+#[derive(Debug)]
+pub struct Rendered {
+    pub text: String,
+    pub errors: Vec<ConfigError>,
+}
+
+/// Renders every section present in `config`, validating each on the way. A section that does
+/// not load or validate is still shown as given (secrets redacted) under a `# error:` line, so
+/// the values and their origins can be inspected; its error is returned as well.
+pub fn render(config: &Config) -> Rendered {
     let mut out = format!(
         "# environment: {}, config dir: {}\n",
         config.environment(),
         config.dir().display()
     );
+    let mut errors = Vec::new();
     for &name in SECTION_NAMES {
-        if let Some(value) = typed_section(config, name)? {
+        let value = match typed_section(config, name) {
+            Ok(value) => value,
+            Err(error) => {
+                out.push_str(&format!("# error: {error}\n"));
+                errors.push(error);
+                raw_section(config, name)
+            }
+        };
+        if let Some(value) = value {
             out.push_str(name);
             out.push(':');
             write_value(config, &mut out, name, &value, 1);
         }
     }
-    Ok(out)
+    Rendered { text: out, errors }
+}
+
+/// A section as the files and variables give it, with every secret redacted.
+fn raw_section(config: &Config, name: &str) -> Option<Json> {
+    let mut value = config
+        .figment
+        .find_value(name)
+        .ok()?
+        .deserialize::<Json>()
+        .ok()?;
+    redact(&mut value);
+    Some(value)
+}
+
+fn redact(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if !super::env_vars::is_secret_key(key) {
+                    redact(child);
+                } else if let (true, Json::String(url)) = (key == "url", &*child) {
+                    *child = Json::String(super::secret::redact_url_password(url));
+                } else {
+                    *child = Json::String(super::secret::REDACTED.to_owned());
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, ConfigError> {

@@ -168,7 +168,9 @@ fn show_redacts_secrets_and_names_origins() {
         env(&[("APP_PIPELINE__PG_CONNECTION__PASSWORD", "hunter2")]),
     )
     .unwrap();
-    let text = show::render(&config).unwrap();
+    let rendered = show::render(&config);
+    assert!(rendered.errors.is_empty(), "{:?}", rendered.errors);
+    let text = rendered.text;
     assert!(
         !text.contains("topsecret") && !text.contains("hunter2"),
         "{text}"
@@ -195,9 +197,41 @@ fn show_reports_validation_failures_with_their_origin() {
     write(dir.path(), "base.yaml", BASE);
     write(dir.path(), "dev.yaml", "pipeline: {batch: {max_size: 0}}\n");
     let config = Config::load_with_env(dir.path(), Environment::Dev, env(&[])).unwrap();
-    let text = show::render(&config).unwrap_err().to_string();
+    let rendered = show::render(&config);
+    let error = rendered.errors[0].to_string();
     assert!(
-        text.contains("pipeline.batch.max_size") && text.contains("dev.yaml"),
+        error.contains("pipeline.batch.max_size") && error.contains("dev.yaml"),
+        "{error}"
+    );
+    // The invalid section is still shown, as given, under the error.
+    let text = rendered.text;
+    assert!(
+        text.contains("# error: config key `pipeline.batch.max_size`"),
         "{text}"
     );
+    assert!(text.contains("max_size: 0   # from"), "{text}");
+}
+
+#[test]
+fn show_prints_an_incomplete_section_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.yaml", "destination: {memory: {}}\n");
+    // No pipeline id (a pod would set APP_PIPELINE__ID): the rest is still shown.
+    write(
+        dir.path(),
+        "dev.yaml",
+        "pipeline:\n  publication_name: p\n  pg_connection: {url: 'postgres://u:s3cret@h/db', \
+         password: hunter2}\n",
+    );
+    let config = Config::load_with_env(dir.path(), Environment::Dev, env(&[])).unwrap();
+    let rendered = show::render(&config);
+    assert_eq!(rendered.errors.len(), 1, "{:?}", rendered.errors);
+    assert!(rendered.errors[0].to_string().contains("`id`"));
+    let text = rendered.text;
+    assert!(
+        !text.contains("s3cret") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(text.contains("publication_name: p   # from"), "{text}");
+    assert!(text.contains("postgres://u:[redacted]@h/db"), "{text}");
 }
