@@ -9,6 +9,7 @@ api_env_start() {
     local repo="$1"
     . "$repo/scripts/lib.sh"
     API_WORK="$(mktemp -d /tmp/etl-api-env.XXXXXX)"
+    chmod 755 "$API_WORK"   # a cluster of its own runs as the postgres user when we are root
     API_STARTED_PG=""
     if [ -z "${ETL_TEST_DATABASE_URL:-}" ]; then
         export ETL_TEST_PG_DIR="$API_WORK/pg"
