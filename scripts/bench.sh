@@ -535,11 +535,16 @@ bench_changes() {
 
     if wants live; then
         log "live: $changes changes while etl streams"
+        start="$(now)"
         read -r lsn committed_at <<< "$(run_workload "$base")"
         done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
         lag="$(calc "$done_at - $committed_at" 3)"
         record "live lag after last commit, s" "$lag" "target s" "0.3" "$(calc "$lag / 0.3")" "<= 1" \
             "$(load1)"
+        # When the workload commits faster than a walsender can send, any client falls behind:
+        # compare this rate with the drain rates above (etl, pg_recvlogical).
+        record "  (workload commit rate, changes/s)" \
+            "$(calc "$changes / ($committed_at - $start)" 0)" "" "" "" ""
     fi
     stop_etl "$changes_pid"
 }
