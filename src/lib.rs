@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`base`]: the shared vocabulary below every other module: positions, table names and
+//!   schemas, change events, cell values and their codecs, SQL quoting, error rendering.
 //! - [`cli`]: the clap definitions of the one binary (`etl replicate`, `etl serve-api`, …).
 //! - [`config`]: configuration shared by every subcommand: `config/base.yaml`, then
 //!   `config/{env}.yaml`, then `APP_` variables; typed sections and secrets.
@@ -17,6 +19,7 @@
 //! - [`k8s`]: `etl k8s bootstrap` and replicators as StatefulSets (the `kubernetes` runtime).
 
 pub mod api;
+pub mod base;
 pub mod cli;
 pub mod config;
 pub mod destinations;

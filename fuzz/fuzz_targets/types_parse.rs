@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use etl::engine::source::types::{self, oid};
+use etl::base::values::{self, oid};
 use libfuzzer_sys::fuzz_target;
 
 const TYPES: &[u32] = &[

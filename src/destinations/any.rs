@@ -9,10 +9,10 @@ use super::jsonl::JsonlDestination;
 use super::memory::MemoryDestination;
 use super::postgres::PostgresDestination;
 use super::sqlite::SqliteDestination;
-use super::{Destination, Result};
+use crate::base::event::{ChangeEvent, CopyChunk};
+use crate::base::schema::TableSchema;
 use crate::config::DestinationConfig;
-use crate::engine::event::{ChangeEvent, CopyChunk};
-use crate::engine::schema::TableSchema;
+use crate::engine::destination::{Destination, Result};
 
 /// One of the configured destinations. Cheap to clone (each kind is shared).
 #[derive(Debug, Clone)]
@@ -34,14 +34,11 @@ pub struct BuildError {
 
 impl BuildError {
     /// `error` with its causes, as one line.
-    fn new(kind: &'static str, error: super::Error) -> Self {
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
+    fn new(kind: &'static str, error: crate::engine::destination::Error) -> Self {
+        BuildError {
+            kind,
+            message: crate::base::error_chain(&error),
         }
-        BuildError { kind, message }
     }
 }
 

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Destination, Result};
-use crate::engine::event::{ChangeEvent, CopyChunk};
-use crate::engine::schema::TableSchema;
+use crate::base::event::{ChangeEvent, CopyChunk};
+use crate::base::schema::TableSchema;
+use crate::engine::destination::{Destination, Result};
 
 /// Drops everything; counts what it was given.
 #[derive(Debug, Default)]

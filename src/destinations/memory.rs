@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use super::{Destination, Error, Result};
-use crate::engine::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
-use crate::engine::schema::{TableId, TableName, TableSchema};
+use crate::base::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
+use crate::base::schema::{TableId, TableName, TableSchema};
+use crate::engine::destination::{Destination, Error, Result};
 
 /// How a stored row is found again: its key column values, or an insertion number for tables
 /// without a key.
@@ -204,12 +204,9 @@ impl MemoryDestination {
         self.lock().failing.remove(name);
     }
 
-    fn check_failing(state: &MemoryState, name: &TableName) -> Result<()> {
-        match state.failing.get(name) {
-            Some(message) => Err(Error::Table {
-                table: name.clone(),
-                message: message.clone(),
-            }),
+    fn check_failing(state: &MemoryState, schema: &TableSchema) -> Result<()> {
+        match state.failing.get(&schema.name) {
+            Some(message) => Err(Error::table(schema, message.clone())),
             None => Ok(()),
         }
     }
@@ -222,14 +219,14 @@ impl Destination for MemoryDestination {
 
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
         let mut state = self.lock();
-        Self::check_failing(&state, &schema.name)?;
+        Self::check_failing(&state, schema)?;
         state.table(schema).schema = schema.clone();
         Ok(())
     }
 
     async fn begin_copy(&self, schema: &TableSchema) -> Result<()> {
         let mut state = self.lock();
-        Self::check_failing(&state, &schema.name)?;
+        Self::check_failing(&state, schema)?;
         state
             .tables
             .insert(schema.id, MemoryTable::new(schema.clone()));
@@ -239,12 +236,11 @@ impl Destination for MemoryDestination {
     }
 
     async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
-        let rows = chunk.rows(schema.columns.len()).map_err(|e| Error::Table {
-            table: schema.name.clone(),
-            message: e.to_string(),
-        })?;
+        let rows = chunk
+            .rows(schema.columns.len())
+            .map_err(|e| Error::table(schema, e.to_string()))?;
         let mut state = self.lock();
-        Self::check_failing(&state, &schema.name)?;
+        Self::check_failing(&state, schema)?;
         let table = state.table(schema);
         table.copied_rows += rows.len() as u64;
         for row in rows {
@@ -259,7 +255,7 @@ impl Destination for MemoryDestination {
 
     async fn alter_table(&self, old: &TableSchema, new: &TableSchema) -> Result<()> {
         let mut state = self.lock();
-        Self::check_failing(&state, &new.name)?;
+        Self::check_failing(&state, new)?;
         state.altered.insert(new.id);
         let Some(table) = state.tables.get_mut(&new.id) else {
             state.tables.insert(new.id, MemoryTable::new(new.clone()));
@@ -297,7 +293,7 @@ impl Destination for MemoryDestination {
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
         let mut state = self.lock();
         for event in &events {
-            Self::check_failing(&state, &event.table.name)?;
+            Self::check_failing(&state, &event.table)?;
         }
         for event in &events {
             let table = state.table(&event.table);

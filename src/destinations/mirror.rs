@@ -1,8 +1,8 @@
 //! What the mirror destinations (`sqlite`, `postgres`) share: row checks and the upsert clause.
 
-use crate::destinations::Error;
-use crate::engine::event::{Cell, Row};
-use crate::engine::schema::TableSchema;
+use crate::base::event::{Cell, Row};
+use crate::base::schema::TableSchema;
+use crate::engine::destination::Error;
 
 /// Indexes of the columns whose value was sent (not unchanged TOAST).
 pub fn sent_columns(row: &Row) -> Vec<usize> {
@@ -16,24 +16,23 @@ pub fn check_width(schema: &TableSchema, row: &Row) -> Result<(), Error> {
     if row.len() == schema.columns.len() {
         return Ok(());
     }
-    Err(Error::Table {
-        table: schema.name.clone(),
-        message: format!(
+    Err(Error::table(
+        schema,
+        format!(
             "a row has {} values but the table has {} columns",
             row.len(),
             schema.columns.len()
         ),
-    })
+    ))
 }
 
 /// An update or delete of a table whose rows cannot be identified.
 pub fn no_row_identity(schema: &TableSchema) -> Error {
-    Error::Table {
-        table: schema.name.clone(),
-        message: "an update or delete cannot be applied: the table has no primary key and is \
-                  not REPLICA IDENTITY FULL (add a primary key or set REPLICA IDENTITY FULL)"
-            .into(),
-    }
+    Error::table(
+        schema,
+        "an update or delete cannot be applied: the table has no primary key and is \
+                  not REPLICA IDENTITY FULL (add a primary key or set REPLICA IDENTITY FULL)",
+    )
 }
 
 /// ` ON CONFLICT (key) DO UPDATE SET c = excluded.c, …` for quoted column names (`DO NOTHING`

@@ -9,7 +9,7 @@
 //! and an add of the same type at the same place, seen in one schema change, look like a rename
 //! and are treated as one.
 
-use crate::engine::schema::TableSchema;
+use crate::base::schema::TableSchema;
 
 /// The column-level difference between `old` and `new` (indexes into their `columns`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,7 +106,7 @@ impl SchemaDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName};
+    use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName};
 
     fn table(columns: &[(&str, u32, Option<u16>)]) -> TableSchema {
         TableSchema {

@@ -19,20 +19,21 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::catalog::{self, PublishedTable};
 use super::changes::{self, Transaction};
+use super::destination::{self, Destination};
 use super::error::Error;
-use super::event::{Change, ChangeEvent};
-use super::lsn::Lsn;
 use super::observer::Observer;
 use super::retry::Backoff;
-use super::schema::{TableId, TableName, TableSchema};
 use super::slot_monitor;
 use super::source::{
     PgOutputMessage, PgOutputOptions, ReplicationClient, ReplicationMessage, ReplicationStream,
 };
 use super::state::{RetryPolicy, StateStore, TableError, TableState};
-use super::table_sync::{self, CatchupGrant, CatchupRequest, SyncContext, error_chain};
+use super::table_sync::{self, CatchupGrant, CatchupRequest, SyncContext};
+use crate::base::error_chain;
+use crate::base::event::{Change, ChangeEvent};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableName, TableSchema};
 use crate::config::{PgConnection, PipelineConfig};
-use crate::destinations::{self, Destination};
 use crate::shutdown::Shutdown;
 
 /// While changes keep arriving, acknowledgements go out at most this often.
@@ -70,7 +71,7 @@ pub(crate) struct ApplySetup<D> {
     pub once_target: Option<Lsn>,
 }
 
-type WriteResult = (destinations::Result<()>, Option<Lsn>, u64);
+type WriteResult = (destination::Result<()>, Option<Lsn>, u64);
 
 /// A relation as the stream last described it.
 struct Relation {
@@ -183,8 +184,8 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             if started.elapsed() > Duration::from_secs(60) {
                 backoff.reset();
             }
-            if let Error::Destination(destinations::Error::Table { table, message }) = &error {
-                self.mark_errored_by_name(table, message).await?;
+            if let Error::Destination(destination::Error::Table { table, message, .. }) = &error {
+                self.mark_errored(*table, message).await?;
                 continue;
             }
             if !error.is_transient() {
@@ -231,28 +232,12 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         }
     }
 
-    async fn mark_errored_by_name(
-        &mut self,
-        table: &TableName,
-        message: &str,
-    ) -> Result<(), Error> {
-        let id = self
+    async fn mark_errored(&mut self, id: TableId, message: &str) -> Result<(), Error> {
+        let table = self
             .names
-            .iter()
-            .find(|(_, name)| *name == table)
-            .map(|(id, _)| *id)
-            .or_else(|| {
-                self.schemas
-                    .iter()
-                    .find(|(_, s)| s.name == *table)
-                    .map(|(id, _)| *id)
-            });
-        let Some(id) = id else {
-            return Err(Error::Destination(destinations::Error::Table {
-                table: table.clone(),
-                message: message.to_owned(),
-            }));
-        };
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| TableName::new("", format!("relation {id}")));
         tracing::error!(table = %table, error = message, "table errored; the other tables continue");
         let state = TableState::Errored(TableError {
             reason: format!("destination rejected a change: {message}"),
@@ -260,7 +245,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             retry: RetryPolicy::Manual,
         });
         self.setup.store.set_table_state(id, &state).await?;
-        self.setup.observer.table_state(table, "errored");
+        self.setup.observer.table_state(&table, "errored");
         self.states.insert(id, state);
         Ok(())
     }
@@ -628,7 +613,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         stream: &mut ReplicationStream,
     ) -> Result<(), Error> {
         let (result, ack, count) = result.map_err(|e| {
-            Error::Destination(destinations::Error::fatal(
+            Error::Destination(destination::Error::fatal(
                 "the destination write panicked",
                 e,
             ))

@@ -5,10 +5,9 @@
 use sqlx::PgPool;
 
 use super::error::Error;
-use super::schema::{
-    ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema, quote_literal,
-};
 use super::source::ReplicationClient;
+use crate::base::quote::quote_literal;
+use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 
 /// A table of the publication.
 #[derive(Debug, Clone, PartialEq, Eq)]

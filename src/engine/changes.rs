@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::event::{Cell, Change, ChangeEvent, Row};
-use super::lsn::Lsn;
-use super::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 use super::source::{DecodeError, OldTuple, PgOutputMessage, RelationColumn, TupleData};
+use crate::base::event::{Cell, Change, ChangeEvent, Row};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 
 /// The transaction being received (from its Begin).
 #[derive(Debug, Clone, Copy)]

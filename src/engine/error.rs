@@ -1,9 +1,8 @@
 //! [`Error`]: why the pipeline (or one of its workers) stopped, and whether retrying can help.
 
-use super::lsn::Lsn;
-use super::schema::TableName;
-use super::{source, state};
-use crate::destinations;
+use super::{destination, source, state};
+use crate::base::lsn::Lsn;
+use crate::base::schema::TableName;
 
 /// A pipeline failure.
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +11,7 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] source::Error),
     #[error(transparent)]
-    Destination(#[from] destinations::Error),
+    Destination(#[from] destination::Error),
     #[error(transparent)]
     State(#[from] state::Error),
     #[error("cannot query the source database while {action}")]

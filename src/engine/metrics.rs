@@ -22,8 +22,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::lsn::Lsn;
-use super::schema::TableName;
+use crate::base::lsn::Lsn;
+use crate::base::schema::TableName;
 
 /// Labels of a per-table series: `schema`, `table`.
 type TableLabels = [(&'static str, String); 2];

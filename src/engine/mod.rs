@@ -1,8 +1,12 @@
 //! The replication engine: copies the tables of a publication under a consistent snapshot, then
-//! streams their changes (pgoutput) into a [`crate::destinations::Destination`], resuming after a
-//! crash without losing a change.
+//! streams their changes (pgoutput) into a [`Destination`], resuming after a crash without losing
+//! a change.
 //!
-//! - [`lsn`], [`schema`], [`event`]: the vocabulary shared with destinations.
+//! Layers point one way: [`crate::base`] (positions, schemas, events, values) is below
+//! everything; [`source`] builds on it alone; the engine owns the [`Destination`] contract
+//! ([`destination`]), which the `destinations` module implements without the engine importing them.
+//!
+//! - [`destination`]: the trait every destination implements, and its error.
 //! - [`preconditions`], [`metrics`], [`progress`], [`slot_monitor`]: operations around the engine
 //!   (start-up checks, Prometheus metrics, copy progress bars, slot health).
 //! - [`source`]: the replication protocol client (knows nothing of table states).
@@ -17,16 +21,14 @@ mod apply;
 mod catalog;
 mod changes;
 pub mod cleanup;
+pub mod destination;
 mod error;
-pub mod event;
-pub mod lsn;
 pub mod metrics;
 mod observer;
 pub mod pipeline;
 pub mod preconditions;
 pub mod progress;
 mod retry;
-pub mod schema;
 pub mod slot_monitor;
 pub mod source;
 pub mod state;
@@ -35,6 +37,7 @@ mod table_sync;
 
 pub use apply::apply_slot_name;
 pub use cleanup::delete_pipeline_state;
+pub use destination::{Destination, Error as DestinationError};
 pub use error::Error;
 pub use observer::Observer;
 pub use pipeline::{RunOptions, run};

@@ -1,10 +1,10 @@
 //! [`Observer`]: where the workers report what they do — Prometheus [`Metrics`] and the copy
 //! progress bars ([`CopyProgress`]) — so the data path does not depend on how it is shown.
 
-use super::lsn::Lsn;
 use super::metrics::Metrics;
 use super::progress::{CopyProgress, TableProgress};
-use super::schema::TableName;
+use crate::base::lsn::Lsn;
+use crate::base::schema::TableName;
 
 /// Receives the pipeline's measurements. Cheap to clone.
 #[derive(Clone)]

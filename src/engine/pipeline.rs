@@ -11,17 +11,17 @@ use sqlx::postgres::PgPoolOptions;
 
 use super::apply::{ApplySetup, ApplyWorker, apply_slot_name};
 use super::catalog;
+use super::destination::Destination;
 use super::error::Error;
-use super::lsn::Lsn;
 use super::observer::Observer;
 use super::retry::Backoff;
-use super::schema::TableId;
 use super::source::{ReplicationClient, SnapshotAction};
 use super::state::{StateStore, TableState};
-use super::table_sync::error_chain;
 use super::{preconditions, slot_monitor};
+use crate::base::error_chain;
+use crate::base::lsn::Lsn;
+use crate::base::schema::TableId;
 use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
-use crate::destinations::Destination;
 use crate::migrate::{self, MigrationSet};
 use crate::shutdown::Shutdown;
 

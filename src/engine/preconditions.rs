@@ -12,7 +12,8 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::schema::{TableName, quote_identifier};
+use crate::base::quote::quote_identifier;
+use crate::base::schema::TableName;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::schema::TableName;
+use crate::base::schema::TableName;
 
 /// With an estimate: `public.orders [#####-----]  1200000/2000000 rows  450000/s`.
 const BAR_TEMPLATE: &str =

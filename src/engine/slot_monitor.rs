@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::lsn::{InvalidLsn, Lsn};
+use crate::base::lsn::{InvalidLsn, Lsn};
 
 /// One slot as the server sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

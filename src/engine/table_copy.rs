@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use super::destination::Destination;
 use super::error::Error;
-use super::schema::{TableSchema, quote_identifier};
 use super::source::ReplicationClient;
-use crate::destinations::Destination;
+use crate::base::quote::quote_identifier;
+use crate::base::schema::TableSchema;
 
 /// Tables of at least this many pages (8 KiB each) are copied over several connections.
 pub const PARALLEL_COPY_MIN_PAGES: u64 = 128;
@@ -95,7 +96,7 @@ pub async fn copy_into<D: Destination>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName};
+    use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName};
 
     fn schema() -> TableSchema {
         TableSchema {

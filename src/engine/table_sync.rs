@@ -17,18 +17,19 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::catalog::{self, PublishedTable};
 use super::changes::{self, Transaction};
+use super::destination::{self, Destination};
 use super::error::Error;
-use super::event::{Change, ChangeEvent};
-use super::lsn::Lsn;
 use super::retry::Backoff;
-use super::schema::{TableId, TableSchema};
 use super::source::{
     PgOutputMessage, PgOutputOptions, ReplicationClient, ReplicationMessage, SnapshotAction,
 };
 use super::state::{RetryPolicy, StateStore, TableError, TableState};
 use super::table_copy::{self, PARALLEL_COPY_MIN_PAGES};
+use crate::base::error_chain;
+use crate::base::event::{Change, ChangeEvent};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableSchema};
 use crate::config::{BatchConfig, PgConnection, RetryConfig};
-use crate::destinations::{self, Destination};
 use crate::shutdown::Shutdown;
 
 /// The slot name of a table-sync worker.
@@ -122,7 +123,7 @@ pub(crate) async fn run<D: Destination + Clone>(
 /// The text of a table-level failure, or `None` when the error concerns the whole pipeline.
 pub(crate) fn table_error(error: &Error) -> Option<String> {
     match error {
-        Error::Destination(destinations::Error::Table { .. }) | Error::Schema { .. } => {
+        Error::Destination(destination::Error::Table { .. }) | Error::Schema { .. } => {
             Some(error_chain(error))
         }
         // A SQL error while copying this table (dropped, no privilege, bad row filter).
@@ -131,21 +132,6 @@ pub(crate) fn table_error(error: &Error) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// `error: cause: cause` on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Terminates a session still holding a leftover slot of this table (a crashed run) and drops
@@ -205,7 +191,7 @@ async fn sync_once<D: Destination + Clone>(
             client
                 .simple_query(&format!(
                     "SET TRANSACTION SNAPSHOT {}",
-                    super::schema::quote_literal(&snapshot)
+                    crate::base::quote::quote_literal(&snapshot)
                 ))
                 .await?;
             helpers.push(client);

@@ -1,7 +1,6 @@
 //! [`K8sError`]: every way talking to Kubernetes can fail, told apart so callers (the CLI, the
 //! control plane) can branch on it, each naming the object, verb or input at fault.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// A failure of `etl k8s bootstrap` or of the replicator runtime.
@@ -182,16 +181,4 @@ impl Operation {
     }
 }
 
-/// An error and its causes on one line, without repeating a cause its parent already shows.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            let _ = write!(line, ": {text}");
-        }
-        source = cause.source();
-    }
-    line
-}
+pub(crate) use crate::base::error_chain as chain;

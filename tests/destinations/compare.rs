@@ -87,7 +87,7 @@ pub async fn sqlite_differences(pool: &PgPool, file: &Path, table: &str) -> Opti
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let quote = etl::engine::schema::quote_identifier;
+    let quote = etl::base::quote::quote_identifier;
     let expected_sql: Vec<String> = columns
         .iter()
         .map(|(source, _, affinity, pg_type)| {

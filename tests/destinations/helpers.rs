@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use etl::engine::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
-use etl::engine::lsn::Lsn;
-use etl::engine::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
+use etl::base::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
+use etl::base::lsn::Lsn;
+use etl::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolCopyExt, PgPoolOptions};
 use sqlx::{PgPool, Row as _};

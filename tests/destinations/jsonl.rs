@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use etl::destinations::Destination;
+use etl::base::event::{Cell, Change};
+use etl::base::schema::ReplicaIdentity;
 use etl::destinations::jsonl::JsonlDestination;
-use etl::engine::event::{Cell, Change};
-use etl::engine::schema::ReplicaIdentity;
+use etl::engine::Destination;
 use serde_json::{Value, json};
 
 use crate::common::TestDatabase;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use etl::base::event::{Cell, Change, ChangeEvent};
+use etl::base::schema::TableSchema;
 use etl::config::PgConnectionConfig;
 use etl::destinations::postgres::PostgresDestination;
-use etl::destinations::{Destination, Error};
-use etl::engine::event::{Cell, Change, ChangeEvent};
-use etl::engine::schema::TableSchema;
+use etl::engine::destination::{Destination, Error};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
 

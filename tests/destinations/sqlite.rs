@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use etl::base::event::{Cell, Change};
+use etl::base::schema::{ColumnSchema, ReplicaIdentity};
 use etl::destinations::sqlite::SqliteDestination;
-use etl::destinations::{Destination, Error};
-use etl::engine::event::{Cell, Change};
-use etl::engine::schema::{ColumnSchema, ReplicaIdentity};
+use etl::engine::destination::{Destination, Error};
 use rusqlite::types::Value;
 
 use crate::common::TestDatabase;
@@ -403,7 +403,7 @@ async fn replica_identity_full_tables_without_a_key_match_rows_by_their_old_valu
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Table { table, message } if table.name == "plain" && message.contains("REPLICA IDENTITY FULL")),
+        matches!(&err, Error::Table { table, name, message } if *table == plain.id && name.ends_with(".plain") && message.contains("REPLICA IDENTITY FULL")),
         "{err}"
     );
 }

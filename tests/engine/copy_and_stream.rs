@@ -1,8 +1,8 @@
 //! Copy then stream of a multi-table publication, compared row by row with the source: every
 //! supported type, weird identifiers, truncate, unchanged TOAST values, tables without a key.
 
-use etl::engine::event::{Cell, Change};
-use etl::engine::schema::TableName;
+use etl::base::event::{Cell, Change};
+use etl::base::schema::TableName;
 
 use crate::helpers::{Source, assert_each_event_once, dest_rows, public, wait_equal};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etl::engine::event::Change;
+use etl::base::event::Change;
 
 use crate::helpers::{Source, assert_each_event_once, public, wait_equal, wait_for};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use etl::engine::schema::TableId;
+use etl::base::schema::TableId;
 use etl::engine::state::{StateStore, TableState};
 
 use crate::helpers::{Source, public, wait_equal, wait_for};

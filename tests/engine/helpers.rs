@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use etl::base::event::{Cell, Row};
+use etl::base::quote::quote_identifier;
+use etl::base::schema::TableName;
 use etl::config::PipelineConfig;
 use etl::destinations::memory::MemoryDestination;
-use etl::engine::event::{Cell, Row};
-use etl::engine::schema::{TableName, quote_identifier};
 use etl::engine::{self, RunOptions};
 use etl::shutdown::{self, ShutdownTrigger};
 use sqlx::PgPool;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use etl::engine::event::Cell;
+use etl::base::event::Cell;
 
 use crate::helpers::{Source, dest_rows, public, wait_equal, wait_for};
 

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use etl::base::schema::TableName;
 use etl::engine::metrics::{Error, Metrics, serve};
-use etl::engine::schema::TableName;
 use tokio::sync::oneshot;
 
 fn free_addr() -> SocketAddr {

@@ -2,8 +2,8 @@
 
 use std::io::IsTerminal;
 
+use etl::base::schema::TableName;
 use etl::engine::progress::CopyProgress;
-use etl::engine::schema::TableName;
 
 #[test]
 fn progress_bars_are_hidden_unless_stderr_is_a_terminal() {

@@ -1,7 +1,7 @@
 //! `slot_monitor::read_slot` on real slots: lag of a logical slot behind generated WAL, a missing
 //! slot, and a slot invalidated by `max_slot_wal_keep_size` on a private cluster.
 
-use etl::engine::lsn::Lsn;
+use etl::base::lsn::Lsn;
 use etl::engine::slot_monitor::read_slot;
 use sqlx::PgPool;
 

@@ -122,7 +122,7 @@ async fn identify_system_matches_the_server() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let current: etl::engine::lsn::Lsn = current.parse().unwrap();
+    let current: etl::base::lsn::Lsn = current.parse().unwrap();
     assert!(!info.xlogpos.is_zero() && info.xlogpos <= current);
     db.drop_database().await;
 }

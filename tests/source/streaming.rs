@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use etl::engine::event::Cell;
-use etl::engine::lsn::Lsn;
+use etl::base::event::Cell;
+use etl::base::lsn::Lsn;
 use etl::engine::source::{
     OldTuple, PgOutputMessage, PgOutputOptions, ReplicationMessage, ReplicationStream,
     SnapshotAction, TupleData,

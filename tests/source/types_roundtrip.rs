@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etl::engine::event::Cell;
-use etl::engine::source::types::{self, DateValue, TimestampValue, Value};
+use etl::base::event::Cell;
+use etl::base::values::{self as types, DateValue, TimestampValue, Value};
 use etl::engine::source::{PgOutputMessage, PgOutputOptions, ReplicationMessage, SnapshotAction};
 
 use crate::common::TestDatabase;

@@ -24,10 +24,10 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use crate::engine::event::{Cell, Change, ChangeEvent, Row};
-use crate::engine::lsn::Lsn;
-use crate::engine::schema::{ReplicaIdentity, TableSchema};
-use crate::engine::source::types::{self, Value, oid};
+use crate::base::event::{Cell, Change, ChangeEvent, Row};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{ReplicaIdentity, TableSchema};
+use crate::base::values::{self, Value, oid};
 
 /// What the positional fields of a line hold.
 struct Position {
@@ -207,11 +207,11 @@ fn value(out: &mut Vec<u8>, type_oid: u32, text: &str) {
             | oid::BYTEA
             | oid::JSON
             | oid::JSONB
-    ) || types::array_element_type(type_oid).is_some();
+    ) || values::array_element_type(type_oid).is_some();
     if !typed {
         return string(out, text);
     }
-    match types::parse(type_oid, text) {
+    match values::parse(type_oid, text) {
         // Postgres prints finite floats in a form JSON accepts, and exactly.
         Ok(Value::Float4(v)) if v.is_finite() => out.extend_from_slice(text.as_bytes()),
         Ok(Value::Float8(v)) if v.is_finite() => out.extend_from_slice(text.as_bytes()),
@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn an_update_names_its_unchanged_toast_columns() {
-        use crate::engine::schema::{ColumnSchema, TableId, TableName};
+        use crate::base::schema::{ColumnSchema, TableId, TableName};
         use std::sync::Arc;
         let column = |name: &str, key: Option<u16>| ColumnSchema {
             name: name.into(),

@@ -18,9 +18,9 @@ pub mod output;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::destinations::{Destination, Error, Result};
-use crate::engine::event::{ChangeEvent, CopyChunk};
-use crate::engine::schema::TableSchema;
+use crate::base::event::{ChangeEvent, CopyChunk};
+use crate::base::schema::TableSchema;
+use crate::engine::destination::{Destination, Error, Result};
 
 use output::{Output, RotatingFile};
 
@@ -92,10 +92,9 @@ impl Destination for JsonlDestination {
     }
 
     async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
-        let rows = chunk.rows(schema.columns.len()).map_err(|e| Error::Table {
-            table: schema.name.clone(),
-            message: format!("initial copy: {e}"),
-        })?;
+        let rows = chunk
+            .rows(schema.columns.len())
+            .map_err(|e| Error::table(schema, format!("initial copy: {e}")))?;
         let mut lines = Vec::with_capacity(chunk.raw().len() * 2);
         for row in &rows {
             encode::read_line(&mut lines, schema, row);

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use sqlx::PgConnection;
 
-use crate::destinations::Error;
-use crate::engine::event::{Cell, Change, Row};
-use crate::engine::schema::ReplicaIdentity;
+use crate::base::event::{Cell, Change, Row};
+use crate::base::schema::ReplicaIdentity;
+use crate::engine::destination::Error;
 
 use crate::destinations::mirror::{check_width, no_row_identity, sent_columns as sent};
 
@@ -150,7 +150,7 @@ impl<'c> Applier<'c> {
             .execute(&mut *self.conn)
             .await
             .map(|done| done.rows_affected())
-            .map_err(|e| table_error(&table.schema.name, doing, e))
+            .map_err(|e| table_error(&table.schema, doing, e))
     }
 
     /// An update that changed the key: the row with the old key takes the new values (or, if

@@ -8,9 +8,10 @@
 
 use sqlx::PgConnection;
 
-use crate::destinations::Error;
+use crate::base::quote::quote_identifier;
+use crate::base::schema::{ColumnSchema, TableName, TableSchema};
 use crate::destinations::schema_diff::SchemaDiff;
-use crate::engine::schema::{ColumnSchema, TableName, TableSchema, quote_identifier};
+use crate::engine::destination::Error;
 
 use super::errors::table_error;
 use super::metadata;
@@ -59,7 +60,7 @@ pub async fn prepare(
     schema: &TableSchema,
     target_schema: Option<&str>,
 ) -> Result<TargetTable, Error> {
-    let fail = |doing: &'static str| move |e| table_error(&schema.name, doing, e);
+    let fail = |doing: &'static str| move |e| table_error(schema, doing, e);
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(metadata::DDL_LOCK)
         .execute(&mut *conn)
@@ -87,16 +88,16 @@ pub async fn prepare(
 async fn claim_name(conn: &mut PgConnection, table: &TargetTable) -> Result<(), Error> {
     let owner = metadata::owner_of(conn, &table.name, table.schema.id)
         .await
-        .map_err(|e| table_error(&table.schema.name, "reading the metadata of", e))?;
+        .map_err(|e| table_error(&table.schema, "reading the metadata of", e))?;
     match owner {
-        Some(other) => Err(Error::Table {
-            table: table.schema.name.clone(),
-            message: format!(
+        Some(other) => Err(Error::table(
+            &table.schema,
+            format!(
                 "target table {} already mirrors the source table {other}; \
                  set destination.postgres.schema to null to keep source schemas apart",
                 table.name
             ),
-        }),
+        )),
         None => Ok(()),
     }
 }
@@ -105,7 +106,7 @@ async fn execute(conn: &mut PgConnection, table: &TargetTable, sql: String) -> R
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&mut *conn)
         .await
-        .map_err(|e| table_error(&table.schema.name, "changing the mirror of", e))?;
+        .map_err(|e| table_error(&table.schema, "changing the mirror of", e))?;
     Ok(())
 }
 
@@ -115,15 +116,15 @@ async fn create(conn: &mut PgConnection, table: &TargetTable) -> Result<(), Erro
         .bind(table.quoted())
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| table_error(&table.schema.name, "looking up the mirror of", e))?;
+        .map_err(|e| table_error(&table.schema, "looking up the mirror of", e))?;
     if exists.is_some() {
-        return Err(Error::Table {
-            table: table.schema.name.clone(),
-            message: format!(
+        return Err(Error::table(
+            &table.schema,
+            format!(
                 "target table {} exists but etl did not create it; drop or rename it",
                 table.name
             ),
-        });
+        ));
     }
     let sql = format!(
         "CREATE SCHEMA IF NOT EXISTS {}; {}",
@@ -208,7 +209,7 @@ async fn alter(
         .bind(&table)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| table_error(&new.schema.name, "looking up the key of", e))?;
+        .map_err(|e| table_error(&new.schema, "looking up the key of", e))?;
         if let Some(constraint) = constraint {
             let sql = format!(
                 "ALTER TABLE {table} DROP CONSTRAINT {}",

@@ -2,8 +2,8 @@
 //! conflicts and too many connections are transient; bad credentials and a full disk are fatal;
 //! the rest (a value the column rejects, a failed DDL statement) concern the table being written.
 
-use crate::destinations::Error;
-use crate::engine::schema::TableName;
+use crate::base::schema::TableSchema;
+use crate::engine::destination::Error;
 
 enum Class {
     Transient,
@@ -37,14 +37,11 @@ fn classify(error: &sqlx::Error) -> Class {
 }
 
 /// An error while writing `table` (`doing`: "upserting into", "creating", …).
-pub fn table_error(table: &TableName, doing: &str, error: sqlx::Error) -> Error {
+pub fn table_error(schema: &TableSchema, doing: &str, error: sqlx::Error) -> Error {
     match classify(&error) {
-        Class::Transient => Error::transient(format!("postgres {doing} {table}"), error),
-        Class::Fatal => Error::fatal(format!("postgres {doing} {table}"), error),
-        Class::Statement => Error::Table {
-            table: table.clone(),
-            message: format!("postgres {doing}: {error}"),
-        },
+        Class::Transient => Error::transient(format!("postgres {doing} {}", schema.name), error),
+        Class::Fatal => Error::fatal(format!("postgres {doing} {}", schema.name), error),
+        Class::Statement => Error::table(schema, format!("postgres {doing}: {error}")),
     }
 }
 

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use sqlx::{PgConnection, Row};
 
-use crate::engine::lsn::Lsn;
-use crate::engine::schema::{TableId, TableName, TableSchema};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableName, TableSchema};
 
 /// Key of the advisory lock that serialises etl's DDL in the target (`'etl_dest'` in ASCII).
 pub const DDL_LOCK: i64 = 0x6574_6c5f_6465_7374;

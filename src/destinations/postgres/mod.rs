@@ -4,7 +4,7 @@
 //! - [`ddl`]: table creation with the source's types and key, and schema changes;
 //! - [`apply`]: batched upserts, updates and deletes;
 //! - [`metadata`]: `etl_destination.tables` and `etl_destination.progress`;
-//! - [`errors`]: sqlx failures as [`crate::destinations::Error`]s.
+//! - [`errors`]: sqlx failures as [`crate::engine::destination::Error`]s.
 //!
 //! The initial copy streams the source's COPY text unchanged into `COPY … FROM STDIN` (each
 //! chunk committed with `synchronous_commit = off`; [`PostgresDestination::finish_copy`] commits
@@ -27,10 +27,10 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 
+use crate::base::event::{Change, ChangeEvent, CopyChunk};
+use crate::base::schema::{TableId, TableSchema};
 use crate::config::PgConnectionConfig;
-use crate::destinations::{Destination, Error, Result};
-use crate::engine::event::{Change, ChangeEvent, CopyChunk};
-use crate::engine::schema::{TableId, TableSchema};
+use crate::engine::destination::{Destination, Error, Result};
 
 pub use ddl::target_name;
 
@@ -119,7 +119,7 @@ impl PostgresDestination {
         let table = ddl::prepare(&mut tx, schema, self.target_schema.as_deref()).await?;
         tx.commit()
             .await
-            .map_err(|e| table_error(&schema.name, "committing the mirror of", e))?;
+            .map_err(|e| table_error(schema, "committing the mirror of", e))?;
         let table = Arc::new(table);
         self.tables
             .lock()
@@ -151,10 +151,10 @@ impl PostgresDestination {
         }
         let value = work(&mut tx)
             .await
-            .map_err(|e| table_error(&schema.name, "writing", e))?;
+            .map_err(|e| table_error(schema, "writing", e))?;
         tx.commit()
             .await
-            .map_err(|e| table_error(&schema.name, "committing", e))?;
+            .map_err(|e| table_error(schema, "committing", e))?;
         Ok(value)
     }
 }

@@ -3,8 +3,9 @@
 //! (one array per column, NULL elements for NULL) and are cast to the column types in SQL, so
 //! the source's text form is parsed by the target itself and nothing is lost on the way.
 
+use crate::base::quote::quote_identifier;
+use crate::base::schema::{TableName, TableSchema};
 use crate::destinations::mirror::on_conflict;
-use crate::engine::schema::{TableName, TableSchema, quote_identifier};
 
 /// A source table and its mirror in the target.
 #[derive(Debug, Clone)]
@@ -201,7 +202,7 @@ impl TargetTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::{ColumnSchema, ReplicaIdentity, TableId};
+    use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId};
 
     fn table() -> TargetTable {
         let column = |name: &str, key: Option<u16>| ColumnSchema {

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use crate::destinations::Error;
+use crate::base::event::{Cell, Change, ChangeEvent, Row};
+use crate::base::lsn::Lsn;
+use crate::base::schema::TableId;
 use crate::destinations::mirror::{check_width, no_row_identity, sent_columns};
-use crate::engine::event::{Cell, Change, ChangeEvent, Row};
-use crate::engine::lsn::Lsn;
-use crate::engine::schema::TableId;
+use crate::engine::destination::Error;
 
 use super::ddl;
 use super::errors::{metadata_error, table_error};
@@ -54,20 +54,20 @@ pub fn apply_events(
     for event in events {
         let id = event.table.id;
         let Some(table) = tables.get_mut(&id) else {
-            return Err(Error::Table {
-                table: event.table.name.clone(),
-                message: "change for a table that was never prepared".into(),
-            });
+            return Err(Error::table(
+                &event.table,
+                "change for a table that was never prepared",
+            ));
         };
         if table.schema != *event.table {
             *table = ddl::alter(conn, table, &event.table)
-                .map_err(|e| table_error(&event.table.name, "changing the table's columns", e))?;
+                .map_err(|e| table_error(&event.table, "changing the table's columns", e))?;
         }
         let position = match positions.get(&id) {
             Some(position) => *position,
             None => {
                 let stored = metadata::position(conn, id)
-                    .map_err(|e| table_error(&event.table.name, "reading its position", e))?;
+                    .map_err(|e| table_error(&event.table, "reading its position", e))?;
                 positions.insert(id, stored);
                 stored
             }
@@ -94,7 +94,7 @@ pub fn apply_events(
 fn apply_change(conn: &Connection, table: &MirrorTable, change: &Change) -> Result<(), Error> {
     let fail = |what: &'static str| {
         move |e: WriteError| match e {
-            WriteError::Sqlite(e) => table_error(&table.schema.name, what, e),
+            WriteError::Sqlite(e) => table_error(&table.schema, what, e),
             WriteError::Other(e) => e,
         }
     };
@@ -124,7 +124,7 @@ fn apply_change(conn: &Connection, table: &MirrorTable, change: &Change) -> Resu
         }
         Change::Truncate => {
             conn.execute(&format!("DELETE FROM {}", table.quoted()), [])
-                .map_err(|e| table_error(&table.schema.name, "truncate", e))?;
+                .map_err(|e| table_error(&table.schema, "truncate", e))?;
         }
     }
     Ok(())
@@ -210,9 +210,11 @@ fn execute(
             parameter += 1;
             let value = match &row[i] {
                 Cell::Text(text) => {
-                    to_sqlite(table.schema.columns[i].type_oid, text).map_err(|e| Error::Table {
-                        table: table.schema.name.clone(),
-                        message: format!("column {}: {e}", table.schema.columns[i].name),
+                    to_sqlite(table.schema.columns[i].type_oid, text).map_err(|e| {
+                        Error::table(
+                            &table.schema,
+                            format!("column {}: {e}", table.schema.columns[i].name),
+                        )
                     })?
                 }
                 Cell::Null | Cell::Unchanged => ToSqlOutput::Borrowed(ValueRef::Null),

@@ -9,8 +9,8 @@ use std::borrow::Cow;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
 
-use crate::destinations::Error;
-use crate::engine::event::{Cell, CopyChunk, CopyFormatError, decode_copy_line};
+use crate::base::event::{Cell, CopyChunk, CopyFormatError, decode_copy_line};
+use crate::engine::destination::Error;
 
 use super::errors::table_error;
 use super::table::MirrorTable;
@@ -29,14 +29,16 @@ pub fn insert_chunk(
     let all: Vec<usize> = (0..width).collect();
     let mut statement = conn
         .prepare_cached(&table.insert_sql(&all))
-        .map_err(|e| table_error(&table.schema.name, "copying into", e))?;
+        .map_err(|e| table_error(&table.schema, "copying into", e))?;
     let data = chunk.raw();
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     let mut rows = 0;
     for (index, line) in data.split(|&b| b == b'\n').enumerate() {
-        let malformed = |reason: String| Error::Table {
-            table: table.schema.name.clone(),
-            message: format!("initial copy: {}", CopyFormatError { row: index, reason }),
+        let malformed = |reason: String| {
+            Error::table(
+                &table.schema,
+                format!("initial copy: {}", CopyFormatError { row: index, reason }),
+            )
         };
         let mut found = 0;
         for field in line.split(|&b| b == b'\t') {
@@ -53,7 +55,7 @@ pub fn insert_chunk(
         }
         statement
             .raw_execute()
-            .map_err(|e| table_error(&table.schema.name, "copying into", e))?;
+            .map_err(|e| table_error(&table.schema, "copying into", e))?;
         rows += 1;
     }
     Ok(rows)
@@ -81,16 +83,16 @@ fn bind(
 ) -> Result<(), Error> {
     let value = match text {
         None => ToSqlOutput::Borrowed(ValueRef::Null),
-        Some(text) => {
-            to_sqlite(table.schema.columns[column].type_oid, text).map_err(|e| Error::Table {
-                table: table.schema.name.clone(),
-                message: format!("column {}: {e}", table.schema.columns[column].name),
-            })?
-        }
+        Some(text) => to_sqlite(table.schema.columns[column].type_oid, text).map_err(|e| {
+            Error::table(
+                &table.schema,
+                format!("column {}: {e}", table.schema.columns[column].name),
+            )
+        })?,
     };
     statement
         .raw_bind_parameter(column + 1, value)
-        .map_err(|e| table_error(&table.schema.name, "copying into", e))
+        .map_err(|e| table_error(&table.schema, "copying into", e))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 
 use rusqlite::Connection;
 
+use crate::base::schema::TableSchema;
 use crate::destinations::schema_diff::SchemaDiff;
-use crate::engine::schema::TableSchema;
 
 use super::metadata;
 use super::naming::quote;

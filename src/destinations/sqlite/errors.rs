@@ -3,8 +3,8 @@
 
 use rusqlite::ErrorCode;
 
-use crate::destinations::Error;
-use crate::engine::schema::TableName;
+use crate::base::schema::TableSchema;
+use crate::engine::destination::Error;
 
 use super::metadata::MetadataError;
 
@@ -29,14 +29,17 @@ fn file_level(error: &rusqlite::Error) -> Option<bool> {
 }
 
 /// An error while writing `table`.
-pub fn table_error(table: &TableName, doing: &str, error: rusqlite::Error) -> Error {
+pub fn table_error(schema: &TableSchema, doing: &str, error: rusqlite::Error) -> Error {
     match file_level(&error) {
-        Some(false) => Error::transient(format!("sqlite file busy while {doing} {table}"), error),
-        Some(true) => Error::fatal(format!("sqlite file failed while {doing} {table}"), error),
-        None => Error::Table {
-            table: table.clone(),
-            message: format!("sqlite {doing}: {error}"),
-        },
+        Some(false) => Error::transient(
+            format!("sqlite file busy while {doing} {}", schema.name),
+            error,
+        ),
+        Some(true) => Error::fatal(
+            format!("sqlite file failed while {doing} {}", schema.name),
+            error,
+        ),
+        None => Error::table(schema, format!("sqlite {doing}: {error}")),
     }
 }
 

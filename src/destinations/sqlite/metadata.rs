@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::engine::lsn::Lsn;
-use crate::engine::schema::{TableId, TableSchema};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableSchema};
 
 use super::naming;
 use super::table::MirrorTable;

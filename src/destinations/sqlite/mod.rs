@@ -7,7 +7,7 @@
 //! - [`metadata`]: `etl_tables`, `etl_columns`, `etl_progress`;
 //! - [`ddl`]: creating tables and following schema changes;
 //! - [`copy`], [`apply`]: the initial copy and change events (exactly-once);
-//! - [`errors`]: SQLite failures as [`crate::destinations::Error`]s.
+//! - [`errors`]: SQLite failures as [`crate::engine::destination::Error`]s.
 //!
 //! One connection does every write, behind a mutex, on tokio's blocking threads (SQLite has a
 //! single writer anyway). Each call is one transaction. Change batches commit with
@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::destinations::{Destination, Error, Result};
-use crate::engine::event::{ChangeEvent, CopyChunk};
-use crate::engine::schema::{TableId, TableSchema};
+use crate::base::event::{ChangeEvent, CopyChunk};
+use crate::base::schema::{TableId, TableSchema};
+use crate::engine::destination::{Destination, Error, Result};
 
 pub use apply::Applied;
 pub use naming::table_name;
@@ -181,7 +181,7 @@ impl Store {
         tables: &'a mut HashMap<TableId, MirrorTable>,
         schema: &TableSchema,
     ) -> Result<&'a MirrorTable> {
-        let fail = |e| table_error(&schema.name, "creating or altering", e);
+        let fail = |e| table_error(schema, "creating or altering", e);
         let table = match tables.remove(&schema.id) {
             Some(table) if table.schema == *schema => table,
             Some(table) => ddl::alter(conn, &table, schema).map_err(fail)?,
@@ -220,7 +220,7 @@ impl Destination for SqliteDestination {
         self.with_store(move |store| {
             store.transaction(true, |conn, tables| {
                 let table = Store::table_for(conn, tables, &schema)?;
-                let fail = |e| table_error(&schema.name, "emptying", e);
+                let fail = |e| table_error(&schema, "emptying", e);
                 conn.execute(&format!("DELETE FROM {}", table.quoted()), [])
                     .map_err(fail)?;
                 metadata::forget_position(conn, schema.id).map_err(fail)?;
@@ -248,7 +248,7 @@ impl Destination for SqliteDestination {
             store.transaction(true, |conn, tables| {
                 Store::table_for(conn, tables, &schema)?;
                 set_copy_finished(conn, schema.id, true)
-                    .map_err(|e| table_error(&schema.name, "finishing the copy of", e))
+                    .map_err(|e| table_error(&schema, "finishing the copy of", e))
             })
         })
         .await

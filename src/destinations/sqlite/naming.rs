@@ -52,7 +52,7 @@ pub fn column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String>
 
 /// An SQLite identifier in double quotes (embedded quotes doubled).
 pub fn quote(identifier: &str) -> String {
-    crate::engine::schema::quote_identifier(identifier)
+    crate::base::quote::quote_identifier(identifier)
 }
 
 #[cfg(test)]

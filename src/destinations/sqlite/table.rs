@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::base::schema::{ReplicaIdentity, TableSchema};
 use crate::destinations::mirror::on_conflict;
-use crate::engine::schema::{ReplicaIdentity, TableSchema};
 
 use super::naming::{self, quote};
 use super::types::Affinity;
@@ -183,7 +183,7 @@ impl MirrorTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::{ColumnSchema, TableId, TableName};
+    use crate::base::schema::{ColumnSchema, TableId, TableName};
 
     fn schema(keyed: bool, identity: ReplicaIdentity) -> TableSchema {
         let column = |name: &str, key: Option<u16>| ColumnSchema {

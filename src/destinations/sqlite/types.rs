@@ -11,7 +11,7 @@
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 
-use crate::engine::source::types::{self, TypeError, Value, oid};
+use crate::base::values::{self, TypeError, Value, oid};
 
 /// The SQLite column affinity of a Postgres type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn to_sqlite(type_oid: u32, text: &str) -> Result<ToSqlOutput<'_>, TypeError
     if Affinity::of(type_oid) == Affinity::Text {
         return Ok(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())));
     }
-    let value = match types::parse(type_oid, text)? {
+    let value = match values::parse(type_oid, text)? {
         Value::Bool(b) => SqlValue::Integer(i64::from(b)),
         Value::Int2(v) => SqlValue::Integer(i64::from(v)),
         Value::Int4(v) => SqlValue::Integer(i64::from(v)),

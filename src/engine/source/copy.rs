@@ -10,7 +10,7 @@ use postgres_protocol::message::backend::Message;
 
 use super::connection::{Backend, ReplicationClient, abbreviate};
 use super::error::Error;
-use crate::engine::event::CopyChunk;
+use crate::base::event::CopyChunk;
 
 /// Target size of one chunk.
 pub const CHUNK_BYTES: usize = 64 * 1024;

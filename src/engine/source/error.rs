@@ -2,7 +2,7 @@
 //! pipeline's retry logic matches on.
 
 use super::pgoutput::DecodeError;
-use crate::engine::lsn::Lsn;
+use crate::base::lsn::Lsn;
 
 /// An `ErrorResponse` from the server, with the fields a person needs to act on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

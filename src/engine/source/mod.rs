@@ -10,7 +10,6 @@
 //!   the CopyBoth [`ReplicationStream`] with keepalives and standby status updates.
 //! - [`copy`]: `COPY … TO STDOUT` on the same session, chunked into complete rows.
 //! - [`pgoutput`]: a pure decoder of the pgoutput logical replication messages.
-//! - [`types`]: typed values parsed from Postgres text output, for destinations that need them.
 //!
 //! Every failure is an [`Error`]; [`Error::is_transient`] tells a retryable failure (connection
 //! lost, server restarting) from a fatal one (bad password, bad SQL, protocol violation).
@@ -22,7 +21,6 @@ mod error;
 pub mod pgoutput;
 pub mod replication;
 mod tls;
-pub mod types;
 
 pub use connection::ReplicationClient;
 pub use copy::CopyOut;

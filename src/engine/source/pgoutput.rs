@@ -9,8 +9,8 @@
 
 use bytes::Bytes;
 
-use crate::engine::event::Cell;
-use crate::engine::lsn::Lsn;
+use crate::base::event::Cell;
+use crate::base::lsn::Lsn;
 
 /// One decoded pgoutput message.
 #[derive(Debug, Clone, PartialEq, Eq)]

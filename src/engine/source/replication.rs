@@ -12,7 +12,8 @@ use postgres_protocol::message::frontend;
 use super::connection::{Backend, ReplicationClient};
 use super::error::Error;
 use super::pgoutput::{self, PgOutputMessage};
-use crate::engine::lsn::Lsn;
+use crate::base::lsn::Lsn;
+use crate::base::quote::{quote_identifier, quote_literal};
 
 /// The answer to `IDENTIFY_SYSTEM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,16 +93,6 @@ fn check_slot_name(name: &str) -> Result<(), Error> {
     }
 }
 
-/// `'…'` with quotes doubled.
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// `"…"` with quotes doubled.
-fn quote_ident(text: &str) -> String {
-    format!("\"{}\"", text.replace('"', "\"\""))
-}
-
 fn lsn_field(client: &ReplicationClient, value: Option<&String>, what: &str) -> Result<Lsn, Error> {
     let value = value.ok_or_else(|| client.protocol(format!("{what} is missing")))?;
     value
@@ -153,7 +144,7 @@ impl ReplicationClient {
             };
             format!(
                 "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput (SNAPSHOT '{snapshot}')",
-                quote_ident(name)
+                quote_identifier(name)
             )
         } else {
             let snapshot = match snapshot {
@@ -163,7 +154,7 @@ impl ReplicationClient {
             };
             format!(
                 "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput {snapshot}",
-                quote_ident(name)
+                quote_identifier(name)
             )
         };
         let rows = self.simple_query(&command).await.map_err(|e| match e {
@@ -193,7 +184,7 @@ impl ReplicationClient {
         match self
             .simple_query(&format!(
                 "DROP_REPLICATION_SLOT {}{wait}",
-                quote_ident(name)
+                quote_identifier(name)
             ))
             .await
         {
@@ -229,12 +220,12 @@ impl ReplicationClient {
         let publications = options
             .publication_names
             .iter()
-            .map(|name| quote_ident(name))
+            .map(|name| quote_identifier(name))
             .collect::<Vec<_>>()
             .join(",");
         let mut command = format!(
             "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '{}', publication_names {}",
-            quote_ident(slot),
+            quote_identifier(slot),
             options.proto_version,
             quote_literal(&publications),
         );
@@ -500,7 +491,7 @@ mod tests {
 
     #[test]
     fn publication_names_are_quoted_for_the_option_string() {
-        let names = ["pub", "we\"ird", "it's"].map(quote_ident).join(",");
+        let names = ["pub", "we\"ird", "it's"].map(quote_identifier).join(",");
         assert_eq!(quote_literal(&names), r#"'"pub","we""ird","it''s"'"#);
     }
 

@@ -10,7 +10,7 @@ mod store;
 
 use serde::{Deserialize, Serialize};
 
-use super::lsn::Lsn;
+use crate::base::lsn::Lsn;
 
 pub use store::StateStore;
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use super::{Error, TableError, TableState};
-use crate::engine::lsn::Lsn;
-use crate::engine::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
+use crate::base::lsn::Lsn;
+use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 
 /// The persisted state of one pipeline. Cheap to clone (a pool handle and the id).
 #[derive(Debug, Clone)]

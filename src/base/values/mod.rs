@@ -1,5 +1,5 @@
 //! Typed values parsed from PostgreSQL's text output, the form both COPY (after its escapes
-//! are removed, see [`crate::engine::event::CopyChunk::rows`]) and pgoutput deliver.
+//! are removed, see [`crate::base::event::CopyChunk::rows`]) and pgoutput deliver.
 //!
 //! The engine itself passes text through; a destination that needs typed values calls
 //! [`parse`] with the column's type OID (from the Relation message or the table schema). The
@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 pub use datetime::{DateValue, TimestampValue};
 
-/// A typed value. SQL NULL is not a `Value` (it is [`crate::engine::event::Cell::Null`]), but
+/// A typed value. SQL NULL is not a `Value` (it is [`crate::base::event::Cell::Null`]), but
 /// array elements may be NULL (`None`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::quote::quote_identifier;
+
 /// A source table's OID, stable across renames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TableId(pub u32);
@@ -46,25 +48,6 @@ impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
     }
-}
-
-/// Quotes an SQL identifier: `Weird "Name"` → `"Weird ""Name"""`.
-pub fn quote_identifier(identifier: &str) -> String {
-    let mut out = String::with_capacity(identifier.len() + 2);
-    out.push('"');
-    for c in identifier.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// Quotes an SQL string literal: `it's` → `'it''s'`.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// One replicated column.
@@ -146,6 +129,7 @@ impl TableSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::quote::quote_literal;
 
     #[test]
     fn identifiers_with_quotes_are_escaped() {

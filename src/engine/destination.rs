@@ -1,0 +1,175 @@
+//! The destination contract, owned by the engine that calls it: the [`Destination`] trait and
+//! its [`Error`]. Implementations live in the `destinations` module; they import this module and
+//! `crate::base`, and the engine never imports them.
+//!
+//! # Contract
+//!
+//! Call order for one table:
+//! 1. [`Destination::prepare_table`] — create (or check) the destination table. Also called at
+//!    start-up for every table already being replicated. Idempotent.
+//! 2. During a (re)copy: [`Destination::begin_copy`] removes every row of the table and forgets
+//!    its applied positions (a crashed copy is redone from scratch), then
+//!    [`Destination::write_copy_rows`] any number of times (possibly concurrently for parallel
+//!    COPY streams of one table), then [`Destination::finish_copy`].
+//! 3. After `finish_copy` returned `Ok`: [`Destination::write_events`] with the table's changes,
+//!    interleaved with [`Destination::alter_table`] when its columns change (before any row of
+//!    the new shape).
+//!
+//! `Ok` from any method means the write is **durable**: only then does the engine acknowledge
+//! the WAL to Postgres. An `Err` means nothing of that call may be assumed written; the engine
+//! retries transient errors ([`Error::is_transient`]) with backoff and marks the table errored
+//! for [`Error::Table`].
+//!
+//! After a crash the engine replays events from the last acknowledged commit, so a destination
+//! receives some events again. Within one table, events come in increasing
+//! [`ChangeEvent::position`] order (`(commit_lsn, ordinal)`), and a replayed event has the same
+//! position as the first time. A mirror makes replays harmless by upserting by key; an exactly-once
+//! destination stores the last applied position per table in the same transaction as the data and
+//! skips events at or below it. Positions are per table because a table that is catching up after
+//! its copy replays older transactions than the other tables.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::base::event::{ChangeEvent, CopyChunk};
+use crate::base::schema::{TableId, TableSchema};
+
+/// Why a destination write failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Worth retrying: connection lost, timeout, busy file.
+    #[error("destination temporarily unavailable: {message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Only this table cannot be written (e.g. a value the destination cannot store); the other
+    /// tables continue and this one is marked errored.
+    /// `table` is the source table's id ([`TableSchema::id`]), so the engine knows which table
+    /// to mark without looking names up.
+    #[error("table {name}: {message}")]
+    Table {
+        table: TableId,
+        /// The table's name, for messages.
+        name: String,
+        message: String,
+    },
+    /// The destination cannot continue at all (bad credentials, disk full, corrupt file).
+    #[error("destination failed: {message}")]
+    Fatal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl Error {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+
+    pub fn transient(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Transient {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Only `schema`'s table cannot be written.
+    pub fn table(schema: &TableSchema, message: impl Into<String>) -> Self {
+        Error::Table {
+            table: schema.id,
+            name: schema.name.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn fatal(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Fatal {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A place the engine replicates into. See the module documentation for the contract.
+pub trait Destination: Send + Sync + 'static {
+    /// Short name for logs and metrics (`sqlite`, `postgres`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Creates the destination table for `schema` if missing. Idempotent.
+    fn prepare_table(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send;
+
+    /// Starts a (re)copy of the table: deletes its rows and forgets its applied positions.
+    fn begin_copy(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes rows of the table's initial copy.
+    fn write_copy_rows(
+        &self,
+        schema: &TableSchema,
+        chunk: CopyChunk,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The copy of the table is complete; everything written for it must be durable.
+    fn finish_copy(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send;
+
+    /// The table's columns changed from `old` to `new` (added, dropped, renamed, retyped).
+    fn alter_table(
+        &self,
+        old: &TableSchema,
+        new: &TableSchema,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Applies change events in order (possibly of several tables and transactions; a large
+    /// transaction may be split over several calls).
+    fn write_events(&self, events: Vec<ChangeEvent>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Shared destinations are destinations.
+impl<D: Destination> Destination for Arc<D> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn prepare_table(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send {
+        (**self).prepare_table(schema)
+    }
+
+    fn begin_copy(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send {
+        (**self).begin_copy(schema)
+    }
+
+    fn write_copy_rows(
+        &self,
+        schema: &TableSchema,
+        chunk: CopyChunk,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).write_copy_rows(schema, chunk)
+    }
+
+    fn finish_copy(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send {
+        (**self).finish_copy(schema)
+    }
+
+    fn alter_table(
+        &self,
+        old: &TableSchema,
+        new: &TableSchema,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).alter_table(old, new)
+    }
+
+    fn write_events(&self, events: Vec<ChangeEvent>) -> impl Future<Output = Result<()>> + Send {
+        (**self).write_events(events)
+    }
+}
