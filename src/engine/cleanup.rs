@@ -4,12 +4,13 @@
 use sqlx::PgPool;
 
 use super::error::Error;
+use super::state::slots::{apply_slot_name, sync_slot_pattern};
 
 /// Drops the pipeline's slots (`etl_apply_{id}`, `etl_sync_{id}_*`), terminating a session
 /// still streaming from one, and deletes its rows from every `etl` table. Idempotent.
 pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: u64) -> Result<(), Error> {
-    let apply = format!("etl_apply_{pipeline_id}");
-    let sync = format!("etl\\_sync\\_{pipeline_id}\\_%");
+    let apply = apply_slot_name(pipeline_id);
+    let sync = sync_slot_pattern(pipeline_id);
     let slots: Vec<String> = sqlx::query_scalar(
         "select slot_name::text from pg_replication_slots \
          where slot_name = $1 or slot_name like $2",

@@ -32,12 +32,33 @@ pub enum Error {
     Decode { lsn: Lsn, message: String },
     #[error("{0}")]
     Precondition(String),
+    #[error("a table-sync worker stopped unexpectedly")]
+    WorkerStopped {
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("cannot check the source's preconditions")]
     Preconditions(#[from] super::preconditions::Error),
     #[error("cannot read the replication slot")]
     Slot(#[from] super::slot_monitor::Error),
     #[error("cannot run the replicator migrations")]
     Migration(#[from] crate::migrate::MigrationError),
+}
+
+impl From<super::router::RouteError> for Error {
+    fn from(error: super::router::RouteError) -> Self {
+        use super::router::RouteError;
+        match error {
+            RouteError::Decode { lsn, source } => Error::Decode {
+                lsn,
+                message: source.to_string(),
+            },
+            RouteError::UnknownRelation { lsn, relation } => Error::Decode {
+                lsn,
+                message: format!("change of relation {relation} before its Relation message"),
+            },
+        }
+    }
 }
 
 impl Error {

@@ -29,11 +29,14 @@ pub mod pipeline;
 pub mod preconditions;
 pub mod progress;
 mod retry;
+mod router;
 pub mod slot_monitor;
 pub mod source;
 pub mod state;
 mod table_copy;
 mod table_sync;
+#[cfg(test)]
+mod test_messages;
 
 pub use apply::apply_slot_name;
 pub use cleanup::delete_pipeline_state;
@@ -42,4 +45,4 @@ pub use error::Error;
 pub use observer::Observer;
 pub use pipeline::{RunOptions, run};
 pub use retry::Backoff;
-pub use table_sync::sync_slot_name;
+pub use state::slots::sync_slot_name;

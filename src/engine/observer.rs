@@ -3,6 +3,7 @@
 
 use super::metrics::Metrics;
 use super::progress::{CopyProgress, TableProgress};
+use super::state::StateName;
 use crate::base::lsn::Lsn;
 use crate::base::schema::TableName;
 
@@ -47,8 +48,8 @@ impl Observer {
         &self.metrics
     }
 
-    pub fn table_state(&self, table: &TableName, state: &str) {
-        self.metrics.table_state(table, state);
+    pub fn table_state(&self, table: &TableName, state: StateName) {
+        self.metrics.table_state(table, state.as_str());
     }
 
     /// A counter for the rows of one table's copy (`estimated_rows` sizes its bar).

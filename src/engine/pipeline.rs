@@ -4,6 +4,7 @@
 //! publication, and hands over to the apply worker, which runs (and restarts) everything else.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -16,11 +17,10 @@ use super::error::Error;
 use super::observer::Observer;
 use super::retry::Backoff;
 use super::source::{ReplicationClient, SnapshotAction};
-use super::state::{StateStore, TableState};
+use super::state::{StateStore, StateWriter, TableState, TableStates};
 use super::{preconditions, slot_monitor};
 use crate::base::error_chain;
 use crate::base::lsn::Lsn;
-use crate::base::schema::TableId;
 use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
 use crate::migrate::{self, MigrationSet};
 use crate::shutdown::Shutdown;
@@ -110,37 +110,26 @@ async fn prepare<D: Destination + Clone>(
         )));
     }
     let store = StateStore::new(pool.clone(), config.id);
-    let slot = apply_slot_name(config.id);
-    let confirmed = ensure_apply_slot(config, connection, &pool, &store, &slot).await?;
-
-    let tables = catalog::publication_tables(&pool, &config.publication_name).await?;
-    if tables.is_empty() {
+    let published = catalog::publication_tables(&pool, &config.publication_name).await?;
+    if published.is_empty() {
         tracing::warn!(publication = %config.publication_name,
             "the publication has no tables yet; waiting for tables to be added");
     }
-    let mut states = store.table_states().await?;
-    for table in &tables {
-        if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(table.id) {
-            store.set_table_state(table.id, &TableState::Init).await?;
-            entry.insert(TableState::Init);
-        }
-    }
-    let removed: Vec<TableId> = states
-        .keys()
-        .filter(|id| !tables.iter().any(|t| t.id == **id))
-        .copied()
-        .collect();
-    for id in removed {
-        store.remove_table(id).await?;
-        states.remove(&id);
-    }
+    let writer = StateWriter::new(store.clone(), options.observer.clone());
+    let mut tables = TableStates::load(writer, &published).await?;
+    let slot = apply_slot_name(config.id);
+    let confirmed = ensure_apply_slot(config, connection, &pool, &mut tables, &slot).await?;
     let schemas = store.table_schemas().await?;
-    for (id, state) in &states {
+    let mut shapes = Vec::new();
+    for (id, state) in tables.iter() {
         if matches!(state, TableState::Ready | TableState::SyncDone(_))
             && let Some(schema) = schemas.get(id)
         {
             destination.prepare_table(schema).await?;
         }
+    }
+    for (id, schema) in schemas {
+        shapes.push((id, Arc::new(schema)));
     }
     let progress = store.progress().await?.unwrap_or(Lsn::ZERO);
     let resume = confirmed.max(progress);
@@ -156,29 +145,23 @@ async fn prepare<D: Destination + Clone>(
     } else {
         None
     };
-    log_states(&states);
+    let counts: BTreeMap<&str, usize> = tables
+        .counts()
+        .into_iter()
+        .map(|(name, count)| (name.as_str(), count))
+        .collect();
+    tracing::info!(tables = tables.len(), ?counts, "table states loaded");
     Ok(ApplySetup {
         config: config.clone(),
         connection: connection.clone(),
         pool,
-        store,
         destination: destination.clone(),
         shutdown: shutdown.clone(),
-        observer: options.observer.clone(),
         tables,
-        states,
-        schemas,
+        schemas: shapes,
         resume,
         once_target,
     })
-}
-
-fn log_states(states: &BTreeMap<TableId, TableState>) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for state in states.values() {
-        *counts.entry(state.name()).or_default() += 1;
-    }
-    tracing::info!(tables = states.len(), ?counts, "table states loaded");
 }
 
 /// Makes sure the apply slot exists and is usable; returns its confirmed position.
@@ -186,7 +169,7 @@ async fn ensure_apply_slot(
     config: &PipelineConfig,
     connection: &PgConnection,
     pool: &PgPool,
-    store: &StateStore,
+    tables: &mut TableStates,
     slot: &str,
 ) -> Result<Lsn, Error> {
     let info = slot_monitor::read_slot(pool, slot).await?;
@@ -213,20 +196,15 @@ async fn ensure_apply_slot(
             return Ok(confirmed);
         }
     }
-    let states = store.table_states().await?;
-    if !recreate && states.values().any(|s| !matches!(s, TableState::Init)) {
+    if !recreate && tables.iter().any(|(_, s)| !matches!(s, TableState::Init)) {
         tracing::warn!(
             slot,
             "the apply slot is missing but tables were already copied; \
             copying every table again"
         );
     }
-    for (id, state) in &states {
-        if !matches!(state, TableState::Init) {
-            store.set_table_state(*id, &TableState::Init).await?;
-        }
-    }
-    store.clear_progress().await?;
+    tables.reset_all().await?;
+    tables.writer().store().clear_progress().await?;
     let mut client = ReplicationClient::connect(connection).await?;
     let created = client
         .create_slot(slot, false, SnapshotAction::Nothing)

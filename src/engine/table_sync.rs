@@ -15,32 +15,27 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 
+use sqlx::PgPool;
+
 use super::catalog::{self, PublishedTable};
-use super::changes::{self, Transaction};
 use super::destination::{self, Destination};
 use super::error::Error;
 use super::retry::Backoff;
-use super::source::{
-    PgOutputMessage, PgOutputOptions, ReplicationClient, ReplicationMessage, SnapshotAction,
-};
-use super::state::{RetryPolicy, StateStore, TableError, TableState};
+use super::router::{OnlyTable, Routed, Router};
+use super::source::{PgOutputOptions, ReplicationClient, ReplicationMessage, SnapshotAction};
+use super::state::slots::sync_slot_name;
+use super::state::{StateWriter, TableState};
 use super::table_copy::{self, PARALLEL_COPY_MIN_PAGES};
 use crate::base::error_chain;
-use crate::base::event::{Change, ChangeEvent};
+use crate::base::event::ChangeEvent;
 use crate::base::lsn::Lsn;
-use crate::base::schema::{TableId, TableSchema};
+use crate::base::schema::TableSchema;
 use crate::config::{BatchConfig, PgConnection, RetryConfig};
 use crate::shutdown::Shutdown;
-
-/// The slot name of a table-sync worker.
-pub fn sync_slot_name(pipeline_id: u64, table: TableId) -> String {
-    format!("etl_sync_{pipeline_id}_{}", table.0)
-}
 
 /// A table-sync worker asks the apply worker where to catch up to.
 #[derive(Debug)]
 pub(crate) struct CatchupRequest {
-    pub table: TableId,
     pub reply: oneshot::Sender<CatchupGrant>,
 }
 
@@ -64,20 +59,24 @@ pub(crate) struct SyncDone {
 pub(crate) struct SyncContext<D> {
     pub pipeline_id: u64,
     pub connection: PgConnection,
+    /// An ordinary connection pool to the source (catalog queries).
+    pub pool: PgPool,
     pub publication: String,
     pub destination: D,
-    pub store: StateStore,
+    /// Records this table's transitions.
+    pub states: StateWriter,
     pub copy_connections: u16,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
     pub catchup: mpsc::UnboundedSender<CatchupRequest>,
     pub shutdown: Shutdown,
-    pub observer: super::Observer,
 }
 
 /// Syncs `table` until it is `sync_done` or `errored`, retrying transient failures; returns the
 /// final state, or an error that stops the pipeline (fatal destination or source failures).
 /// Returns `Ok(None)` when shut down first.
+#[tracing::instrument(name = "table_sync", skip_all,
+    fields(pipeline_id = ctx.pipeline_id, table_id = %table.id, table = %table.name))]
 pub(crate) async fn run<D: Destination + Clone>(
     ctx: SyncContext<D>,
     table: PublishedTable,
@@ -104,15 +103,12 @@ pub(crate) async fn run<D: Destination + Clone>(
         }
         match table_error(&error) {
             Some(reason) => {
-                tracing::error!(table = %table.name, error = %reason, "table errored");
-                let state = TableState::Errored(TableError {
+                let state = TableState::errored(
                     reason,
-                    hint: "fix the cause, then roll the table back (its previous state is kept) \
-                           or remove and re-add it to the publication"
-                        .into(),
-                    retry: RetryPolicy::Manual,
-                });
-                ctx.store.set_table_state(table.id, &state).await?;
+                    "fix the cause, then roll the table back (its previous state is kept) \
+                     or remove and re-add it to the publication",
+                );
+                ctx.states.record(table.id, &table.name, &state).await?;
                 return Ok(Some(state));
             }
             None => return Err(error),
@@ -137,7 +133,7 @@ pub(crate) fn table_error(error: &Error) -> Option<String> {
 /// Terminates a session still holding a leftover slot of this table (a crashed run) and drops
 /// the slot.
 async fn drop_leftover_slot(ctx: &SyncContext<impl Destination>, slot: &str) -> Result<(), Error> {
-    let pool = ctx.store.pool();
+    let pool = &ctx.pool;
     let active: Option<i32> = sqlx::query_scalar(
         "select pg_terminate_backend(active_pid)::int from pg_replication_slots \
          where slot_name = $1 and active_pid is not null",
@@ -166,11 +162,10 @@ async fn sync_once<D: Destination + Clone>(
 ) -> Result<Option<TableState>, Error> {
     let slot_name = sync_slot_name(ctx.pipeline_id, table.id);
     drop_leftover_slot(ctx, &slot_name).await?;
-    ctx.store
-        .set_table_state(table.id, &TableState::DataSync)
+    ctx.states
+        .record(table.id, &table.name, &TableState::DataSync)
         .await?;
-    ctx.observer.table_state(&table.name, "data_sync");
-    let pages = catalog::table_pages(ctx.store.pool(), table.id).await?;
+    let pages = catalog::table_pages(&ctx.pool, table.id).await?;
     let parallel = ctx.copy_connections > 1 && pages >= PARALLEL_COPY_MIN_PAGES;
 
     let mut main = ReplicationClient::connect(&ctx.connection).await?;
@@ -213,13 +208,13 @@ async fn sync_once<D: Destination + Clone>(
             "table has no primary key and no REPLICA IDENTITY FULL: its inserts are replicated, \
              but the source rejects (or does not publish) its updates and deletes");
     }
-    ctx.store.store_schema(&schema).await?;
+    ctx.states.store().store_schema(&schema).await?;
     ctx.destination.prepare_table(&schema).await?;
     ctx.destination.begin_copy(&schema).await?;
     tracing::info!(table = %schema.name, consistent_point = %slot.consistent_point,
         connections = helpers.len().max(1), "copy started");
-    let estimate = catalog::estimated_rows(ctx.store.pool(), table.id).await?;
-    let counter = ctx.observer.copy_counter(&schema.name, estimate);
+    let estimate = catalog::estimated_rows(&ctx.pool, table.id).await?;
+    let counter = ctx.states.observer().copy_counter(&schema.name, estimate);
     let on_rows = |rows: u64| counter.add(rows);
 
     let filter = snapshot_schema.row_filter.as_deref();
@@ -249,19 +244,15 @@ async fn sync_once<D: Destination + Clone>(
         let _ = client.close().await;
     }
     ctx.destination.finish_copy(&schema).await?;
-    ctx.store
-        .set_table_state(table.id, &TableState::FinishedCopy)
+    ctx.states
+        .record(table.id, &table.name, &TableState::FinishedCopy)
         .await?;
-    ctx.observer.table_state(&table.name, "finished_copy");
     counter.finish();
     tracing::info!(table = %schema.name, rows, "rows copied");
 
     // Hand-off: the apply worker says where to stop, and waits for us.
     let (reply, grant) = oneshot::channel();
-    let request = CatchupRequest {
-        table: table.id,
-        reply,
-    };
+    let request = CatchupRequest { reply };
     if ctx.catchup.send(request).is_err() {
         return Ok(None);
     }
@@ -283,11 +274,9 @@ async fn sync_once<D: Destination + Clone>(
         .await?;
         (grant.target, schema)
     };
-    ctx.store
-        .set_table_state(table.id, &TableState::SyncDone(lsn))
+    ctx.states
+        .record(table.id, &table.name, &TableState::SyncDone(lsn))
         .await?;
-    ctx.observer.table_state(&table.name, "sync_done");
-    tracing::info!(table = %schema.name, %lsn, "caught up");
     let _ = grant.done.send(SyncDone { lsn, schema });
     Ok(Some(TableState::SyncDone(lsn)))
 }
@@ -300,7 +289,7 @@ async fn catch_up<D: Destination>(
     slot: &str,
     start: Lsn,
     target: Lsn,
-    mut schema: Arc<TableSchema>,
+    schema: Arc<TableSchema>,
 ) -> Result<Arc<TableSchema>, Error> {
     let options = PgOutputOptions {
         publication_names: vec![ctx.publication.clone()],
@@ -309,8 +298,9 @@ async fn catch_up<D: Destination>(
         streaming: false,
     };
     let mut stream = client.start_replication(slot, start, &options).await?;
-    let table = schema.id.0;
-    let mut tx: Option<Transaction> = None;
+    let table = schema.id;
+    let rule = OnlyTable(table);
+    let mut router = Router::new([(table, schema.clone())]);
     let mut batch: Vec<ChangeEvent> = Vec::new();
     let mut bytes = 0usize;
     loop {
@@ -322,7 +312,7 @@ async fn catch_up<D: Destination>(
         };
         let (wal_start, message) = match message {
             ReplicationMessage::Keepalive { wal_end, .. } => {
-                if tx.is_none() && wal_end >= target {
+                if !router.in_transaction() && wal_end >= target {
                     break;
                 }
                 continue;
@@ -331,85 +321,41 @@ async fn catch_up<D: Destination>(
                 wal_start, message, ..
             } => (wal_start, message),
         };
-        match message {
-            PgOutputMessage::Begin {
-                final_lsn,
-                xid,
-                commit_time,
-            } => {
+        let applied = match router.route(wal_start, message, &rule)? {
+            Routed::Nothing => Vec::new(),
+            Routed::Begin { final_lsn } => {
                 if final_lsn >= target {
                     break;
                 }
-                tx = Some(Transaction::new(final_lsn, xid, commit_time));
+                Vec::new()
             }
-            PgOutputMessage::Commit { end_lsn, .. } => {
-                tx = None;
-                if batch.len() >= ctx.batch.max_size || bytes >= ctx.batch.max_bytes {
+            Routed::Commit { end_lsn } => {
+                if end_lsn >= target {
+                    break;
+                }
+                Vec::new()
+            }
+            Routed::Change(applied) => vec![applied],
+            Routed::Truncate(applied) => applied,
+        };
+        for applied in applied {
+            if let Some(reshape) = &applied.reshape {
+                if !batch.is_empty() {
                     ctx.destination
                         .write_events(std::mem::take(&mut batch))
                         .await?;
                     bytes = 0;
                 }
-                if end_lsn >= target {
-                    break;
+                match &reshape.old {
+                    Some(old) => ctx.destination.alter_table(old, &reshape.new).await?,
+                    None => ctx.destination.prepare_table(&reshape.new).await?,
                 }
+                ctx.states.store().store_schema(&reshape.new).await?;
+                tracing::info!(table = %reshape.new.name, "schema changed");
+                router.reshaped(reshape);
             }
-            PgOutputMessage::Relation {
-                id,
-                namespace,
-                name,
-                replica_identity,
-                columns,
-                ..
-            } if id == table => {
-                let new = changes::relation_schema(
-                    id,
-                    &namespace,
-                    &name,
-                    replica_identity,
-                    &columns,
-                    Some(&schema),
-                );
-                if !changes::same_shape(&schema, &new) {
-                    if !batch.is_empty() {
-                        ctx.destination
-                            .write_events(std::mem::take(&mut batch))
-                            .await?;
-                        bytes = 0;
-                    }
-                    ctx.destination.alter_table(&schema, &new).await?;
-                    ctx.store.store_schema(&new).await?;
-                    tracing::info!(table = %new.name, "schema changed");
-                    schema = Arc::new(new);
-                }
-            }
-            PgOutputMessage::Truncate { relations, .. } => {
-                let Some(tx) = tx.as_mut() else { continue };
-                for relation in relations {
-                    if relation == table {
-                        batch.push(tx.event(schema.clone(), wal_start, Change::Truncate));
-                    } else {
-                        tx.skip();
-                    }
-                }
-            }
-            message => {
-                let (Some(relation), Some(tx)) = (changes::relation_of(&message), tx.as_mut())
-                else {
-                    continue;
-                };
-                if relation != table {
-                    tx.skip();
-                    continue;
-                }
-                if let Some(result) = changes::data_change(message, &mut bytes) {
-                    let (_, change) = result.map_err(|e| Error::Decode {
-                        lsn: wal_start,
-                        message: e.to_string(),
-                    })?;
-                    batch.push(tx.event(schema.clone(), wal_start, change));
-                }
-            }
+            bytes += applied.bytes;
+            batch.push(applied.event);
         }
         if batch.len() >= ctx.batch.max_size || bytes >= ctx.batch.max_bytes {
             ctx.destination
@@ -423,5 +369,5 @@ async fn catch_up<D: Destination>(
     }
     // The temporary slot goes with the session.
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.finish()).await;
-    Ok(schema)
+    Ok(router.shape(table).cloned().unwrap_or(schema))
 }

@@ -4,25 +4,19 @@
 //! `etl_sync_{pipeline_id}_{table_oid}`.
 
 use serde_json::Value;
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 
 use super::{chain, source_error};
 use crate::api::domain::pipeline::{
     RollbackTables, RollbackTarget, RolledBackTable, SlotStatus, TableReplicationState,
 };
 use crate::api::error::ApiError;
+use crate::base::schema::TableId;
+use crate::engine::state::postgres::PgStateStore;
+use crate::engine::state::slots::apply_slot_name;
+use crate::engine::state::{self, RollbackSelection};
 use crate::engine::{cleanup, slot_monitor};
-
-/// The apply worker's slot of a pipeline.
-pub fn apply_slot_name(pipeline_id: i64) -> String {
-    format!("etl_apply_{pipeline_id}")
-}
-
-/// The table-sync slot of one table of a pipeline.
-pub fn sync_slot_name(pipeline_id: i64, table_id: i64) -> String {
-    format!("etl_sync_{pipeline_id}_{table_id}")
-}
 
 async fn has_table(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select to_regclass($1) is not null")
@@ -79,7 +73,7 @@ pub async fn table_states(
 /// The pipeline's apply slot: lag behind the server's WAL position and `safe_wal_size`, read by
 /// the engine's slot monitor.
 pub async fn slot_status(pool: &PgPool, pipeline_id: i64) -> Result<SlotStatus, ApiError> {
-    let name = apply_slot_name(pipeline_id);
+    let name = apply_slot_name(engine_pipeline_id(pipeline_id)?);
     let slot = slot_monitor::read_slot(pool, &name)
         .await
         .map_err(|e| ApiError::Source(chain(&e)))?;
@@ -96,141 +90,63 @@ pub async fn slot_status(pool: &PgPool, pipeline_id: i64) -> Result<SlotStatus, 
     })
 }
 
-/// Rolls the chosen tables back; the pipeline must not be running. One transaction.
+/// Rolls the chosen tables back through the engine's state store (one transaction; the
+/// engine's rule on what may be restored applies). The pipeline must not be running.
 pub async fn rollback(
     pool: &PgPool,
     pipeline_id: i64,
     tables: &RollbackTables,
     target: RollbackTarget,
 ) -> Result<Vec<RolledBackTable>, ApiError> {
-    let fail = |e| source_error("cannot roll back", e);
-    if !has_table(pool, "etl.replication_state")
+    let store = PgStateStore::new(pool.clone(), engine_pipeline_id(pipeline_id)?);
+    let selection = match tables {
+        RollbackTables::Table(id) => {
+            let id = u32::try_from(*id).map_err(|_| {
+                ApiError::NotFound(format!(
+                    "table {id} in the replication state of pipeline {pipeline_id}"
+                ))
+            })?;
+            RollbackSelection::Table(TableId(id))
+        }
+        RollbackTables::Errored => RollbackSelection::Errored,
+        RollbackTables::All => RollbackSelection::All,
+    };
+    let target = match target {
+        RollbackTarget::Previous => state::RollbackTarget::Previous,
+        RollbackTarget::Init => state::RollbackTarget::Init,
+    };
+    let done = store
+        .rollback_tables(selection, target)
         .await
-        .map_err(fail)?
-    {
-        return match tables {
-            RollbackTables::Table(id) => Err(ApiError::NotFound(format!(
-                "table {id} in the replication state of pipeline {pipeline_id}"
-            ))),
-            _ => Ok(Vec::new()),
-        };
-    }
-    let mut tx = pool.begin().await.map_err(fail)?;
-    let current: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
-        "select id, table_id::int8, state, prev_id from etl.replication_state \
-         where pipeline_id = $1 and is_current order by table_id for update",
-    )
-    .bind(pipeline_id)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(fail)?;
-    let chosen: Vec<_> = current
+        .map_err(|error| match &error {
+            state::Error::UnknownTable { table } => ApiError::NotFound(format!(
+                "table {table} in the replication state of pipeline {pipeline_id}"
+            )),
+            state::Error::NoPreviousState { .. }
+            | state::Error::RollbackWouldSkipChanges { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+            _ => ApiError::Source(format!("cannot roll back: {}", chain(&error))),
+        })?;
+    Ok(done
         .into_iter()
-        .filter(|(_, table_id, state, _)| match tables {
-            RollbackTables::Table(id) => table_id == id,
-            RollbackTables::Errored => state == "errored",
-            RollbackTables::All => true,
+        .map(|rolled| RolledBackTable {
+            table_id: i64::from(rolled.table.0),
+            from: rolled.from.to_string(),
+            to: rolled.to.to_string(),
         })
-        .collect();
-    if let RollbackTables::Table(id) = tables
-        && chosen.is_empty()
-    {
-        return Err(ApiError::NotFound(format!(
-            "table {id} in the replication state of pipeline {pipeline_id}"
-        )));
-    }
-    let mut done = Vec::new();
-    for (row_id, table_id, state, prev_id) in chosen {
-        let to = match (target, prev_id) {
-            (RollbackTarget::Previous, None) => {
-                if matches!(tables, RollbackTables::Table(_)) {
-                    return Err(ApiError::Conflict(format!(
-                        "table {table_id} has no previous state to roll back to"
-                    )));
-                }
-                continue;
-            }
-            (RollbackTarget::Previous, Some(prev)) => {
-                let previous: String =
-                    sqlx::query_scalar("select state from etl.replication_state where id = $1")
-                        .bind(prev)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(fail)?;
-                if state == "errored" && skipped_changes_when_errored(&previous) {
-                    return Err(ApiError::Conflict(format!(
-                        "table {table_id} errored while its changes were being streamed: the \
-                         changes made since were not applied, so restoring `{previous}` would \
-                         lose them; roll it back with target `init` to copy it again"
-                    )));
-                }
-                unset_current(&mut tx, row_id).await.map_err(fail)?;
-                sqlx::query_scalar(
-                    "update etl.replication_state set is_current = true where id = $1 \
-                     returning state",
-                )
-                .bind(prev)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(fail)?
-            }
-            (RollbackTarget::Init, _) => {
-                unset_current(&mut tx, row_id).await.map_err(fail)?;
-                sqlx::query(
-                    "insert into etl.replication_state (pipeline_id, table_id, state, prev_id) \
-                     values ($1, $2::int8::oid, 'init', $3)",
-                )
-                .bind(pipeline_id)
-                .bind(table_id)
-                .bind(row_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-                drop_slot_if_idle(&mut tx, &sync_slot_name(pipeline_id, table_id))
-                    .await
-                    .map_err(fail)?;
-                "init".to_owned()
-            }
-        };
-        done.push(RolledBackTable {
-            table_id,
-            from: state,
-            to,
-        });
-    }
-    tx.commit().await.map_err(fail)?;
-    Ok(done)
+        .collect())
 }
 
-/// Whether a table that errored in `previous` had its changes skipped from then on (the apply
-/// worker streams tables from `sync_done` on; the stream does not come back for them).
-fn skipped_changes_when_errored(previous: &str) -> bool {
-    matches!(previous, "sync_done" | "ready")
-}
-
-async fn unset_current(conn: &mut PgConnection, row_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("update etl.replication_state set is_current = false where id = $1")
-        .bind(row_id)
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-async fn drop_slot_if_idle(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
-         where slot_name = $1 and not active",
-    )
-    .bind(name)
-    .execute(conn)
-    .await
-    .map(drop)
+/// The engine's id of a pipeline (the API's ids are positive bigints).
+fn engine_pipeline_id(pipeline_id: i64) -> Result<u64, ApiError> {
+    u64::try_from(pipeline_id).map_err(|_| ApiError::NotFound(format!("pipeline {pipeline_id}")))
 }
 
 /// Drops the pipeline's slots and deletes its rows from every `etl` table (the engine's own
 /// cleanup). Safe to repeat.
 pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: i64) -> Result<(), String> {
-    let id = u64::try_from(pipeline_id).map_err(|_| format!("bad pipeline id {pipeline_id}"))?;
+    let id = engine_pipeline_id(pipeline_id).map_err(|e| e.to_string())?;
     cleanup::delete_pipeline_state(pool, id)
         .await
         .map_err(|e| chain(&e))

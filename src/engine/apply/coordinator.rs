@@ -1,0 +1,127 @@
+//! [`SyncCoordinator`]: the apply worker's side of the table-sync workers. It starts one per
+//! table that needs a copy (up to `max_table_sync_workers`), receives their catch-up requests
+//! and their results, and knows which tables are being copied.
+
+use std::collections::HashSet;
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+
+use crate::base::schema::TableId;
+use crate::config::{PgConnection, PipelineConfig};
+use crate::engine::catalog::PublishedTable;
+use crate::engine::destination::Destination;
+use crate::engine::error::Error;
+use crate::engine::state::{StateWriter, TableState, TableStates};
+use crate::engine::table_sync::{self, CatchupRequest, SyncContext};
+use crate::shutdown::Shutdown;
+
+/// What a finished table-sync worker returns: its table and final state (`None`: shut down).
+pub(crate) type WorkerResult = (TableId, Result<Option<TableState>, Error>);
+
+pub(crate) struct SyncCoordinator<D> {
+    config: PipelineConfig,
+    connection: PgConnection,
+    pool: PgPool,
+    destination: D,
+    writer: StateWriter,
+    shutdown: Shutdown,
+    catchup_tx: mpsc::UnboundedSender<CatchupRequest>,
+    pub catchup_rx: mpsc::UnboundedReceiver<CatchupRequest>,
+    pub workers: JoinSet<WorkerResult>,
+    running: HashSet<TableId>,
+}
+
+impl<D: Destination + Clone> SyncCoordinator<D> {
+    pub fn new(
+        config: PipelineConfig,
+        connection: PgConnection,
+        pool: PgPool,
+        destination: D,
+        writer: StateWriter,
+        shutdown: Shutdown,
+    ) -> Self {
+        let (catchup_tx, catchup_rx) = mpsc::unbounded_channel();
+        Self {
+            config,
+            connection,
+            pool,
+            destination,
+            writer,
+            shutdown,
+            catchup_tx,
+            catchup_rx,
+            workers: JoinSet::new(),
+            running: HashSet::new(),
+        }
+    }
+
+    /// Tables a worker is copying.
+    pub fn running(&self) -> &HashSet<TableId> {
+        &self.running
+    }
+
+    /// Starts workers for tables that need a copy, up to the configured number.
+    pub fn spawn(&mut self, tables: &TableStates) {
+        let max = usize::from(self.config.max_table_sync_workers);
+        let waiting: Vec<TableId> = tables
+            .needing_sync()
+            .filter(|id| !self.running.contains(id))
+            .collect();
+        for id in waiting {
+            if self.running.len() >= max {
+                break;
+            }
+            let Some(name) = tables.name(id).cloned() else {
+                continue;
+            };
+            let ctx = SyncContext {
+                pipeline_id: self.config.id,
+                connection: self.connection.clone(),
+                pool: self.pool.clone(),
+                publication: self.config.publication_name.clone(),
+                destination: self.destination.clone(),
+                states: self.writer.clone(),
+                copy_connections: self.config.max_copy_connections_per_table,
+                batch: self.config.batch.clone(),
+                retry: self.config.retry.clone(),
+                catchup: self.catchup_tx.clone(),
+                shutdown: self.shutdown.clone(),
+            };
+            let table = PublishedTable { id, name };
+            self.running.insert(id);
+            self.workers
+                .spawn(async move { (id, table_sync::run(ctx, table).await) });
+        }
+    }
+
+    /// A worker finished: its table's final state when it errored (the apply worker takes
+    /// it), `None` otherwise (a `sync_done` arrives through the catch-up hand-off).
+    pub fn finished(
+        &mut self,
+        joined: Result<WorkerResult, JoinError>,
+    ) -> Result<Option<(TableId, TableState)>, Error> {
+        let (table, result) = joined.map_err(|source| Error::WorkerStopped { source })?;
+        self.running.remove(&table);
+        Ok(match result? {
+            Some(state @ TableState::Errored(_)) => Some((table, state)),
+            _ => None,
+        })
+    }
+
+    /// Waits a moment for the workers (they watch the same shutdown), then stops them.
+    pub async fn stop(&mut self) {
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(10));
+        tokio::pin!(deadline);
+        while !self.workers.is_empty() {
+            tokio::select! {
+                _ = self.workers.join_next() => {}
+                () = &mut deadline => {
+                    self.workers.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! [`ApplyCore`]: the apply worker's decisions, one input at a time. [`ApplyCore::step`] takes a
+//! stream message, a finished write, a flush request or a table's catch-up hand-off, and
+//! returns whether the durable position moved. It routes changes (through the [`Router`] and
+//! the [`TableStates`] rule), fills the batch, keeps one write in flight, alters destination
+//! tables before a change of a new shape (after writing everything before it), and marks
+//! tables `ready` once the durable position passes their catch-up point.
+//!
+//! It owns no stream and sends nothing to the server: acknowledging the durable position is
+//! the session's job (`super::ack`), so this part runs in unit tests on the in-memory state
+//! store and destination.
+
+use std::sync::Arc;
+
+use tokio::task::{JoinError, JoinHandle};
+
+use super::batch::Batch;
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableSchema};
+use crate::config::BatchConfig;
+use crate::engine::destination::{self, Destination};
+use crate::engine::error::Error;
+use crate::engine::router::{Applied, Reshape, Routed, Router, Rule};
+use crate::engine::source::ReplicationMessage;
+use crate::engine::state::{TableState, TableStates};
+use crate::engine::table_sync::SyncDone;
+
+/// A write's result, the commit end it makes durable, and its event count.
+pub(crate) type WriteResult = (destination::Result<()>, Option<Lsn>, u64);
+
+/// One thing that happened to the apply worker.
+pub(crate) enum Input {
+    /// A message from the stream.
+    Message(ReplicationMessage),
+    /// The write in flight finished.
+    Written(Result<WriteResult, JoinError>),
+    /// Write what is gathered now (the batch waited long enough, or the stream went quiet).
+    Flush,
+    /// A table-sync worker caught its table up: the apply worker takes it over.
+    SyncDone(SyncDone),
+}
+
+/// What a step changed that the caller must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Nothing,
+    /// Everything up to here is durable in the destination: acknowledge it.
+    Durable(Lsn),
+}
+
+impl Rule for TableStates {
+    fn applies(&self, table: TableId, commit_lsn: Lsn) -> bool {
+        TableStates::applies(self, table, commit_lsn)
+    }
+}
+
+pub(crate) struct ApplyCore<D> {
+    destination: D,
+    pub tables: TableStates,
+    router: Router,
+    batch: Batch,
+    limits: BatchConfig,
+    inflight: Option<JoinHandle<WriteResult>>,
+    durable: Lsn,
+    /// Transaction boundary reached by the stream: every transaction ending at or before it
+    /// was routed.
+    position: Lsn,
+}
+
+impl<D: Destination + Clone> ApplyCore<D> {
+    /// `shapes`: what the destination has of each table; `resume`: the durable position.
+    pub fn new(
+        destination: D,
+        tables: TableStates,
+        shapes: impl IntoIterator<Item = (TableId, Arc<TableSchema>)>,
+        limits: BatchConfig,
+        resume: Lsn,
+    ) -> Self {
+        Self {
+            destination,
+            tables,
+            router: Router::new(shapes),
+            batch: Batch::default(),
+            limits,
+            inflight: None,
+            durable: resume,
+            position: resume,
+        }
+    }
+
+    pub fn durable(&self) -> Lsn {
+        self.durable
+    }
+
+    pub fn position(&self) -> Lsn {
+        self.position
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.router.in_transaction()
+    }
+
+    pub fn batch_is_full(&self) -> bool {
+        self.batch.is_full(&self.limits)
+    }
+
+    pub fn writing(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// Nothing gathered and nothing being written.
+    pub fn is_idle(&self) -> bool {
+        self.inflight.is_none() && self.batch.is_empty()
+    }
+
+    /// A write can start and something complete waits for it.
+    pub fn has_flushable(&self) -> bool {
+        self.inflight.is_none() && self.batch.commit_end.is_some()
+    }
+
+    /// When the batch's first event arrived.
+    pub fn batch_started(&self) -> Option<std::time::Instant> {
+        self.batch.started
+    }
+
+    /// The write in flight, to wait on.
+    pub fn inflight_mut(&mut self) -> Option<&mut JoinHandle<WriteResult>> {
+        self.inflight.as_mut()
+    }
+
+    /// A new stream starts from the durable position; whatever was gathered or in flight from
+    /// the old one is dropped (the stream sends it again).
+    pub async fn new_session(&mut self) {
+        if let Some(handle) = self.inflight.take() {
+            let _ = handle.await;
+        }
+        self.batch = Batch::default();
+        self.router.new_session();
+        self.position = self.durable;
+    }
+
+    /// Takes one input; returns whether the durable position moved.
+    pub async fn step(&mut self, input: Input) -> Result<Outcome, Error> {
+        let before = self.durable;
+        match input {
+            Input::Message(message) => self.on_message(message).await?,
+            Input::Written(result) => {
+                self.inflight = None;
+                self.on_written(result).await?;
+            }
+            Input::Flush => self.launch_write().await?,
+            Input::SyncDone(done) => {
+                self.tables.rename(done.schema.id, done.schema.name.clone());
+                self.tables
+                    .adopt(done.schema.id, TableState::SyncDone(done.lsn));
+                self.router.set_shape(done.schema);
+            }
+        }
+        Ok(if self.durable > before {
+            Outcome::Durable(self.durable)
+        } else {
+            Outcome::Nothing
+        })
+    }
+
+    /// Waits for the write in flight and writes the current batch: everything received is
+    /// durable afterwards.
+    pub async fn drain(&mut self) -> Result<Outcome, Error> {
+        let before = self.durable;
+        self.write_everything().await?;
+        Ok(if self.durable > before {
+            Outcome::Durable(self.durable)
+        } else {
+            Outcome::Nothing
+        })
+    }
+
+    /// Matches the tables against the publication's (see [`TableStates::reconcile`]).
+    pub async fn forget_removed(
+        &mut self,
+        published: &[crate::engine::catalog::PublishedTable],
+        busy: &std::collections::HashSet<TableId>,
+    ) -> Result<(), Error> {
+        for table in self.tables.reconcile(published, busy).await? {
+            self.router.forget(table);
+        }
+        Ok(())
+    }
+
+    /// Marks the table of a table-level destination error errored, so the next session skips
+    /// it. Returns `false` for any other error.
+    pub async fn contain(&mut self, error: &Error) -> Result<bool, Error> {
+        let Error::Destination(destination::Error::Table { table, message, .. }) = error else {
+            return Ok(false);
+        };
+        self.tables
+            .mark_errored(
+                *table,
+                format!("destination rejected a change: {message}"),
+                "fix the destination table, then roll the table back to resume it",
+            )
+            .await?;
+        Ok(true)
+    }
+
+    async fn on_message(&mut self, message: ReplicationMessage) -> Result<(), Error> {
+        let (wal_start, message) = match message {
+            ReplicationMessage::Keepalive { wal_end, .. } => {
+                if !self.router.in_transaction() {
+                    self.position = self.position.max(wal_end);
+                    // An idle source still moves its WAL: follow it so no WAL is pinned.
+                    if self.is_idle() && wal_end > self.durable {
+                        self.advance_durable(wal_end).await?;
+                    }
+                }
+                return Ok(());
+            }
+            ReplicationMessage::XLogData {
+                wal_start, message, ..
+            } => (wal_start, message),
+        };
+        match self.router.route(wal_start, message, &self.tables)? {
+            Routed::Nothing | Routed::Begin { .. } => {}
+            Routed::Commit { end_lsn } => {
+                self.position = self.position.max(end_lsn);
+                self.batch.close_commit(end_lsn);
+            }
+            Routed::Change(applied) => self.push(applied).await?,
+            Routed::Truncate(applied) => {
+                for one in applied {
+                    self.push(one).await?;
+                }
+            }
+        }
+        if self.inflight.is_none() && self.batch_is_full() {
+            self.launch_write().await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, applied: Applied) -> Result<(), Error> {
+        if let Some(reshape) = &applied.reshape {
+            self.reshape(reshape).await?;
+        }
+        self.batch.push(applied.event, applied.bytes);
+        Ok(())
+    }
+
+    /// Gives the destination the table's new shape, after everything before it is written.
+    async fn reshape(&mut self, reshape: &Reshape) -> Result<(), Error> {
+        self.write_everything().await?;
+        match &reshape.old {
+            Some(old) => self.destination.alter_table(old, &reshape.new).await?,
+            None => self.destination.prepare_table(&reshape.new).await?,
+        }
+        self.tables
+            .writer()
+            .store()
+            .store_schema(&reshape.new)
+            .await?;
+        tracing::info!(table = %reshape.new.name, "schema changed");
+        self.tables.rename(reshape.new.id, reshape.new.name.clone());
+        self.router.reshaped(reshape);
+        Ok(())
+    }
+
+    /// Starts writing the current batch (or, when it holds no events, makes its commit
+    /// durable at once).
+    async fn launch_write(&mut self) -> Result<(), Error> {
+        if self.inflight.is_some() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if batch.events.is_empty() {
+            if let Some(lsn) = batch.commit_end {
+                self.advance_durable(lsn).await?;
+            }
+            return Ok(());
+        }
+        let destination = self.destination.clone();
+        let count = batch.events.len() as u64;
+        let ack = batch.commit_end;
+        self.inflight = Some(tokio::spawn(async move {
+            (destination.write_events(batch.events).await, ack, count)
+        }));
+        Ok(())
+    }
+
+    async fn on_written(&mut self, result: Result<WriteResult, JoinError>) -> Result<(), Error> {
+        let (result, ack, count) = result.map_err(|e| {
+            Error::Destination(destination::Error::fatal(
+                "the destination write panicked",
+                e,
+            ))
+        })?;
+        result?;
+        let observer = self.tables.writer().observer();
+        observer.batch_written();
+        observer.events_applied(count);
+        if let Some(lsn) = ack {
+            self.advance_durable(lsn).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_everything(&mut self) -> Result<(), Error> {
+        if let Some(handle) = self.inflight.take() {
+            let result = handle.await;
+            self.on_written(result).await?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if !batch.events.is_empty() {
+            let count = batch.events.len() as u64;
+            self.destination.write_events(batch.events).await?;
+            let observer = self.tables.writer().observer();
+            observer.batch_written();
+            observer.events_applied(count);
+        }
+        if let Some(lsn) = batch.commit_end {
+            self.advance_durable(lsn).await?;
+        }
+        Ok(())
+    }
+
+    /// Everything up to `lsn` is durable: tables caught up by then are `ready`.
+    async fn advance_durable(&mut self, lsn: Lsn) -> Result<(), Error> {
+        if lsn <= self.durable {
+            return Ok(());
+        }
+        self.durable = lsn;
+        self.tables.writer().observer().confirmed_lsn(lsn);
+        self.tables.mark_ready_up_to(lsn).await?;
+        Ok(())
+    }
+}

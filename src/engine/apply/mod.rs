@@ -1,0 +1,397 @@
+//! The apply worker: streams the pipeline's permanent slot and applies the changes of every
+//! table whose copy is done, in commit order, in batches; acknowledges only what the destination
+//! reported durable, and only at commit ends. It also coordinates the table-sync workers.
+//!
+//! Its parts, one job each:
+//! - [`core`]: the decisions, one input at a time (`ApplyCore::step`): routing, batching, one
+//!   write in flight, schema changes, tables becoming `ready`. No I/O on the stream.
+//! - [`batch`]: the events gathered for the next write.
+//! - [`ack`]: the durable position told to the server and stored in `etl`.
+//! - [`coordinator`]: starting table-sync workers, their catch-up requests and results.
+//! - this module: the session, which owns the stream and turns what happens (messages,
+//!   finished writes, timers, workers, shutdown) into inputs for the core.
+//!
+//! One stream connection is a *session*; any failure ends the session, the worker waits for
+//! the write in flight, and a new session resumes from the durable position (transient errors
+//! after a backoff; a table-level destination error after marking that table errored).
+
+mod ack;
+mod batch;
+mod coordinator;
+mod core;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use self::ack::Acknowledger;
+use self::coordinator::{SyncCoordinator, WorkerResult};
+use self::core::{ApplyCore, Input, Outcome};
+use super::catalog;
+use super::destination::Destination;
+use super::error::Error;
+use super::retry::Backoff;
+use super::slot_monitor;
+use super::source::{PgOutputOptions, ReplicationClient, ReplicationMessage, ReplicationStream};
+use super::state::TableStates;
+use super::table_sync::{CatchupGrant, CatchupRequest};
+use crate::base::error_chain;
+use crate::base::lsn::Lsn;
+use crate::base::schema::{TableId, TableSchema};
+use crate::config::{PgConnection, PipelineConfig};
+use crate::shutdown::Shutdown;
+
+pub use super::state::slots::apply_slot_name;
+
+/// Pause after draining the socket in the middle of a transaction.
+const GATHER_PAUSE: Duration = Duration::from_millis(1);
+
+/// Messages taken from the stream's buffer per wake-up.
+const BURST: usize = 512;
+
+/// Everything the apply worker starts with.
+pub(crate) struct ApplySetup<D> {
+    pub config: PipelineConfig,
+    pub connection: PgConnection,
+    pub pool: PgPool,
+    pub destination: D,
+    pub shutdown: Shutdown,
+    pub tables: TableStates,
+    /// The shape the destination has of each table (the stored schemas).
+    pub schemas: Vec<(TableId, Arc<TableSchema>)>,
+    /// Resume position: max(slot confirmed_flush_lsn, stored progress).
+    pub resume: Lsn,
+    /// `--once`: stop when everything is ready and durable up to here.
+    pub once_target: Option<Lsn>,
+}
+
+/// Why the session woke up.
+enum Wake {
+    Shutdown,
+    Written(Result<core::WriteResult, tokio::task::JoinError>),
+    Message(Result<Option<ReplicationMessage>, super::source::Error>),
+    Catchup(CatchupRequest),
+    Worker(Result<WorkerResult, tokio::task::JoinError>),
+    StatusTick,
+    RefreshTick,
+    FillDeadline,
+    Idle,
+}
+
+pub(crate) struct ApplyWorker<D> {
+    config: PipelineConfig,
+    connection: PgConnection,
+    pool: PgPool,
+    shutdown: Shutdown,
+    once_target: Option<Lsn>,
+    slot: String,
+    core: ApplyCore<D>,
+    ack: Acknowledger,
+    coordinator: SyncCoordinator<D>,
+    bytes_seen: u64,
+}
+
+impl<D: Destination + Clone> ApplyWorker<D> {
+    pub fn new(setup: ApplySetup<D>) -> Self {
+        let ApplySetup {
+            config,
+            connection,
+            pool,
+            destination,
+            shutdown,
+            tables,
+            schemas,
+            resume,
+            once_target,
+        } = setup;
+        let writer = tables.writer().clone();
+        let coordinator = SyncCoordinator::new(
+            config.clone(),
+            connection.clone(),
+            pool.clone(),
+            destination.clone(),
+            writer.clone(),
+            shutdown.clone(),
+        );
+        let core = ApplyCore::new(destination, tables, schemas, config.batch.clone(), resume);
+        Self {
+            slot: apply_slot_name(config.id),
+            ack: Acknowledger::new(writer.store().clone()),
+            config,
+            connection,
+            pool,
+            shutdown,
+            once_target,
+            core,
+            coordinator,
+            bytes_seen: 0,
+        }
+    }
+
+    /// Runs sessions until shutdown (or, with `--once`, until done); restarts a failed session
+    /// after a backoff when the failure is transient or concerns one table.
+    #[tracing::instrument(name = "apply", skip_all, fields(pipeline_id = self.config.id))]
+    pub async fn run(mut self) -> Result<(), Error> {
+        let mut backoff = Backoff::new(&self.config.retry);
+        let mut shutdown = self.shutdown.clone();
+        let result = loop {
+            let started = Instant::now();
+            let outcome = self.session().await;
+            // Nothing may be written after this point by the failed session.
+            self.core.new_session().await;
+            let error = match outcome {
+                Ok(()) => break Ok(()),
+                Err(error) => error,
+            };
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            if self.core.contain(&error).await? {
+                continue;
+            }
+            if !error.is_transient() {
+                // A slot the server invalidated fails in many ways; name the cause.
+                let slot = slot_monitor::read_slot(&self.pool, &self.slot).await;
+                if slot.is_ok_and(|info| info.is_some_and(|i| i.is_invalidated())) {
+                    break Err(Error::SlotInvalidated {
+                        slot: self.slot.clone(),
+                    });
+                }
+                break Err(error);
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %error_chain(&error), ?delay, attempt = backoff.attempts(),
+                "replication interrupted, reconnecting");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.wait() => break Ok(()),
+            }
+        };
+        self.coordinator.stop().await;
+        result
+    }
+
+    async fn session(&mut self) -> Result<(), Error> {
+        self.coordinator.spawn(&self.core.tables);
+        let client = ReplicationClient::connect(&self.connection).await?;
+        let options = PgOutputOptions {
+            publication_names: vec![self.config.publication_name.clone()],
+            proto_version: 1,
+            messages: false,
+            streaming: false,
+        };
+        let start = self.core.durable();
+        tracing::info!(slot = %self.slot, lsn = %start, "resuming from LSN {start}");
+        let mut stream = client
+            .start_replication(&self.slot, start, &options)
+            .await?;
+        self.bytes_seen = 0;
+        let max_fill = Duration::from_millis(self.config.batch.max_fill_ms);
+        let mut status_tick =
+            tokio::time::interval(Duration::from_millis(self.config.status_update_interval_ms));
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh_tick =
+            tokio::time::interval(Duration::from_secs(self.config.publication_refresh_secs));
+        refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh_tick.reset();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if self.once_done() {
+                self.ack.finish(self.core.durable(), stream).await?;
+                return Ok(());
+            }
+            let writing = self.core.writing();
+            let can_launch = !writing;
+            let idle_work = self.core.has_flushable() || self.ack.is_pending();
+            let fill_deadline = self
+                .core
+                .batch_started()
+                .map(|t| tokio::time::Instant::from_std(t + max_fill));
+            let batch_full = self.core.batch_is_full();
+            let in_transaction = self.core.in_transaction();
+            let has_workers = !self.coordinator.workers.is_empty();
+            let inflight = self.core.inflight_mut();
+            let catchup_rx = &mut self.coordinator.catchup_rx;
+            let workers = &mut self.coordinator.workers;
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.wait() => Wake::Shutdown,
+                Some(written) = async { match inflight {
+                    Some(handle) => Some(handle.await),
+                    None => None,
+                } }, if writing => Wake::Written(written),
+                Some(request) = catchup_rx.recv(), if !in_transaction => Wake::Catchup(request),
+                Some(joined) = workers.join_next(), if has_workers => Wake::Worker(joined),
+                _ = status_tick.tick() => Wake::StatusTick,
+                _ = refresh_tick.tick() => Wake::RefreshTick,
+                () = tokio::time::sleep_until(fill_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if can_launch && fill_deadline.is_some() => Wake::FillDeadline,
+                // A full batch waits for the write in flight: memory stays bounded.
+                message = stream.next(), if !(writing && batch_full) => Wake::Message(message),
+                () = std::future::ready(()), if idle_work => Wake::Idle,
+            };
+            match wake {
+                Wake::Shutdown => {
+                    let outcome = self.core.drain().await?;
+                    self.acknowledge(outcome, &mut stream).await?;
+                    self.ack.finish(self.core.durable(), stream).await?;
+                    return Ok(());
+                }
+                Wake::Written(result) => {
+                    let outcome = self.core.step(Input::Written(result)).await?;
+                    self.acknowledge(outcome, &mut stream).await?;
+                }
+                Wake::Catchup(request) => self.grant_catchup(request, &mut stream).await?,
+                Wake::Worker(joined) => {
+                    if let Some((table, state)) = self.coordinator.finished(joined)? {
+                        self.core.tables.adopt(table, state);
+                    }
+                    self.coordinator.spawn(&self.core.tables);
+                }
+                Wake::StatusTick => {
+                    let received = stream.bytes_received();
+                    self.core
+                        .tables
+                        .writer()
+                        .observer()
+                        .bytes_received(received.saturating_sub(self.bytes_seen));
+                    self.bytes_seen = received;
+                    self.ack.send(self.core.durable(), &mut stream).await?;
+                    self.ack.store_progress(self.core.durable(), false).await?;
+                }
+                Wake::RefreshTick => {
+                    self.refresh_publication().await?;
+                    if let Some(info) = slot_monitor::read_slot(&self.pool, &self.slot).await? {
+                        self.core
+                            .tables
+                            .writer()
+                            .observer()
+                            .slot(info.lag_bytes, info.safe_wal_size);
+                    }
+                }
+                Wake::FillDeadline => {
+                    let outcome = self.core.step(Input::Flush).await?;
+                    self.acknowledge(outcome, &mut stream).await?;
+                }
+                Wake::Idle => {
+                    let outcome = self.core.step(Input::Flush).await?;
+                    self.acknowledge(outcome, &mut stream).await?;
+                    if self.ack.is_pending() {
+                        self.ack.send(self.core.durable(), &mut stream).await?;
+                    }
+                }
+                Wake::Message(message) => {
+                    let Some(message) = message? else {
+                        return Err(Error::Source(super::source::Error::Closed {
+                            target: self.connection.describe(),
+                        }));
+                    };
+                    self.read_burst(message, &mut stream).await?;
+                }
+            }
+        }
+    }
+
+    /// Takes `first` and what the stream already buffered behind it, without going through
+    /// the select again (its timers cost more than decoding a message).
+    async fn read_burst(
+        &mut self,
+        first: ReplicationMessage,
+        stream: &mut ReplicationStream,
+    ) -> Result<(), Error> {
+        let outcome = self.core.step(Input::Message(first)).await?;
+        self.acknowledge(outcome, stream).await?;
+        let mut burst_read = 0;
+        for _ in 0..BURST {
+            if self.core.batch_is_full() && self.core.writing() {
+                break;
+            }
+            let Some(next) = stream.next().now_or_never() else {
+                break;
+            };
+            let Some(message) = next? else {
+                break;
+            };
+            let outcome = self.core.step(Input::Message(message)).await?;
+            self.acknowledge(outcome, stream).await?;
+            burst_read += 1;
+        }
+        if self.core.in_transaction() && burst_read < BURST {
+            // In the middle of a transaction the rest is on its way: let it gather for a
+            // moment instead of waking up for every few hundred bytes (the context switches
+            // slow the sending walsender down more than us).
+            tokio::time::sleep(GATHER_PAUSE).await;
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(
+        &mut self,
+        outcome: Outcome,
+        stream: &mut ReplicationStream,
+    ) -> Result<(), Error> {
+        if let Outcome::Durable(lsn) = outcome {
+            self.ack.durable(lsn, stream).await?;
+        }
+        Ok(())
+    }
+
+    /// `--once` is done: every table ready (or errored), nothing copying, and everything
+    /// committed before streaming started is durable.
+    fn once_done(&self) -> bool {
+        let Some(target) = self.once_target else {
+            return false;
+        };
+        self.core.durable() >= target
+            && self.coordinator.running().is_empty()
+            && self.core.is_idle()
+            && self.core.tables.all_settled()
+    }
+
+    /// Gives a table-sync worker the current position and waits until it has caught up to it.
+    async fn grant_catchup(
+        &mut self,
+        request: CatchupRequest,
+        stream: &mut ReplicationStream,
+    ) -> Result<(), Error> {
+        let (done_tx, mut done_rx) = oneshot::channel();
+        let grant = CatchupGrant {
+            target: self.core.position(),
+            done: done_tx,
+        };
+        if request.reply.send(grant).is_err() {
+            return Ok(());
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            self.config.status_update_interval_ms.min(5_000),
+        ));
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                done = &mut done_rx => {
+                    if let Ok(done) = done {
+                        self.core.step(Input::SyncDone(done)).await?;
+                    }
+                    return Ok(());
+                }
+                _ = tick.tick() => self.ack.send(self.core.durable(), stream).await?,
+                () = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+
+    /// Adds tables new in the publication (copied, then streamed) and forgets removed ones.
+    async fn refresh_publication(&mut self) -> Result<(), Error> {
+        let published =
+            catalog::publication_tables(&self.pool, &self.config.publication_name).await?;
+        let busy = self.coordinator.running().clone();
+        self.core.forget_removed(&published, &busy).await?;
+        self.coordinator.spawn(&self.core.tables);
+        Ok(())
+    }
+}
