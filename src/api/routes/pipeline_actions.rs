@@ -8,7 +8,7 @@ use super::pipelines::{connect_source, find, settings, target};
 use crate::api::db::configured::{self, ConfigTable};
 use crate::api::db::pipelines::{self, PipelineRow};
 use crate::api::domain::pipeline::{
-    PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
+    DesiredState, PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
 };
 use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
@@ -63,7 +63,7 @@ async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus
 async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
     let spec = launch_spec(state, row).await?;
     state.runtime.start(&spec).await?;
-    pipelines::set_desired_state(&state.pool, row.id, "started").await?;
+    pipelines::set_desired_state(&state.pool, row.id, DesiredState::Started).await?;
     status_of(state, row).await
 }
 
@@ -97,7 +97,7 @@ pub async fn stop_pipeline(
 ) -> Result<Json<PipelineStatus>, ApiError> {
     let row = find(&state, &tenant, id).await?;
     state.runtime.stop(&target(&row)).await?;
-    pipelines::set_desired_state(&state.pool, row.id, "stopped").await?;
+    pipelines::set_desired_state(&state.pool, row.id, DesiredState::Stopped).await?;
     Ok(Json(status_of(&state, &row).await?))
 }
 
