@@ -35,15 +35,24 @@ async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, 
     }
     let destination = plain.pop().unwrap_or_default();
     let source = plain.pop().unwrap_or_default();
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::Internal(format!("pipeline {} {what}: {e}", row.id))
+    };
     let config = replicator_config::build(ReplicatorInputs {
         pipeline_id: row.id,
         publication_name: &row.publication_name,
         settings: &settings,
-        source,
-        destination,
-        metrics_address: state.runtime.metrics_address(),
+        source: serde_json::from_value(source).map_err(|e| internal("source config", &e))?,
+        destination: serde_json::from_value(destination)
+            .map_err(|e| internal("destination config", &e))?,
+        metrics_address: state
+            .runtime
+            .metrics_address()
+            .map(|address| address.parse())
+            .transpose()
+            .map_err(|e| internal("metrics address", &e))?,
     })
-    .map_err(|e| ApiError::Internal(format!("replicator config: {e}")))?;
+    .map_err(|e| internal("replicator config", &e))?;
     Ok(LaunchSpec {
         target: target(row),
         image: pipelines::image_of(&state.pool, row.replicator_id).await?,
