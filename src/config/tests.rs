@@ -273,7 +273,10 @@ fn a_destination_kind_keeps_its_errors_key_and_origin() {
         "{text}"
     );
     let text = destination_error("", "destination: {duckdb: {}}\n");
-    assert!(text.contains("`duckdb`") && text.contains("`jsonl`"), "{text}");
+    assert!(
+        text.contains("`duckdb`") && text.contains("`jsonl`"),
+        "{text}"
+    );
     let text = destination_error("", "destination: {}\n");
     assert!(text.contains("exactly one destination kind"), "{text}");
 }
