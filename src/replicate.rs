@@ -38,6 +38,8 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot serve metrics on {addr} (pipeline.metrics_address)")
         })?;
+        // Port 0 (the dev default) picks a free port: the log line says which.
+        let addr = listener.local_addr().unwrap_or(addr);
         let mut stop = shutdown.clone();
         let served = metrics.clone();
         tokio::spawn(async move {
