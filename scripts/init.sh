@@ -15,7 +15,8 @@
 #   POSTGRES_DATA_VOLUME      data directory (local cluster) or volume/path (Docker) [.pgdata/dev]
 #   REPLICATOR_IMAGE          default replicator image [ramsup/etl-replicator:latest]
 #   SKIP_DEMO                 set: do not create the demo table and publication
-#   ETL_BIN                   etl binary to use [built with cargo]
+#   ETL_BIN                   etl binary to use [built with `cargo build --release`, the build the
+#                             README's `cargo run --release` then reuses]
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -76,9 +77,10 @@ fi
 
 # 2. migrations
 if [ -z "${ETL_BIN:-}" ]; then
-    say "building etl"
-    (cd "$repo" && cargo build --quiet)
-    ETL_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/etl"
+    # Release, like the README's `cargo run --release`, so a fresh clone builds once.
+    say "building etl (release)"
+    (cd "$repo" && cargo build --release --quiet)
+    ETL_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/etl"
 fi
 say "running the api migrations"
 "$ETL_BIN" migrate api --database-url "$db_url"

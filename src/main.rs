@@ -80,9 +80,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .optional_section::<KubernetesConfig>("kubernetes")
                         .map_err(UsageError::from)?
                         .unwrap_or_default();
-                    settings.validate().map_err(|(key, msg)| {
-                        UsageError::from(config.invalid(&format!("kubernetes.{key}"), msg))
-                    })?;
+                    config
+                        .checked("kubernetes", settings.validate())
+                        .map_err(UsageError::from)?;
                     settings
                 }
                 Err(ConfigError::MissingDirectory(_)) => KubernetesConfig::default(),

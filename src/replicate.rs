@@ -18,17 +18,12 @@ const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 /// (exit code 2); everything else is a runtime failure.
 pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let pipeline: PipelineConfig = config.section("pipeline")?;
-    pipeline
-        .validate()
-        .map_err(|(key, message)| config.invalid(&format!("pipeline.{key}"), message))?;
-    pipeline
-        .pg_connection
-        .resolve()
-        .map_err(|e| config.invalid("pipeline.pg_connection", e.to_string()))?;
+    let source = config.checked(
+        "pipeline",
+        pipeline.validate().and_then(|()| pipeline.source()),
+    )?;
     let destination_config: DestinationConfig = config.section("destination")?;
-    destination_config
-        .validate()
-        .map_err(|(key, message)| config.invalid(&format!("destination.{key}"), message))?;
+    config.checked("destination", destination_config.validate())?;
     let destination = AnyDestination::from_config(&destination_config)
         .await
         .context("cannot open the destination")?;
@@ -36,13 +31,15 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger).context("cannot install the signal handlers")?;
     tracing::info!(pipeline_id = pipeline.id, publication = %pipeline.publication_name,
-        destination = destination_kind(&destination_config), once, "replicator starting");
+        destination = destination_config.kind(), once, "replicator starting");
     let metrics = Metrics::new();
     if let Some(addr) = pipeline.metrics_address {
         // Bind now, so a taken port is reported before replication starts.
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot serve metrics on {addr} (pipeline.metrics_address)")
         })?;
+        // Port 0 (the dev default) picks a free port: the log line says which.
+        let addr = listener.local_addr().unwrap_or(addr);
         let mut stop = shutdown.clone();
         let served = metrics.clone();
         tokio::spawn(async move {
@@ -62,7 +59,7 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let mut run = tokio::spawn({
         let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
-        async move { engine::run(&pipeline, destination, shutdown, options).await }
+        async move { engine::run(&pipeline, &source, destination, shutdown, options).await }
     });
     let mut stop = shutdown;
     let joined = tokio::select! {
@@ -82,14 +79,4 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
     Ok(())
-}
-
-fn destination_kind(config: &DestinationConfig) -> &'static str {
-    match config {
-        DestinationConfig::Memory {} => "memory",
-        DestinationConfig::Discard {} => "discard",
-        DestinationConfig::Sqlite(_) => "sqlite",
-        DestinationConfig::Postgres(_) => "postgres",
-        DestinationConfig::Jsonl(_) => "jsonl",
-    }
 }

@@ -3,12 +3,13 @@
 //! `destination` (e.g. `sqlite.path`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use super::postgres::PgConnectionConfig;
+use super::invalid::{InvalidSetting, Problem};
+use super::postgres::{PgConnection, PgConnectionConfig};
 
 /// `destination: {sqlite: {path: data/etl.db}}`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -73,62 +74,61 @@ fn default_max_file_bytes() -> Option<u64> {
 }
 
 impl SqliteDestinationConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.path.as_os_str().is_empty() {
-            return Err(("sqlite.path".into(), "must not be empty".into()));
-        }
-        if self.path.is_dir() {
-            return Err((
-                "sqlite.path".into(),
-                format!("{} is a directory; give a file name", self.path.display()),
-            ));
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        check_file_path("sqlite.path", &self.path, Problem::Empty)
     }
 }
 
 impl PostgresDestinationConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks the keys and the schema, and returns the resolved target connection.
+    pub fn validate(&self) -> Result<PgConnection, InvalidSetting> {
         if let Some(key) = self.unknown.keys().next() {
-            return Err((
+            return Err(InvalidSetting::new(
                 format!("postgres.{key}"),
-                "unknown key: expected url, host, port, name, username, password, tls or schema"
-                    .into(),
+                Problem::UnknownKey("url, host, port, name, username, password, tls or schema"),
             ));
         }
-        self.connection
+        let connection = self
+            .connection
             .resolve()
-            .map_err(|e| ("postgres".to_owned(), e.to_string()))?;
+            .map_err(|e| InvalidSetting::new("postgres", e.into()))?;
         if let Some(schema) = &self.schema
             && schema.trim().is_empty()
         {
-            return Err((
-                "postgres.schema".into(),
-                "must not be empty (use null to keep the source schema names)".into(),
+            return Err(InvalidSetting::new(
+                "postgres.schema",
+                Problem::EmptyUseNull("to keep the source schema names"),
             ));
         }
-        Ok(())
+        Ok(connection)
     }
 }
 
 impl JsonlDestinationConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if let Some(path) = &self.path {
-            if path.as_os_str().is_empty() {
-                return Err((
-                    "jsonl.path".into(),
-                    "must not be empty (use null for standard output)".into(),
-                ));
-            }
-            if path.is_dir() {
-                return Err((
-                    "jsonl.path".into(),
-                    format!("{} is a directory; give a file name", path.display()),
-                ));
-            }
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        match &self.path {
+            Some(path) => check_file_path(
+                "jsonl.path",
+                path,
+                Problem::EmptyUseNull("for standard output"),
+            ),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// A path a destination creates or appends to: not empty (`if_empty` says why), not a directory.
+fn check_file_path(key: &str, path: &Path, if_empty: Problem) -> Result<(), InvalidSetting> {
+    if path.as_os_str().is_empty() {
+        return Err(InvalidSetting::new(key, if_empty));
+    }
+    if path.is_dir() {
+        return Err(InvalidSetting::new(
+            key,
+            Problem::IsDirectory(path.to_owned()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -167,12 +167,12 @@ mod tests {
         assert_eq!(postgres.schema.as_deref(), Some("mirror"));
         let connection = postgres.connection.resolve().unwrap();
         assert_eq!((connection.port, connection.name.as_str()), (5433, "db"));
-        assert_eq!(postgres.validate(), Ok(()));
+        assert_eq!(postgres.validate().map(|c| c.port), Ok(5433));
     }
 
     #[test]
     fn bad_settings_name_the_key() {
-        let bad = |yaml: &str| parse(yaml).validate().unwrap_err().0;
+        let bad = |yaml: &str| parse(yaml).validate().unwrap_err().key().to_owned();
         assert_eq!(bad("sqlite: {path: ''}"), "sqlite.path");
         assert_eq!(bad("sqlite: {path: /tmp}"), "sqlite.path");
         assert_eq!(bad("jsonl: {path: ''}"), "jsonl.path");

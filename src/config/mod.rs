@@ -10,6 +10,7 @@ pub mod api;
 pub mod destination;
 pub mod env_vars;
 pub mod environment;
+pub mod invalid;
 pub mod postgres;
 pub mod secret;
 pub mod sections;
@@ -25,11 +26,12 @@ pub use api::{ApiConfig, EncryptionKeyConfig, LocalRuntimeConfig, RuntimeKind};
 pub use destination::{JsonlDestinationConfig, PostgresDestinationConfig, SqliteDestinationConfig};
 pub use env_vars::AppEnv;
 pub use environment::{Environment, UnknownEnvironment};
+pub use invalid::{InvalidSetting, Problem};
 pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
 pub use sections::{
     BatchConfig, DatabaseConfig, DestinationConfig, InvalidatedSlotBehavior, KubernetesConfig,
-    PipelineConfig, ResourceSettings, RetryConfig,
+    MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig,
 };
 
 /// A configuration problem; `Display` is the one line the user sees.
@@ -196,6 +198,19 @@ impl Config {
             origin: self.origin(key),
             message: message.into(),
         }
+    }
+
+    /// The outcome of a section's check: an [`InvalidSetting`] becomes a [`ConfigError`] whose
+    /// key is put below `section` and named with where its value came from.
+    pub fn checked<T>(
+        &self,
+        section: &str,
+        outcome: Result<T, InvalidSetting>,
+    ) -> Result<T, ConfigError> {
+        outcome.map_err(|error| {
+            let error = error.within(section);
+            self.invalid(error.key(), error.problem().to_string())
+        })
     }
 
     fn describe(&self, error: figment::Error) -> ConfigError {

@@ -103,7 +103,7 @@ pub struct PgConnection {
 }
 
 /// Why connection settings cannot be used; `Display` names the offending part.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConnectionConfigError {
     #[error("neither `url` nor `host` is set")]
     Missing,

@@ -6,12 +6,16 @@
 //! sections are added by the parts that own them; [`SECTION_NAMES`] is the list of
 //! every known top-level key, anything else is rejected as a typo.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::destination::{
     JsonlDestinationConfig, PostgresDestinationConfig, SqliteDestinationConfig,
 };
-use super::postgres::PgConnectionConfig;
+use super::invalid::{InvalidSetting, Problem, at_least_one};
+use super::postgres::{PgConnection, PgConnectionConfig};
 
 /// Every top-level key the configuration accepts.
 pub const SECTION_NAMES: &[&str] = &[
@@ -29,7 +33,7 @@ pub type DatabaseConfig = PgConnectionConfig;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Isolates the slot names and state rows of this pipeline.
+    /// Isolates the slot names and state rows of this pipeline; at most [`MAX_PIPELINE_ID`].
     pub id: u64,
     /// The publication whose tables are replicated.
     pub publication_name: String,
@@ -123,9 +127,11 @@ impl Default for BatchConfig {
     }
 }
 
-/// Where the replicator writes. Exactly one kind is given, e.g. `destination: {memory: {}}`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// Where the replicator writes. Exactly one kind is given, e.g. `destination: {memory: {}}`;
+/// a section naming two kinds is an error naming both (serde's own enum support would read the
+/// first and silently drop the other).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum DestinationConfig {
     /// Keeps everything in memory and discards it at exit (tests, benchmarks).
     Memory {},
@@ -139,15 +145,81 @@ pub enum DestinationConfig {
     Jsonl(#[serde(default)] JsonlDestinationConfig),
 }
 
+/// The destination kinds as written in the configuration, in [`DestinationConfig`]'s order.
+pub const DESTINATION_KINDS: &[&str] = &["memory", "discard", "sqlite", "postgres", "jsonl"];
+
 impl DestinationConfig {
     /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         match self {
             DestinationConfig::Memory {} | DestinationConfig::Discard {} => Ok(()),
             DestinationConfig::Sqlite(sqlite) => sqlite.validate(),
-            DestinationConfig::Postgres(postgres) => postgres.validate(),
+            DestinationConfig::Postgres(postgres) => postgres.validate().map(drop),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
         }
+    }
+
+    /// The kind's name, as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationConfig::Memory {} => "memory",
+            DestinationConfig::Discard {} => "discard",
+            DestinationConfig::Sqlite(_) => "sqlite",
+            DestinationConfig::Postgres(_) => "postgres",
+            DestinationConfig::Jsonl(_) => "jsonl",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DestinationConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(OneKind)
+    }
+}
+
+/// Reads `{kind: settings}` and refuses a second kind.
+struct OneKind;
+
+/// The settings of `memory` and `discard`: none.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+impl<'de> Visitor<'de> for OneKind {
+    type Value = DestinationConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "exactly one destination kind ({})",
+            DESTINATION_KINDS.join(", ")
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        let config = match kind.as_str() {
+            "memory" => map
+                .next_value::<NoSettings>()
+                .map(|_| DestinationConfig::Memory {})?,
+            "discard" => map
+                .next_value::<NoSettings>()
+                .map(|_| DestinationConfig::Discard {})?,
+            "sqlite" => DestinationConfig::Sqlite(map.next_value()?),
+            "postgres" => DestinationConfig::Postgres(map.next_value()?),
+            "jsonl" => DestinationConfig::Jsonl(map.next_value()?),
+            other => return Err(de::Error::unknown_variant(other, DESTINATION_KINDS)),
+        };
+        if let Some(second) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format_args!(
+                "two destination kinds given, `{kind}` and `{second}`: give exactly one \
+                 (files and APP_ variables are merged, so a kind in base.yaml and another in \
+                 {{env}}.yaml are two)"
+            )));
+        }
+        Ok(config)
     }
 }
 
@@ -195,40 +267,64 @@ fn default_retry_max_ms() -> u64 {
     30_000
 }
 
+/// The largest `pipeline.id`: the `etl` state tables store it as a `bigint`.
+pub const MAX_PIPELINE_ID: u64 = i64::MAX as u64;
+
 impl PipelineConfig {
-    /// Checks value ranges serde cannot express; errors name the key below `pipeline`.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// A pipeline with every optional key at its default (what an absent key deserializes to).
+    pub fn new(id: u64, publication_name: String, pg_connection: PgConnectionConfig) -> Self {
+        Self {
+            id,
+            publication_name,
+            pg_connection,
+            batch: BatchConfig::default(),
+            max_table_sync_workers: default_table_sync_workers(),
+            max_copy_connections_per_table: default_copy_connections(),
+            run_migrations: default_true(),
+            status_update_interval_ms: default_status_update_interval_ms(),
+            publication_refresh_secs: default_publication_refresh_secs(),
+            metrics_address: default_metrics_address(),
+            invalidated_slot_behavior: InvalidatedSlotBehavior::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+
+    /// Checks value ranges serde cannot express; errors name the key below `pipeline`. The
+    /// source connection is checked by [`PipelineConfig::source`].
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.id > MAX_PIPELINE_ID {
+            return Err(InvalidSetting::new(
+                "id",
+                Problem::TooLarge {
+                    value: self.id,
+                    max: MAX_PIPELINE_ID,
+                    reason: "the state tables store it as a bigint",
+                },
+            ));
+        }
         if self.publication_name.trim().is_empty() {
-            return Err(("publication_name", "must not be empty".into()));
+            return Err(InvalidSetting::new("publication_name", Problem::Empty));
         }
-        if self.batch.max_size == 0 {
-            return Err(("batch.max_size", "must be at least 1".into()));
-        }
-        if self.max_table_sync_workers == 0 {
-            return Err(("max_table_sync_workers", "must be at least 1".into()));
-        }
-        if self.max_copy_connections_per_table == 0 {
-            return Err((
-                "max_copy_connections_per_table",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.batch.max_bytes == 0 {
-            return Err(("batch.max_bytes", "must be at least 1".into()));
-        }
-        if self.status_update_interval_ms == 0 {
-            return Err(("status_update_interval_ms", "must be at least 1".into()));
-        }
-        if self.publication_refresh_secs == 0 {
-            return Err(("publication_refresh_secs", "must be at least 1".into()));
-        }
+        at_least_one("batch.max_size", self.batch.max_size as u64)?;
+        at_least_one("max_table_sync_workers", self.max_table_sync_workers.into())?;
+        at_least_one(
+            "max_copy_connections_per_table",
+            self.max_copy_connections_per_table.into(),
+        )?;
+        at_least_one("batch.max_bytes", self.batch.max_bytes as u64)?;
+        at_least_one("status_update_interval_ms", self.status_update_interval_ms)?;
+        at_least_one("publication_refresh_secs", self.publication_refresh_secs)?;
         if self.retry.initial_ms == 0 || self.retry.max_ms < self.retry.initial_ms {
-            return Err((
-                "retry",
-                "initial_ms must be at least 1 and max_ms at least initial_ms".into(),
-            ));
+            return Err(InvalidSetting::new("retry", Problem::RetryBounds));
         }
         Ok(())
+    }
+
+    /// The source connection, resolved from `pg_connection`'s URL and fields.
+    pub fn source(&self) -> Result<PgConnection, InvalidSetting> {
+        self.pg_connection
+            .resolve()
+            .map_err(|e| InvalidSetting::new("pg_connection", e.into()))
     }
 }
 
@@ -323,35 +419,29 @@ fn default_memory_limit() -> String {
 
 impl KubernetesConfig {
     /// Checks what serde cannot; errors name the key below `kubernetes`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if !is_dns1123_label(&self.namespace) {
-            return Err((
-                "namespace".into(),
-                format!(
-                    "`{}` is not a valid namespace name (lowercase letters, digits and `-`, \
-                     starting and ending with a letter or digit, at most 63 characters)",
-                    self.namespace
-                ),
+            return Err(InvalidSetting::new(
+                "namespace",
+                Problem::NotDns1123Label(self.namespace.clone()),
             ));
         }
         if self.termination_grace_period_seconds < 1 {
-            return Err((
-                "termination_grace_period_seconds".into(),
-                "must be at least 1".into(),
+            return Err(InvalidSetting::new(
+                "termination_grace_period_seconds",
+                Problem::Zero,
             ));
         }
         if self.metrics_port == 0 {
-            return Err(("metrics_port".into(), "must be between 1 and 65535".into()));
+            return Err(InvalidSetting::new("metrics_port", Problem::PortZero));
         }
-        self.resources
-            .validate()
-            .map_err(|(key, message)| (format!("resources.{key}"), message))
+        self.resources.validate().map_err(|e| e.within("resources"))
     }
 }
 
 impl ResourceSettings {
     /// Checks every value is a Kubernetes quantity; errors name the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (key, value) in [
             ("cpu_request", &self.cpu_request),
             ("cpu_limit", &self.cpu_limit),
@@ -359,11 +449,9 @@ impl ResourceSettings {
             ("memory_limit", &self.memory_limit),
         ] {
             if !is_quantity(value) {
-                return Err((
+                return Err(InvalidSetting::new(
                     key,
-                    format!(
-                        "`{value}` is not a Kubernetes quantity (e.g. `250m`, `1`, `512Mi`, `2Gi`)"
-                    ),
+                    Problem::NotQuantity(value.clone()),
                 ));
             }
         }
@@ -432,14 +520,17 @@ mod kubernetes_tests {
             namespace: "Data_Plane".into(),
             ..KubernetesConfig::default()
         };
-        assert_eq!(settings.validate().unwrap_err().0, "namespace");
+        assert_eq!(settings.validate().unwrap_err().key(), "namespace");
         settings.namespace = "etl".into();
         settings.resources.cpu_limit = "two".into();
-        assert_eq!(settings.validate().unwrap_err().0, "resources.cpu_limit");
+        assert_eq!(
+            settings.validate().unwrap_err().key(),
+            "resources.cpu_limit"
+        );
         settings.resources.cpu_limit = "2".into();
         settings.termination_grace_period_seconds = 0;
         assert_eq!(
-            settings.validate().unwrap_err().0,
+            settings.validate().unwrap_err().key(),
             "termination_grace_period_seconds"
         );
     }

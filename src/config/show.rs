@@ -90,27 +90,21 @@ fn typed_section(config: &Config, name: &'static str) -> Result<Option<Json>, Co
         "pipeline" => {
             let pipeline = config.optional_section::<PipelineConfig>(name)?;
             if let Some(p) = &pipeline {
-                p.validate()
-                    .map_err(|(key, msg)| config.invalid(&format!("pipeline.{key}"), msg))?;
-                p.pg_connection
-                    .resolve()
-                    .map_err(|e| config.invalid("pipeline.pg_connection", e.to_string()))?;
+                config.checked(name, p.validate().and_then(|()| p.source()))?;
             }
             to_json(pipeline)
         }
         "destination" => {
             let destination = config.optional_section::<DestinationConfig>(name)?;
             if let Some(d) = &destination {
-                d.validate()
-                    .map_err(|(key, msg)| config.invalid(&format!("destination.{key}"), msg))?;
+                config.checked(name, d.validate())?;
             }
             to_json(destination)
         }
         "kubernetes" => {
             let kubernetes = config.optional_section::<KubernetesConfig>(name)?;
             if let Some(k) = &kubernetes {
-                k.validate()
-                    .map_err(|(key, msg)| config.invalid(&format!("kubernetes.{key}"), msg))?;
+                config.checked(name, k.validate())?;
             }
             to_json(kubernetes)
         }

@@ -235,3 +235,100 @@ fn show_prints_an_incomplete_section_with_secrets_redacted() {
     assert!(text.contains("publication_name: p   # from"), "{text}");
     assert!(text.contains("postgres://u:[redacted]@h/db"), "{text}");
 }
+
+/// The destination named in `dev.yaml`, with `base.yaml` = `base`.
+fn destination_error(base: &str, dev: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.yaml", base);
+    write(dir.path(), "dev.yaml", dev);
+    let config = Config::load_with_env(dir.path(), Environment::Dev, env(&[])).unwrap();
+    config
+        .section::<DestinationConfig>("destination")
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn two_destination_kinds_are_an_error_naming_both() {
+    // issue 11: `{sqlite: …, discard: {}}` used to load as one kind, the other silently dropped.
+    let text = destination_error("", "destination: {sqlite: {path: x.db}, discard: {}}\n");
+    assert!(
+        text.contains("config key `destination`") && text.contains("dev.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`discard` and `sqlite`") && text.contains("exactly one"),
+        "{text}"
+    );
+    // The layers are merged: a kind in base.yaml and another in dev.yaml are two kinds.
+    let text = destination_error(BASE, "destination: {sqlite: {path: x.db}}\n");
+    assert!(text.contains("`memory` and `sqlite`"), "{text}");
+}
+
+#[test]
+fn a_destination_kind_keeps_its_errors_key_and_origin() {
+    let text = destination_error("", "destination: {sqlite: {pth: x.db}}\n");
+    assert!(
+        text.contains("config key `destination.sqlite.pth`") && text.contains("dev.yaml"),
+        "{text}"
+    );
+    let text = destination_error("", "destination: {duckdb: {}}\n");
+    assert!(
+        text.contains("`duckdb`") && text.contains("`jsonl`"),
+        "{text}"
+    );
+    let text = destination_error("", "destination: {}\n");
+    assert!(text.contains("exactly one destination kind"), "{text}");
+}
+
+#[test]
+fn a_pipeline_id_beyond_bigint_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.yaml", BASE);
+    write(dir.path(), "dev.yaml", "");
+    // issue 11: 2^64-1 was accepted and stored as -1 in the state tables.
+    for (id, fits) in [
+        (u64::MAX, false),
+        (i64::MAX as u64 + 1, false),
+        (i64::MAX as u64, true),
+    ] {
+        let config = Config::load_with_env(
+            dir.path(),
+            Environment::Dev,
+            env(&[("APP_PIPELINE__ID", &id.to_string())]),
+        )
+        .unwrap();
+        let pipeline: PipelineConfig = config.section("pipeline").unwrap();
+        let outcome = config.checked("pipeline", pipeline.validate());
+        match (outcome, fits) {
+            (Ok(()), true) => {}
+            (Err(error), false) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains("pipeline.id") && text.contains("APP_PIPELINE__ID"),
+                    "{text}"
+                );
+                assert!(text.contains(&MAX_PIPELINE_ID.to_string()), "{text}");
+            }
+            (outcome, _) => panic!("id {id}: {outcome:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_new_pipeline_config_has_the_defaults_of_absent_keys() {
+    let loaded: PipelineConfig = figment::Figment::from(Yaml::string(
+        "id: 3\npublication_name: p\npg_connection: {host: h}\n",
+    ))
+    .extract()
+    .unwrap();
+    let built = PipelineConfig::new(
+        3,
+        "p".into(),
+        PgConnectionConfig {
+            host: Some("h".into()),
+            ..PgConnectionConfig::default()
+        },
+    );
+    assert_eq!(built, loaded);
+}

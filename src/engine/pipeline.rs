@@ -35,22 +35,21 @@ pub struct RunOptions {
 }
 
 /// Runs the pipeline until `shutdown` fires (or, with [`RunOptions::once`], until caught up).
-/// Transient failures are retried with backoff; the error returned is fatal.
+/// `connection` is the source, already resolved from `config.pg_connection`
+/// ([`PipelineConfig::source`]). Transient failures are retried with backoff; the error
+/// returned is fatal.
 pub async fn run<D: Destination + Clone>(
     config: &PipelineConfig,
+    connection: &PgConnection,
     destination: D,
     shutdown: Shutdown,
     options: RunOptions,
 ) -> Result<(), Error> {
-    let connection = config
-        .pg_connection
-        .resolve()
-        .map_err(|e| Error::Precondition(format!("pipeline.pg_connection: {e}")))?;
     loop {
         let mut backoff = Backoff::new(&config.retry);
         let mut stop = shutdown.clone();
         let setup = loop {
-            let attempt = prepare(config, &connection, &destination, &shutdown, &options).await;
+            let attempt = prepare(config, connection, &destination, &shutdown, &options).await;
             match attempt {
                 Ok(setup) => break setup,
                 Err(error) if error.is_transient() => {

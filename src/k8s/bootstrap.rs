@@ -215,8 +215,13 @@ where
 /// (`--dry-run`) or applies them and prints one line per object. Bad input (settings, CA bundle,
 /// unknown context) is a [`UsageError`].
 pub async fn run(args: BootstrapArgs, settings: KubernetesConfig) -> anyhow::Result<()> {
-    settings.validate().map_err(|(key, message)| {
-        UsageError(anyhow::anyhow!("config key `kubernetes.{key}`: {message}"))
+    settings.validate().map_err(|error| {
+        let error = error.within("kubernetes");
+        UsageError(anyhow::anyhow!(
+            "config key `{}`: {}",
+            error.key(),
+            error.problem()
+        ))
     })?;
     let ca_file = args.ca_file.or(settings.ca_file).ok_or_else(|| {
         UsageError(anyhow::anyhow!(

@@ -305,18 +305,16 @@ fn resource_requirements(resources: &ResourceSettings) -> ResourceRequirements {
 
 /// Rejects what Kubernetes would reject (or silently misread) before anything is applied.
 fn validate_spec(spec: &ReplicatorSpec, settings: &KubernetesConfig) -> Result<(), K8sError> {
-    settings
-        .validate()
-        .map_err(|(key, message)| K8sError::InvalidSpec {
-            field: format!("kubernetes.{key}"),
-            message,
-        })?;
+    settings.validate().map_err(|error| K8sError::InvalidSpec {
+        field: format!("kubernetes.{}", error.key()),
+        message: error.problem().to_string(),
+    })?;
     if let Some(resources) = &spec.resources {
         resources
             .validate()
-            .map_err(|(key, message)| K8sError::InvalidSpec {
-                field: format!("pipeline resources `{key}`"),
-                message,
+            .map_err(|error| K8sError::InvalidSpec {
+                field: format!("pipeline resources `{}`", error.key()),
+                message: error.problem().to_string(),
             })?;
     }
     match serde_yaml::from_str::<serde_yaml::Value>(&spec.config_yaml) {

@@ -93,7 +93,10 @@ impl Source {
                 once,
                 ..RunOptions::default()
             };
-            engine::run(&config, destination, shutdown, options).await
+            let source = config
+                .source()
+                .expect("the test source connection resolves");
+            engine::run(&config, &source, destination, shutdown, options).await
         });
         Running { trigger, handle }
     }

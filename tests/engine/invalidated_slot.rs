@@ -43,6 +43,7 @@ async fn an_invalidated_slot_is_an_error_or_a_full_resync() {
         Duration::from_secs(30),
         engine::run(
             &source.config,
+            &source.config.source().unwrap(),
             dest.clone(),
             Shutdown::never(),
             RunOptions::default(),

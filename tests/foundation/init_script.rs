@@ -112,3 +112,29 @@ async fn init_script_sets_up_a_local_cluster_and_can_run_twice() {
         .unwrap();
     assert_eq!(demo_rows, 5);
 }
+
+/// issue 10: `init.sh` built a debug binary and the quick start then a release one (two cold
+/// builds). Both must use the same profile.
+#[test]
+fn init_script_builds_the_profile_the_quick_start_runs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(repo.join("scripts/init.sh")).unwrap();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let quick_start = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Quick start section");
+    let runs_release = quick_start.contains("cargo run --release");
+    let runs_debug = quick_start.contains("cargo run -- ");
+    assert!(runs_release != runs_debug, "one profile in the quick start");
+    let (build, binary) = if runs_release {
+        ("cargo build --release", "/release/etl")
+    } else {
+        ("cargo build --quiet", "/debug/etl")
+    };
+    assert!(
+        script.contains(build) && script.contains(binary),
+        "init.sh must build and run what the quick start runs ({build}, {binary})"
+    );
+}

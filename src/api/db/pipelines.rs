@@ -1,8 +1,12 @@
-//! `app.pipelines` and their `app.replicators`.
+//! `app.pipelines` and their `app.replicators`. A pipeline's `desired_state` is read and
+//! written as [`DesiredState`] (a `text` column holding `stopped` or `started`).
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::types::Json;
+use sqlx::{PgPool, Postgres};
+
+use crate::api::domain::pipeline::DesiredState;
 
 /// A stored pipeline.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -14,7 +18,7 @@ pub struct PipelineRow {
     pub replicator_id: i64,
     pub publication_name: String,
     pub config: Json<Value>,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
 }
 
 const COLUMNS: &str = "id, tenant_id, source_id, destination_id, replicator_id, \
@@ -125,7 +129,11 @@ pub async fn update(
     .await
 }
 
-pub async fn set_desired_state(pool: &PgPool, id: i64, state: &str) -> Result<(), sqlx::Error> {
+pub async fn set_desired_state(
+    pool: &PgPool,
+    id: i64,
+    state: DesiredState,
+) -> Result<(), sqlx::Error> {
     sqlx::query("update app.pipelines set desired_state = $2, updated_at = now() where id = $1")
         .bind(id)
         .bind(state)
@@ -160,4 +168,71 @@ pub async fn image_of(pool: &PgPool, replicator_id: i64) -> Result<String, sqlx:
     .bind(replicator_id)
     .fetch_one(pool)
     .await
+}
+
+impl DesiredState {
+    /// As stored in `app.pipelines.desired_state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Stopped => "stopped",
+            DesiredState::Started => "started",
+        }
+    }
+}
+
+/// A stored `desired_state` that is neither `stopped` nor `started`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown desired_state `{0}` (expected stopped or started)")]
+pub struct UnknownDesiredState(String);
+
+impl TryFrom<&str> for DesiredState {
+    type Error = UnknownDesiredState;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        match value {
+            "stopped" => Ok(DesiredState::Stopped),
+            "started" => Ok(DesiredState::Started),
+            other => Err(UnknownDesiredState(other.to_owned())),
+        }
+    }
+}
+
+impl sqlx::Type<Postgres> for DesiredState {
+    fn type_info() -> PgTypeInfo {
+        <&str as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <&str as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for DesiredState {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<Postgres>>::encode_by_ref(&self.as_str(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for DesiredState {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+        Ok(DesiredState::try_from(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_states_round_trip_through_their_stored_text() {
+        for state in [DesiredState::Stopped, DesiredState::Started] {
+            assert_eq!(DesiredState::try_from(state.as_str()).ok(), Some(state));
+        }
+        let error = DesiredState::try_from("running").unwrap_err();
+        assert!(error.to_string().contains("`running`"), "{error}");
+    }
 }

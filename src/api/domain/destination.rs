@@ -63,7 +63,7 @@ pub fn validate_config(config: &Value) -> Result<DestinationConfig, String> {
         .map_err(|e| format!("`config`: {e}"))?;
     parsed
         .validate()
-        .map_err(|(key, message)| format!("`config.{key}`: {message}"))?;
+        .map_err(|error| error.within("config").to_string())?;
     Ok(parsed)
 }
 

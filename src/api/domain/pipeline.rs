@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::config::{BatchConfig, PipelineConfig, ResourceSettings};
+use crate::config::{BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings};
 
 /// Settings of a pipeline's replicator.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -46,26 +46,35 @@ fn default_copy_connections() -> u16 {
 }
 
 impl PipelineSettings {
+    /// The replicator's `pipeline` section with these settings; every key the API does not set
+    /// keeps the replicator's default.
+    pub fn pipeline_config(
+        &self,
+        id: u64,
+        publication_name: &str,
+        pg_connection: PgConnectionConfig,
+    ) -> PipelineConfig {
+        PipelineConfig {
+            batch: self.batch.clone(),
+            max_table_sync_workers: self.max_table_sync_workers,
+            max_copy_connections_per_table: self.max_copy_connections_per_table,
+            ..PipelineConfig::new(id, publication_name.to_owned(), pg_connection)
+        }
+    }
+
     /// Checks the settings with the replicator's own rules; errors name the field.
     pub fn validate(&self, publication_name: &str) -> Result<(), String> {
         validate_publication_name(publication_name)?;
-        // The replicator's own type and rules: every field it adds later keeps its default.
-        let config: PipelineConfig = serde_json::from_value(serde_json::json!({
-            "id": 0,
-            "publication_name": publication_name,
-            "pg_connection": {},
-            "batch": self.batch,
-            "max_table_sync_workers": self.max_table_sync_workers,
-            "max_copy_connections_per_table": self.max_copy_connections_per_table,
-        }))
-        .map_err(|e| format!("`config`: {e}"))?;
-        config
+        self.pipeline_config(0, publication_name, PgConnectionConfig::default())
             .validate()
-            .map_err(|(key, message)| format!("`config.{key}` {message}"))?;
+            .map_err(|error| {
+                let error = error.within("config");
+                format!("`{}` {}", error.key(), error.problem())
+            })?;
         if let Some(resources) = &self.resources {
             resources
                 .validate()
-                .map_err(|(key, message)| format!("`config.resources.{key}`: {message}"))?;
+                .map_err(|error| error.within("config.resources").to_string())?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::pipelines::{connect_source, find, settings, target};
 use crate::api::db::configured::{self, ConfigTable};
 use crate::api::db::pipelines::{self, PipelineRow};
 use crate::api::domain::pipeline::{
-    PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
+    DesiredState, PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
 };
 use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
@@ -35,15 +35,24 @@ async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, 
     }
     let destination = plain.pop().unwrap_or_default();
     let source = plain.pop().unwrap_or_default();
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::Internal(format!("pipeline {} {what}: {e}", row.id))
+    };
     let config = replicator_config::build(ReplicatorInputs {
         pipeline_id: row.id,
         publication_name: &row.publication_name,
         settings: &settings,
-        source,
-        destination,
-        metrics_address: state.runtime.metrics_address(),
+        source: serde_json::from_value(source).map_err(|e| internal("source config", &e))?,
+        destination: serde_json::from_value(destination)
+            .map_err(|e| internal("destination config", &e))?,
+        metrics_address: state
+            .runtime
+            .metrics_address()
+            .map(|address| address.parse())
+            .transpose()
+            .map_err(|e| internal("metrics address", &e))?,
     })
-    .map_err(|e| ApiError::Internal(format!("replicator config: {e}")))?;
+    .map_err(|e| internal("replicator config", &e))?;
     Ok(LaunchSpec {
         target: target(row),
         image: pipelines::image_of(&state.pool, row.replicator_id).await?,
@@ -63,7 +72,7 @@ async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus
 async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
     let spec = launch_spec(state, row).await?;
     state.runtime.start(&spec).await?;
-    pipelines::set_desired_state(&state.pool, row.id, "started").await?;
+    pipelines::set_desired_state(&state.pool, row.id, DesiredState::Started).await?;
     status_of(state, row).await
 }
 
@@ -97,7 +106,7 @@ pub async fn stop_pipeline(
 ) -> Result<Json<PipelineStatus>, ApiError> {
     let row = find(&state, &tenant, id).await?;
     state.runtime.stop(&target(&row)).await?;
-    pipelines::set_desired_state(&state.pool, row.id, "stopped").await?;
+    pipelines::set_desired_state(&state.pool, row.id, DesiredState::Stopped).await?;
     Ok(Json(status_of(&state, &row).await?))
 }
 

@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use crate::api::db::configured::{self, ConfigTable};
 use crate::api::db::pipelines::{self, CreateOutcome, PipelineRow};
 use crate::api::domain::pipeline::{
-    CreatePipeline, DeletedPipeline, DesiredState, Pipeline, PipelineSettings, Pipelines,
-    UpdatePipeline,
+    CreatePipeline, DeletedPipeline, Pipeline, PipelineSettings, Pipelines, UpdatePipeline,
 };
 use crate::api::error::{ApiError, ApiErrors, conflict_on_unique};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
@@ -34,10 +33,6 @@ pub(crate) fn settings(row: &PipelineRow) -> Result<PipelineSettings, ApiError> 
 
 fn to_pipeline(row: PipelineRow) -> Result<Pipeline, ApiError> {
     let config = settings(&row)?;
-    let desired_state = match row.desired_state.as_str() {
-        "started" => DesiredState::Started,
-        _ => DesiredState::Stopped,
-    };
     Ok(Pipeline {
         id: row.id,
         tenant_id: row.tenant_id,
@@ -46,7 +41,7 @@ fn to_pipeline(row: PipelineRow) -> Result<Pipeline, ApiError> {
         replicator_id: row.replicator_id,
         publication_name: row.publication_name,
         config,
-        desired_state,
+        desired_state: row.desired_state,
     })
 }
 

@@ -3,14 +3,20 @@
 //! `etl replicate` reads) and, separately, every secret as an `APP_…` variable
 //! (`APP_PIPELINE__PG_CONNECTION__PASSWORD`, `APP_DESTINATION__POSTGRES__PASSWORD`, …), so a
 //! written file or a ConfigMap never holds one.
+//!
+//! The file is the serde serialization of the same [`PipelineConfig`] and [`DestinationConfig`]
+//! that `etl replicate` loads: the secrets are taken out of those values before they are
+//! serialized, and a secret left in one (which would serialize as `[redacted]`) is an error.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::api::domain::pipeline::PipelineSettings;
-use crate::api::secrets;
-use crate::config::Secret;
+use crate::config::secret::REDACTED;
+use crate::config::{AppEnv, DestinationConfig, PgConnectionConfig, PipelineConfig, Secret};
 
 /// A replicator config split into its file and its secrets.
 #[derive(Debug, Clone)]
@@ -25,38 +31,64 @@ pub struct ReplicatorInputs<'a> {
     pub publication_name: &'a str,
     pub settings: &'a PipelineSettings,
     /// The decrypted source connection (`pipeline.pg_connection`).
-    pub source: Value,
+    pub source: PgConnectionConfig,
     /// The decrypted destination config (`destination`).
-    pub destination: Value,
+    pub destination: DestinationConfig,
     /// `pipeline.metrics_address` (`None`: no metrics endpoint).
-    pub metrics_address: Option<String>,
+    pub metrics_address: Option<SocketAddr>,
+}
+
+/// Why a replicator config cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("pipeline id {0} is negative")]
+    NegativePipelineId(i64),
+    #[error("`{0}` holds a secret that would be written to the file")]
+    SecretInFile(String),
+    #[error("cannot serialize the config: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write the config as YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// The replicator's config file: the sections `etl replicate` reads.
+#[derive(Serialize)]
+struct ReplicatorFile {
+    pipeline: PipelineConfig,
+    destination: DestinationConfig,
 }
 
 /// Builds the replicator config of one pipeline.
-pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, serde_yaml::Error> {
+pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, BuildError> {
     let ReplicatorInputs {
         pipeline_id,
         publication_name,
         settings,
-        source,
-        destination,
+        mut source,
+        mut destination,
         metrics_address,
     } = inputs;
-    let (pg_connection, mut secrets) = secrets::extract(source, &["pipeline", "pg_connection"]);
-    let (destination, destination_secrets) = secrets::extract(destination, &["destination"]);
-    secrets.extend(destination_secrets);
-    let document = json!({
-        "pipeline": {
-            "id": pipeline_id,
-            "publication_name": publication_name,
-            "pg_connection": pg_connection,
-            "batch": settings.batch,
-            "max_table_sync_workers": settings.max_table_sync_workers,
-            "max_copy_connections_per_table": settings.max_copy_connections_per_table,
-            "metrics_address": metrics_address,
+    let id = u64::try_from(pipeline_id).map_err(|_| BuildError::NegativePipelineId(pipeline_id))?;
+    let mut secrets = BTreeMap::new();
+    take_secrets(&mut source, &["pipeline", "pg_connection"], &mut secrets);
+    if let DestinationConfig::Postgres(postgres) = &mut destination {
+        take_secrets(
+            &mut postgres.connection,
+            &["destination", "postgres"],
+            &mut secrets,
+        );
+    }
+    let file = ReplicatorFile {
+        pipeline: PipelineConfig {
+            metrics_address,
+            ..settings.pipeline_config(id, publication_name, source)
         },
-        "destination": destination,
-    });
+        destination,
+    };
+    let document = serde_json::to_value(&file)?;
+    if let Some(path) = redacted_leaf(&document, &mut Vec::new()) {
+        return Err(BuildError::SecretInFile(path));
+    }
     let yaml = format!(
         "# Written by `etl serve-api` for pipeline {pipeline_id}; secrets come from APP_ variables.\n{}",
         serde_yaml::to_string(&document)?
@@ -64,31 +96,75 @@ pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, serde_yam
     Ok(ReplicatorConfig { yaml, secrets })
 }
 
+/// Moves the URL (which may carry a password) and the password of `connection` into `secrets`,
+/// as the `APP_` variables of their keys below `prefix`.
+fn take_secrets(
+    connection: &mut PgConnectionConfig,
+    prefix: &[&str],
+    secrets: &mut BTreeMap<String, Secret>,
+) {
+    let mut put = |key: &str, secret: Secret| {
+        let path: Vec<&str> = prefix.iter().copied().chain([key]).collect();
+        secrets.insert(AppEnv::variable_name(&path), secret);
+    };
+    if let Some(url) = connection.url.take() {
+        put("url", Secret::new(url.expose()));
+    }
+    if let Some(password) = connection.password.take() {
+        put("password", password);
+    }
+}
+
+/// The dotted path of a value that serialized as a redacted secret, if any.
+fn redacted_leaf(value: &Value, path: &mut Vec<String>) -> Option<String> {
+    match value {
+        Value::String(text) if text == REDACTED => Some(path.join(".")),
+        Value::Object(map) => map.iter().find_map(|(key, child)| {
+            path.push(key.clone());
+            let found = redacted_leaf(child, path);
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AppEnv, Config, DestinationConfig, Environment, PipelineConfig};
+    use crate::config::{Config, Environment, PostgresDestinationConfig, SecretUrl};
 
-    #[test]
-    fn the_replicator_loads_the_built_config_with_its_secret_variables() {
-        let config = build(ReplicatorInputs {
-            pipeline_id: 7,
-            publication_name: "orders pub",
-            settings: &PipelineSettings::default(),
-            source: json!({"host": "db", "port": 5433, "name": "shop", "username": "rep", "password": "0123"}),
-            destination: json!({"memory": {}}),
-            metrics_address: None,
-        })
-        .unwrap();
-        assert!(!config.yaml.contains("0123"), "{}", config.yaml);
+    fn load(config: &ReplicatorConfig) -> Config {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("prod.yaml"), &config.yaml).unwrap();
         let vars = config
             .secrets
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_owned()));
-        let loaded =
-            Config::load_with_env(dir.path(), Environment::Prod, AppEnv::from_vars(vars)).unwrap();
+        Config::load_with_env(dir.path(), Environment::Prod, AppEnv::from_vars(vars)).unwrap()
+    }
+
+    #[test]
+    fn the_replicator_loads_the_built_config_with_its_secret_variables() {
+        let source = PgConnectionConfig {
+            host: Some("db".into()),
+            port: Some(5433),
+            name: Some("shop".into()),
+            username: Some("rep".into()),
+            password: Some(Secret::new("0123")),
+            ..PgConnectionConfig::default()
+        };
+        let config = build(ReplicatorInputs {
+            pipeline_id: 7,
+            publication_name: "orders pub",
+            settings: &PipelineSettings::default(),
+            source,
+            destination: DestinationConfig::Memory {},
+            metrics_address: None,
+        })
+        .unwrap();
+        assert!(!config.yaml.contains("0123"), "{}", config.yaml);
+        let loaded = load(&config);
         let pipeline: PipelineConfig = loaded.section("pipeline").unwrap();
         assert_eq!(pipeline.id, 7);
         assert_eq!(pipeline.publication_name, "orders pub");
@@ -98,5 +174,72 @@ mod tests {
         assert_eq!(connection.password.unwrap().expose(), "0123");
         let destination: DestinationConfig = loaded.section("destination").unwrap();
         assert_eq!(destination, DestinationConfig::Memory {});
+    }
+
+    #[test]
+    fn destination_urls_and_passwords_go_out_as_variables_only() {
+        let destination: DestinationConfig = serde_json::from_value(serde_json::json!({
+            "postgres": {"url": "postgres://u:url-pw@mirror/db", "password": "pw-9", "schema": "m"}
+        }))
+        .unwrap();
+        let config = build(ReplicatorInputs {
+            pipeline_id: 8,
+            publication_name: "p",
+            settings: &PipelineSettings::default(),
+            source: PgConnectionConfig::from_url("postgres://rep:src-pw@db/shop"),
+            destination,
+            metrics_address: Some(SocketAddr::from(([0, 0, 0, 0], 9100))),
+        })
+        .unwrap();
+        for secret in ["url-pw", "pw-9", "src-pw", REDACTED] {
+            assert!(!config.yaml.contains(secret), "{secret}: {}", config.yaml);
+        }
+        assert_eq!(
+            config.secrets.keys().collect::<Vec<_>>(),
+            [
+                "APP_DESTINATION__POSTGRES__PASSWORD",
+                "APP_DESTINATION__POSTGRES__URL",
+                "APP_PIPELINE__PG_CONNECTION__URL",
+            ]
+        );
+        let loaded = load(&config);
+        let pipeline: PipelineConfig = loaded.section("pipeline").unwrap();
+        assert_eq!(
+            pipeline.metrics_address,
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert_eq!(
+            pipeline.source().unwrap().password.unwrap().expose(),
+            "src-pw"
+        );
+        let DestinationConfig::Postgres(PostgresDestinationConfig {
+            connection, schema, ..
+        }) = loaded.section("destination").unwrap()
+        else {
+            panic!("not a postgres destination")
+        };
+        assert_eq!(schema.as_deref(), Some("m"));
+        assert_eq!(
+            connection.url,
+            Some(SecretUrl::new("postgres://u:url-pw@mirror/db"))
+        );
+        assert_eq!(connection.password.unwrap().expose(), "pw-9");
+    }
+
+    #[test]
+    fn a_negative_pipeline_id_is_refused() {
+        let error = build(ReplicatorInputs {
+            pipeline_id: -1,
+            publication_name: "p",
+            settings: &PipelineSettings::default(),
+            source: PgConnectionConfig::from_url("postgres://db/shop"),
+            destination: DestinationConfig::Discard {},
+            metrics_address: None,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, BuildError::NegativePipelineId(-1)),
+            "{error}"
+        );
     }
 }
