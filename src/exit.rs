@@ -1,7 +1,6 @@
 //! How a failed command looks from outside: exit code 2 for usage and configuration errors, 1 for
 //! runtime failures, and one readable line (plus its causes) on stderr.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
@@ -32,21 +31,8 @@ pub fn code_for(error: &anyhow::Error) -> ExitCode {
 
 /// `error: top-level message: cause: cause`, on one line.
 pub fn render(error: &anyhow::Error) -> String {
-    let mut line = String::from("error: ");
-    let mut previous = String::new();
-    for (i, cause) in error.chain().enumerate() {
-        let text = cause.to_string();
-        // `#[error(transparent)]` wrappers repeat their source's message.
-        if text == previous {
-            continue;
-        }
-        if i > 0 {
-            line.push_str(": ");
-        }
-        let _ = write!(line, "{text}");
-        previous = text;
-    }
-    line
+    let error: &(dyn std::error::Error + 'static) = error.as_ref();
+    format!("error: {}", crate::base::error_chain(error))
 }
 
 impl UsageError {

@@ -27,10 +27,9 @@ pub async fn publication_tables(
         .await
         .map_err(Error::query("looking up the publication"))?;
     if exists.is_none() {
-        return Err(Error::Precondition(format!(
-            "publication `{publication}` does not exist in the source database \
-             (create it with CREATE PUBLICATION {publication} FOR TABLE …)"
-        )));
+        return Err(Error::NoPublication {
+            publication: publication.to_owned(),
+        });
     }
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "select c.oid::bigint, p.schemaname::text, p.tablename::text \

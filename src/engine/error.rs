@@ -30,8 +30,17 @@ pub enum Error {
     Schema { table: TableName, message: String },
     #[error("the change at {lsn} cannot be decoded: {message}")]
     Decode { lsn: Lsn, message: String },
-    #[error("{0}")]
-    Precondition(String),
+    #[error("the source is not ready for replication: {}", problems.join("; "))]
+    SourceNotReady { problems: Vec<String> },
+    #[error(
+        "publication `{publication}` does not exist in the source database (create it with \
+         CREATE PUBLICATION {publication} FOR TABLE …)"
+    )]
+    NoPublication { publication: String },
+    #[error("the source exported no snapshot for a parallel copy of table {table}")]
+    NoExportedSnapshot { table: TableName },
+    #[error("the source reported a WAL position that is not an LSN")]
+    BadLsn(#[source] crate::base::lsn::InvalidLsn),
     #[error("a table-sync worker stopped unexpectedly")]
     WorkerStopped {
         #[source]

@@ -102,11 +102,8 @@ async fn prepare<D: Destination + Clone>(
         tracing::warn!(code = warning.code, hint = %warning.hint, "{}", warning.message);
     }
     if !report.is_ok() {
-        let problems: Vec<String> = report.critical().map(ToString::to_string).collect();
-        return Err(Error::Precondition(format!(
-            "the source is not ready for replication: {}",
-            problems.join("; ")
-        )));
+        let problems = report.critical().map(ToString::to_string).collect();
+        return Err(Error::SourceNotReady { problems });
     }
     let store = StateStore::new(pool.clone(), config.id);
     let published = catalog::publication_tables(&pool, &config.publication_name).await?;
@@ -137,10 +134,7 @@ async fn prepare<D: Destination + Clone>(
             .fetch_one(&pool)
             .await
             .map_err(Error::query("reading the current WAL position"))?;
-        Some(
-            lsn.parse()
-                .map_err(|e| Error::Precondition(format!("{e}")))?,
-        )
+        Some(lsn.parse().map_err(Error::BadLsn)?)
     } else {
         None
     };

@@ -177,7 +177,9 @@ async fn sync_once<D: Destination + Clone>(
         let snapshot = slot
             .snapshot_name
             .clone()
-            .ok_or_else(|| Error::Precondition("the server exported no snapshot".into()))?;
+            .ok_or_else(|| Error::NoExportedSnapshot {
+                table: table.name.clone(),
+            })?;
         for _ in 0..ctx.copy_connections {
             let mut client = ReplicationClient::connect(&ctx.connection).await?;
             client
