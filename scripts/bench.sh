@@ -262,6 +262,24 @@ begin
     end loop;
 end $$;
 
+-- Epoch seconds at which the walsender of slot `slot` had sent WAL up to `target` (its client
+-- need not confirm: pg_recvlogical confirms only every few seconds), or null after timeout.
+create or replace function bench_wait_sent(slot text, target pg_lsn, timeout_s float8)
+returns float8 language plpgsql as $$
+declare deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+begin
+    loop
+        if exists (select 1 from pg_replication_slots s join pg_stat_replication r
+                   on r.pid = s.active_pid where s.slot_name = slot and r.sent_lsn >= target) then
+            return extract(epoch from clock_timestamp());
+        end if;
+        if clock_timestamp() > deadline then
+            return null;
+        end if;
+        perform pg_sleep(0.002);
+    end loop;
+end $$;
+
 -- Epoch seconds at which table `tab` of pipeline `pipeline` was in one of `states` (polled every
 -- 10 ms; etl creates its schema when it starts), or null after timeout.
 create or replace function bench_wait_state(pipeline bigint, tab regclass, states text[], timeout_s float8)
@@ -350,7 +368,7 @@ fail_etl() {
 # watching that etl (pipeline $3, process $etl_pid) stays alive; prints the epoch. $2 says what
 # is awaited, for errors.
 wait_query() {
-    local query="$1" what="$2" id="$3" pid="$etl_pid" tmp="$work/wait.out"
+    local query="$1" what="$2" id="$3" pid="${wait_pid:-$etl_pid}" tmp="$work/wait.out"
     sql "$query" > "$tmp" &
     local waiter=$!
     while kill -0 "$waiter" 2>/dev/null; do
@@ -375,6 +393,11 @@ wait_state() {
 # Epoch seconds at which slot $1's confirmed_flush_lsn passed $2 (etl pipeline $3).
 wait_confirmed() {
     wait_query "select bench_wait_confirmed('$1', '$2', $timeout_s)" "$1 confirming $2" "$3"
+}
+
+# Epoch seconds at which slot $1's walsender had sent WAL up to $2.
+wait_sent() {
+    wait_query "select bench_wait_sent('$1', '$2', $timeout_s)" "$1 sending $2" ""
 }
 
 # Runs the change workload at id offset $1; prints "commit_lsn commit_epoch".
@@ -531,6 +554,13 @@ bench_changes() {
         record "  (wall, s)" "$etl_secs" "(pg_recvlogical wall, s)" "$recv_secs" "" ""
         record "  (CPU s: etl)" "$etl_cpu" "(CPU s: etl's walsender)" "$sender_cpu" "" ""
         record "" "" "(CPU s: pg_recvlogical's walsender)" "$recv_sender_cpu" "" ""
+        # Per change, in microseconds: what each process spends (the walsender's share depends
+        # on how its client reads).
+        record "  CPU us/change: etl" "$(calc "$etl_cpu * 1000000 / $changes")" \
+            "target" "2" "$(calc "$etl_cpu * 1000000 / $changes / 2")" "<= 1"
+        record "  CPU us/change: etl's walsender" "$(calc "$sender_cpu * 1000000 / $changes")" \
+            "pg_recvlogical's walsender" "$(calc "$recv_sender_cpu * 1000000 / $changes")" \
+            "$(calc "$sender_cpu / $recv_sender_cpu")" ""
     fi
 
     if wants live; then
@@ -545,8 +575,30 @@ bench_changes() {
         # compare this rate with the drain rates above (etl, pg_recvlogical).
         record "  (workload commit rate, changes/s)" \
             "$(calc "$changes / ($committed_at - $start)" 0)" "" "" "" ""
+        base=$((base + inserts + 1))
     fi
     stop_etl "$changes_pid"
+
+    if wants live; then
+        # The same workload with pg_recvlogical streaming: how soon its walsender has sent the
+        # last commit (pg_recvlogical confirms only every few seconds, so sent, not confirmed).
+        log "live: $changes changes while pg_recvlogical streams"
+        create_slot bench_live
+        pg_recvlogical -d bench -S bench_live --start --no-loop -f /dev/null \
+            -o proto_version=1 -o publication_names=pub_changes &
+        recv_pid=$!
+        wait_pid=$recv_pid
+        wait_query "select bench_wait_sent('bench_live', pg_current_wal_lsn(), $timeout_s)" \
+            "pg_recvlogical streaming" "" >/dev/null
+        read -r lsn committed_at <<< "$(run_workload "$base")"
+        done_at="$(wait_sent bench_live "$lsn")"
+        kill -TERM "$recv_pid" 2>/dev/null || true
+        wait "$recv_pid" 2>/dev/null || true
+        wait_pid=""
+        drop_slot bench_live
+        recv_lag="$(calc "$done_at - $committed_at" 3)"
+        record "" "" "pg_recvlogical live lag (sent), s" "$recv_lag" "$(calc "$lag / $recv_lag")" ""
+    fi
 }
 
 # ---------------------------------------------------------------- one big transaction

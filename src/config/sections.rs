@@ -54,6 +54,11 @@ pub struct PipelineConfig {
     /// is also sent right after every durable write and whenever the server asks).
     #[serde(default = "default_status_update_interval_ms")]
     pub status_update_interval_ms: u64,
+    /// While a backlog streams, the apply worker is woken only once this many bytes are queued
+    /// on its socket (an adaptive `SO_RCVLOWAT`, back to 1 byte as soon as the stream goes
+    /// quiet); saves the sending walsender a wake-up per message. 0 turns it off.
+    #[serde(default = "default_read_low_water_bytes")]
+    pub read_low_water_bytes: usize,
     /// Seconds between checks for tables added to or removed from the publication.
     #[serde(default = "default_publication_refresh_secs")]
     pub publication_refresh_secs: u64,
@@ -251,6 +256,10 @@ fn default_status_update_interval_ms() -> u64 {
     10_000
 }
 
+fn default_read_low_water_bytes() -> usize {
+    16 * 1024
+}
+
 fn default_publication_refresh_secs() -> u64 {
     10
 }
@@ -282,6 +291,7 @@ impl PipelineConfig {
             max_copy_connections_per_table: default_copy_connections(),
             run_migrations: default_true(),
             status_update_interval_ms: default_status_update_interval_ms(),
+            read_low_water_bytes: default_read_low_water_bytes(),
             publication_refresh_secs: default_publication_refresh_secs(),
             metrics_address: default_metrics_address(),
             invalidated_slot_behavior: InvalidatedSlotBehavior::default(),

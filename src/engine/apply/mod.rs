@@ -48,9 +48,6 @@ use crate::shutdown::Shutdown;
 
 pub use super::state::slots::apply_slot_name;
 
-/// Pause after draining the socket in the middle of a transaction.
-const GATHER_PAUSE: Duration = Duration::from_millis(1);
-
 /// Messages taken from the stream's buffer per wake-up.
 const BURST: usize = 512;
 
@@ -190,6 +187,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         let mut stream = client
             .start_replication(&self.slot, start, &options)
             .await?;
+        stream.adapt_low_water(self.config.read_low_water_bytes);
         self.bytes_seen = 0;
         let max_fill = Duration::from_millis(self.config.batch.max_fill_ms);
         let mut status_tick =
@@ -306,7 +304,6 @@ impl<D: Destination + Clone> ApplyWorker<D> {
     ) -> Result<(), Error> {
         let outcome = self.core.step(Input::Message(first)).await?;
         self.acknowledge(outcome, stream).await?;
-        let mut burst_read = 0;
         for _ in 0..BURST {
             if self.core.batch_is_full() && self.core.writing() {
                 break;
@@ -319,14 +316,9 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             };
             let outcome = self.core.step(Input::Message(message)).await?;
             self.acknowledge(outcome, stream).await?;
-            burst_read += 1;
         }
-        if self.core.in_transaction() && burst_read < BURST {
-            // In the middle of a transaction the rest is on its way: let it gather for a
-            // moment instead of waking up for every few hundred bytes (the context switches
-            // slow the sending walsender down more than us).
-            tokio::time::sleep(GATHER_PAUSE).await;
-        }
+        // No pause to let more gather: it delays every live commit, and the socket's adaptive
+        // low-water mark already spares the walsender a wake-up per message in a backlog.
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{Error, ServerError};
+use super::low_water::{GRACE, LowWater};
 use super::{auth, tls};
 use crate::config::{PgConnection, TlsMode};
 
@@ -58,6 +59,11 @@ pub struct ReplicationClient {
     pub(super) bytes_received: u64,
     /// Whether the session is encrypted.
     tls: bool,
+    /// The socket's descriptor (also under TLS), for socket options set after start-up.
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+    /// The adaptive receive low-water mark while streaming.
+    low_water: LowWater,
 }
 
 impl std::fmt::Debug for ReplicationClient {
@@ -117,6 +123,8 @@ impl ReplicationClient {
             })?;
         let _ = tcp.set_nodelay(true);
         set_keepalive(&tcp);
+        #[cfg(target_os = "linux")]
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         let (io, tls): (Box<dyn Io>, bool) = if mode == TlsMode::Disable {
             (Box::new(tcp), false)
         } else {
@@ -134,6 +142,9 @@ impl ReplicationClient {
             busy: None,
             bytes_received: 0,
             tls,
+            #[cfg(target_os = "linux")]
+            fd,
+            low_water: LowWater::off(),
         };
         client.startup(conn).await?;
         Ok(client)
@@ -328,6 +339,17 @@ impl ReplicationClient {
         })
     }
 
+    /// Lets the kernel wake this session's reader only once `bytes` are queued while a
+    /// backlog streams (see [`LowWater`]); 0 keeps every wake-up.
+    pub(super) fn adapt_low_water(&mut self, bytes: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            self.low_water = LowWater::new(self.fd, bytes);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = bytes;
+    }
+
     /// The next message that matters to callers (notices and parameter status are consumed).
     /// Cancel-safe: nothing is lost when the future is dropped.
     pub(super) async fn recv(&mut self) -> Result<Backend, Error> {
@@ -356,7 +378,21 @@ impl ReplicationClient {
             if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            let read = self.io.read_buf(&mut self.read_buf).await;
+            let read = if self.low_water.raised() {
+                match tokio::time::timeout(GRACE, self.io.read_buf(&mut self.read_buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        // Quiet: let the kernel wake us for any byte again.
+                        self.low_water.waited();
+                        self.io.read_buf(&mut self.read_buf).await
+                    }
+                }
+            } else {
+                self.io.read_buf(&mut self.read_buf).await
+            };
+            if let Ok(n) = &read {
+                self.low_water.after_read(*n);
+            }
             match read {
                 Ok(0) => {
                     return Err(Error::Closed {

@@ -18,6 +18,7 @@ mod auth;
 pub mod connection;
 pub mod copy;
 mod error;
+mod low_water;
 pub mod pgoutput;
 pub mod replication;
 mod tls;

@@ -278,6 +278,12 @@ pub struct ReplicationStream {
 }
 
 impl ReplicationStream {
+    /// While a backlog streams, be woken only once `bytes` are queued on the socket (an
+    /// adaptive `SO_RCVLOWAT`; 0 turns it off). Saves the walsender a wake-up per message.
+    pub fn adapt_low_water(&mut self, bytes: usize) {
+        self.client.adapt_low_water(bytes);
+    }
+
     /// The next message; `Ok(None)` when the server ended the stream cleanly. A keepalive that
     /// asks for a reply is answered at once with the highest received position as `write` and
     /// the last flush/apply positions given to [`Self::send_status`] (so the slot never moves
