@@ -37,6 +37,9 @@ pub enum ApiErrors {
     /// The request conflicts with the current state (duplicate name, object in use, running).
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// The body is larger than `api.max_body_bytes`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
     /// The body is not JSON (`Content-Type` must be `application/json`).
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
@@ -73,6 +76,9 @@ pub enum ApiError {
     /// The source database of a request cannot be reached or refused the operation.
     #[error("{0}")]
     Source(String),
+    /// The body is over the configured limit.
+    #[error("the request body is larger than the server accepts (api.max_body_bytes)")]
+    PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The pipeline runtime (processes or Kubernetes) failed.
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Source(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Runtime(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +119,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",
             ApiError::Source(_) => "source_error",
+            ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Runtime(_) => "runtime_unavailable",
             ApiError::Internal(_) => "internal",

@@ -1,9 +1,11 @@
 //! Request extractors that answer bad input with [`ApiError`]'s JSON instead of axum's plain
-//! text: [`JsonBody`] (400 bad JSON, 415 no JSON content type, 422 wrong shape), [`PathParam`]
+//! text: [`JsonBody`] (400 bad JSON, 413 over the body limit, 415 no JSON content type, 422
+//! wrong shape), [`PathParam`]
 //! (400) and [`TenantId`], the `tenant_id` header every tenant-scoped route requires.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -41,6 +43,9 @@ where
                 JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                     "send the body as JSON with `Content-Type: application/json`".into(),
                 ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge
+                }
                 other => ApiError::bad_request("bad_request", other.body_text()),
             }),
         }

@@ -1,6 +1,7 @@
 //! The `api` section: how `etl serve-api` listens, which API keys it accepts, the keys that
-//! encrypt secrets at rest, and which pipeline runtime starts replicators (`local` child
-//! processes or `kubernetes` StatefulSets, the latter configured by the `kubernetes` section).
+//! encrypt secrets at rest, which pipeline runtime starts replicators (`local` child
+//! processes or `kubernetes` StatefulSets, the latter configured by the `kubernetes` section),
+//! where tenants' sources may point ([`NetworkPolicyConfig`]) and how large a request may be.
 //!
 //! [`ApiConfig::validate`] is the one place that decides whether the control plane may start:
 //! without an API key or an encryption key it refuses, naming the key and how to set it.
@@ -12,11 +13,14 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::secret::Secret;
+use crate::netpolicy::NetworkPolicyConfig;
 
 /// Bytes of an AES-256 encryption key.
 pub const ENCRYPTION_KEY_BYTES: usize = 32;
 /// Shortest API key accepted (a generated key is 44 characters of base64).
 pub const MIN_API_KEY_CHARS: usize = 32;
+/// Default largest request body: configs are a few kilobytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The control plane's settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -37,6 +41,12 @@ pub struct ApiConfig {
     /// Settings of the `local` runtime.
     #[serde(default)]
     pub local: LocalRuntimeConfig,
+    /// Which hosts and ports tenants' sources and Postgres destinations may point at.
+    #[serde(default)]
+    pub network_policy: NetworkPolicyConfig,
+    /// Largest request body accepted; a larger one is answered 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 /// One encryption key: its id is stored next to every value it encrypted.
@@ -72,6 +82,10 @@ pub struct LocalRuntimeConfig {
     /// Seconds a replicator gets after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_seconds: u64,
+    /// Root of the files tenants' `sqlite` and `jsonl` destinations write: each tenant gets
+    /// `{data_dir}/{tenant}/`, and a path given through the API is relative to it.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
 }
 
 impl Default for LocalRuntimeConfig {
@@ -80,8 +94,17 @@ impl Default for LocalRuntimeConfig {
             replicator_binary: None,
             state_dir: default_state_dir(),
             stop_timeout_seconds: default_stop_timeout(),
+            data_dir: default_data_dir(),
         }
     }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".etl/data")
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_listen() -> String {
@@ -150,6 +173,15 @@ impl ApiConfig {
                 ));
             }
         }
+        if self.max_body_bytes < 1024 {
+            return Err((
+                "max_body_bytes".into(),
+                "must be at least 1024 (a config body is a few kilobytes)".into(),
+            ));
+        }
+        if self.local.data_dir.as_os_str().is_empty() {
+            return Err(("local.data_dir".into(), "must not be empty".into()));
+        }
         if self.local.stop_timeout_seconds == 0 {
             return Err((
                 "local.stop_timeout_seconds".into(),
@@ -195,6 +227,8 @@ mod tests {
             }],
             runtime: RuntimeKind::Local,
             local: LocalRuntimeConfig::default(),
+            network_policy: NetworkPolicyConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 
@@ -226,6 +260,9 @@ mod tests {
         let mut config = valid();
         config.listen = "localhost".into();
         assert_eq!(config.validate().unwrap_err().0, "listen");
+        let mut config = valid();
+        config.max_body_bytes = 10;
+        assert_eq!(config.validate().unwrap_err().0, "max_body_bytes");
     }
 
     #[test]
