@@ -31,6 +31,9 @@ pub enum ApiErrors {
     /// No valid `Authorization: Bearer` key.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The key is scoped to one tenant and the operation needs an administrator key.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// No such object for this tenant.
     #[response(status = 404)]
     NotFound(ErrorBody),
@@ -65,6 +68,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("missing or invalid API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// The caller's key may not do this (a tenant-scoped key changing tenants or images).
+    #[error("{0}")]
+    Forbidden(String),
     /// The object does not exist or belongs to another tenant.
     #[error("{0} not found")]
     NotFound(String),
@@ -101,6 +107,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Source(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -115,6 +122,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",

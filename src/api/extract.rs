@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::auth::Caller;
 use super::error::ApiError;
 
 /// A JSON request body.
@@ -77,7 +78,8 @@ fn path_error(rejection: PathRejection) -> ApiError {
 /// Name of the header that scopes a request to one tenant.
 pub const TENANT_HEADER: &str = "tenant_id";
 
-/// The tenant a request is scoped to, from the `tenant_id` header.
+/// The tenant a request is scoped to, from the `tenant_id` header; a tenant the caller's key
+/// is not scoped to answers 404.
 #[derive(Debug, Clone)]
 pub struct TenantId(pub String);
 
@@ -102,6 +104,10 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantId {
                     "the `tenant_id` header must be a non-empty tenant id",
                 )
             })?;
+        // A key scoped to another tenant sees this one as missing, like its objects.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            caller.scope(text)?;
+        }
         Ok(TenantId(text.to_owned()))
     }
 }

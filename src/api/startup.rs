@@ -159,7 +159,7 @@ impl Application {
         };
         let router = routes::router(
             state,
-            ApiKeys::new(config.api_keys.clone()),
+            ApiKeys::new(config.api_keys.clone(), &config.tenant_keys),
             config.max_body_bytes,
         );
         Ok(Self { listener, router })

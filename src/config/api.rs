@@ -29,9 +29,13 @@ pub struct ApiConfig {
     /// Address to listen on, e.g. `127.0.0.1:8000`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Accepted `Authorization: Bearer` keys; several at once so keys can be rotated.
+    /// Accepted `Authorization: Bearer` keys that administer every tenant; several at once so
+    /// keys can be rotated.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// Keys that administer one tenant each: only its own objects, no tenant or image changes.
+    #[serde(default)]
+    pub tenant_keys: Vec<TenantKeyConfig>,
     /// AES-256-GCM keys for secrets at rest; the highest id encrypts, every one decrypts.
     #[serde(default)]
     pub encryption_keys: Vec<EncryptionKeyConfig>,
@@ -55,6 +59,16 @@ pub struct ApiConfig {
 pub struct EncryptionKeyConfig {
     pub id: u32,
     /// Base64 of 32 random bytes (`etl api generate-key`).
+    pub key: Secret,
+}
+
+/// A key scoped to one tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKeyConfig {
+    /// The tenant id (`acme`).
+    pub tenant: String,
+    /// At least 32 characters (`etl api generate-key`).
     pub key: Secret,
 }
 
@@ -155,6 +169,36 @@ impl ApiConfig {
                 ));
             }
         }
+        for (i, scoped) in self.tenant_keys.iter().enumerate() {
+            let tenant = &scoped.tenant;
+            if tenant.is_empty()
+                || !tenant
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err((
+                    format!("tenant_keys[{i}].tenant"),
+                    format!("`{tenant}` is not a tenant id (lowercase letters, digits, `-`)"),
+                ));
+            }
+            let key = scoped.key.expose().trim();
+            if key.chars().count() < MIN_API_KEY_CHARS {
+                return Err((
+                    format!("tenant_keys[{i}].key"),
+                    format!("a key must be at least {MIN_API_KEY_CHARS} characters"),
+                ));
+            }
+            let reused = self.api_keys.iter().any(|k| k.expose().trim() == key)
+                || self.tenant_keys[..i]
+                    .iter()
+                    .any(|k| k.key.expose().trim() == key);
+            if reused {
+                return Err((
+                    format!("tenant_keys[{i}].key"),
+                    "this key is configured twice: each key must name one caller".into(),
+                ));
+            }
+        }
         if self.encryption_keys.is_empty() {
             return Err((
                 "encryption_keys".into(),
@@ -221,6 +265,7 @@ mod tests {
         ApiConfig {
             listen: default_listen(),
             api_keys: vec![Secret::new(generate_key())],
+            tenant_keys: Vec::new(),
             encryption_keys: vec![EncryptionKeyConfig {
                 id: 1,
                 key: Secret::new(generate_key()),
@@ -260,6 +305,17 @@ mod tests {
         let mut config = valid();
         config.listen = "localhost".into();
         assert_eq!(config.validate().unwrap_err().0, "listen");
+        let mut config = valid();
+        let admin = config.api_keys[0].clone();
+        config.tenant_keys.push(TenantKeyConfig {
+            tenant: "acme".into(),
+            key: admin,
+        });
+        assert_eq!(config.validate().unwrap_err().0, "tenant_keys[0].key");
+        config.tenant_keys[0].key = Secret::new(generate_key());
+        assert_eq!(config.validate(), Ok(()));
+        config.tenant_keys[0].tenant = "../x".into();
+        assert_eq!(config.validate().unwrap_err().0, "tenant_keys[0].tenant");
         let mut config = valid();
         config.max_body_bytes = 10;
         assert_eq!(config.validate().unwrap_err().0, "max_body_bytes");

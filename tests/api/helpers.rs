@@ -40,6 +40,7 @@ pub fn api_config(state_dir: PathBuf, replicator_binary: Option<PathBuf>) -> Api
     ApiConfig {
         listen: "127.0.0.1:0".into(),
         api_keys: vec![Secret::new(generate_key())],
+        tenant_keys: Vec::new(),
         encryption_keys: vec![EncryptionKeyConfig {
             id: 1,
             key: Secret::new(generate_key()),
@@ -146,10 +147,20 @@ impl TestApp {
         tenant: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.api_key);
+        self.call_with_key(&self.api_key, method, path, tenant, body)
+            .await
+    }
+
+    /// A request with another key (e.g. one scoped to a tenant).
+    pub async fn call_with_key(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(key);
         if let Some(tenant) = tenant {
             request = request.header("tenant_id", tenant);
         }

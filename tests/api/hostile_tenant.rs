@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use etl::config::Secret;
+use etl::config::api::{TenantKeyConfig, generate_key};
 use etl::netpolicy::{NetworkPolicyConfig, Protected};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -409,5 +411,90 @@ async fn a_body_over_the_limit_is_answered_413() {
         .expect(413);
     assert_error(&body, "payload_too_large");
     app.get("/v1/tenants/big", None).await.expect(404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_scoped_to_one_tenant_sees_and_changes_only_that_tenant() {
+    let key = generate_key();
+    let scoped = TenantKeyConfig {
+        tenant: "evil".into(),
+        key: Secret::new(key.clone()),
+    };
+    let app = spawn_app_configured(None, |config| config.tenant_keys.push(scoped)).await;
+    app.create_tenant("evil").await;
+    app.create_tenant("victim").await;
+    let victim = app
+        .create_destination("victim", "mem", json!({"memory": {}}))
+        .await;
+    let own = app
+        .create_destination("evil", "mem", json!({"memory": {}}))
+        .await;
+    let as_evil = |method, path: String, tenant: Option<&'static str>, body| {
+        let key = key.clone();
+        let app = &app;
+        async move { app.call_with_key(&key, method, &path, tenant, body).await }
+    };
+
+    // Its own tenant and objects work.
+    let listed = as_evil(Method::GET, "/v1/tenants".into(), None, None)
+        .await
+        .expect(200);
+    assert_eq!(
+        listed["tenants"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["tenants"][0]["id"], json!("evil"));
+    as_evil(
+        Method::GET,
+        format!("/v1/destinations/{own}"),
+        Some("evil"),
+        None,
+    )
+    .await
+    .expect(200);
+
+    // The other tenant does not exist for it, in any method.
+    for (method, path, tenant) in [
+        (Method::GET, "/v1/tenants/victim".to_owned(), None),
+        (Method::DELETE, "/v1/tenants/victim".to_owned(), None),
+        (Method::GET, "/v1/destinations".to_owned(), Some("victim")),
+        (
+            Method::GET,
+            format!("/v1/destinations/{victim}"),
+            Some("victim"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/destinations/{victim}"),
+            Some("victim"),
+        ),
+    ] {
+        let body = as_evil(method.clone(), path.clone(), tenant, None)
+            .await
+            .expect(404);
+        assert_error(&body, "not_found");
+    }
+    let body = json!({"name": "Mine now"});
+    as_evil(Method::PUT, "/v1/tenants/victim".into(), None, Some(body))
+        .await
+        .expect(404);
+
+    // Tenants and images are the administrator's.
+    let body = json!({"id": "third", "name": "Third"});
+    let refused = as_evil(Method::POST, "/v1/tenants".into(), None, Some(body))
+        .await
+        .expect(403);
+    assert_error(&refused, "forbidden");
+    let body = json!({"name": "evil/image:latest", "is_default": true});
+    as_evil(Method::POST, "/v1/images".into(), None, Some(body))
+        .await
+        .expect(403);
+
+    app.get(&format!("/v1/destinations/{victim}"), Some("victim"))
+        .await
+        .expect(200);
+    app.get("/v1/tenants/victim", None).await.expect(200);
     app.shutdown().await;
 }
