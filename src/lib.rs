@@ -17,6 +17,7 @@
 //! - [`destinations`]: where the engine writes, behind one trait.
 //! - [`api`]: `etl serve-api`, the REST control plane (routes, auth, encrypted secrets, runtimes).
 //! - [`k8s`]: `etl k8s bootstrap` and replicators as StatefulSets (the `kubernetes` runtime).
+//! - [`netpolicy`]: which hosts and ports tenants' sources and destinations may reach.
 
 pub mod api;
 pub mod base;
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod exit;
 pub mod k8s;
 pub mod migrate;
+pub mod netpolicy;
 pub mod replicate;
 pub mod shutdown;
 pub mod telemetry;

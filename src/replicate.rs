@@ -1,14 +1,26 @@
 //! `etl replicate [--once]`: reads the `pipeline` and `destination` sections, builds the
 //! destination, and runs the engine until SIGTERM/SIGINT (or, with `--once`, until caught up).
+//!
+//! Before the engine connects, the source's address is resolved and tried once, so a refused or
+//! unreachable source is logged within seconds with the real cause (and, with `--once`, ends the
+//! run with exit code 1). A replicator started by the control plane also gets a
+//! `network_policy` section: then the source and a `postgres` destination must pass it, and the
+//! engine connects to the address that was checked, not to a name that could be re-pointed.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, DestinationConfig, PipelineConfig};
+use crate::config::{Config, DestinationConfig, Environment, PgConnectionConfig, PipelineConfig};
 use crate::destinations::AnyDestination;
 use crate::engine::metrics::{self, Metrics};
 use crate::engine::progress::CopyProgress;
 use crate::engine::{self, Observer, RunOptions};
+use crate::netpolicy::{NetworkPolicy, NetworkPolicyConfig};
 use crate::shutdown;
+
+/// How long the start-up probe of the source waits for a TCP connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a signalled pipeline may take to flush and acknowledge before the process exits
 /// anyway (well below Kubernetes' default 300 s grace period).
@@ -17,13 +29,35 @@ const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 /// Runs the configured pipeline. Configuration problems are [`crate::config::ConfigError`]s
 /// (exit code 2); everything else is a runtime failure.
 pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
-    let pipeline: PipelineConfig = config.section("pipeline")?;
-    let source = config.checked(
+    let mut pipeline: PipelineConfig = config.section("pipeline")?;
+    config.checked(
         "pipeline",
         pipeline.validate().and_then(|()| pipeline.source()),
     )?;
-    let destination_config: DestinationConfig = config.section("destination")?;
+    let mut destination_config: DestinationConfig = config.section("destination")?;
     config.checked("destination", destination_config.validate())?;
+    if let Some(policy) = config.optional_section::<NetworkPolicyConfig>("network_policy")? {
+        let policy = NetworkPolicy::new(&policy, config.environment() == Environment::Dev, &[]);
+        enforce(
+            &config,
+            &policy,
+            "pipeline.pg_connection",
+            &mut pipeline.pg_connection,
+        )
+        .await?;
+        if let DestinationConfig::Postgres(postgres) = &mut destination_config {
+            enforce(
+                &config,
+                &policy,
+                "destination.postgres",
+                &mut postgres.connection,
+            )
+            .await?;
+        }
+    }
+    // Resolved after the policy pinned the host to the address it checked.
+    let source = config.checked("pipeline", pipeline.source())?;
+    probe_source(&pipeline.pg_connection, once).await?;
     let destination = AnyDestination::from_config(&destination_config)
         .await
         .context("cannot open the destination")?;
@@ -78,5 +112,60 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .context("the pipeline task failed")?
         .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
+    Ok(())
+}
+
+/// Checks a connection against the network policy and pins it to the checked address. The
+/// error names the key and the address as configured; which rule refused it goes to the log.
+async fn enforce(
+    config: &Config,
+    policy: &NetworkPolicy,
+    key: &str,
+    connection: &mut PgConnectionConfig,
+) -> anyhow::Result<()> {
+    let resolved = connection
+        .resolve()
+        .map_err(|e| config.invalid(key, e.to_string()))?;
+    match policy.check(&resolved.host, resolved.port).await {
+        Ok(checked) => {
+            if let Some(host) = checked.pinned_host(resolved.tls.mode) {
+                connection.host = Some(host);
+            }
+            Ok(())
+        }
+        Err(refusal) => {
+            tracing::error!(key, reason = %refusal, "the network policy refuses this address");
+            Err(config
+                .invalid(
+                    key,
+                    format!(
+                        "{}:{} is not allowed by the network policy",
+                        resolved.host, resolved.port
+                    ),
+                )
+                .into())
+        }
+    }
+}
+
+/// Tries a TCP connection to the source once, so a refused or unreachable source is reported
+/// within seconds with its cause; with `once` that ends the run, otherwise the engine keeps
+/// retrying.
+async fn probe_source(connection: &PgConnectionConfig, once: bool) -> anyhow::Result<()> {
+    let Ok(resolved) = connection.resolve() else {
+        return Ok(());
+    };
+    let address = format!("{}:{}", resolved.host, resolved.port);
+    let attempt = tokio::net::TcpStream::connect((resolved.host.as_str(), resolved.port));
+    let failure = match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+    };
+    if once {
+        anyhow::bail!("cannot reach the source {address}: {failure}");
+    }
+    tracing::error!(source = %address, reason = %failure,
+        "cannot reach the source; retrying until it answers");
     Ok(())
 }

@@ -6,12 +6,17 @@ use anyhow::Context as _;
 use super::crypto::Encryptor;
 use super::rotate;
 use super::startup::{self, Application};
-use crate::config::{ApiConfig, Config, ConfigError, DatabaseConfig, KubernetesConfig};
+use crate::config::{
+    ApiConfig, Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig,
+};
 use crate::shutdown;
 
-/// The validated `api` section; errors name the key and where its value came from.
+/// The validated `api` section; errors name the key and where its value came from. In `dev`
+/// the network policy protects nothing unless `api.network_policy.protect` says otherwise (the
+/// walkthrough's source is the control plane's own local Postgres); elsewhere the default
+/// classes apply.
 pub fn api_settings(config: &Config) -> Result<ApiConfig, ConfigError> {
-    let Some(settings) = config.optional_section::<ApiConfig>("api")? else {
+    let Some(mut settings) = config.optional_section::<ApiConfig>("api")? else {
         return Err(config.invalid(
             "api",
             "the `api` section is missing: add api_keys and encryption_keys \
@@ -21,6 +26,9 @@ pub fn api_settings(config: &Config) -> Result<ApiConfig, ConfigError> {
     settings
         .validate()
         .map_err(|(key, message)| config.invalid(&format!("api.{key}"), message))?;
+    if config.environment() == Environment::Dev {
+        settings.network_policy.protect.get_or_insert_with(Vec::new);
+    }
     Ok(settings)
 }
 

@@ -1,10 +1,14 @@
 //! Encryption of secrets at rest: AES-256-GCM with a random 96-bit nonce per value and the id of
 //! the key stored next to the ciphertext, so several keys can be configured at once: the highest
 //! id encrypts new values, any configured key decrypts (see `etl api rotate-key`).
+//!
+//! Every value is encrypted with *associated data* that says where it belongs (the caller's
+//! choice; [`super::secrets`] binds tenant, object and field): a ciphertext only opens with the
+//! same associated data, so one copied to another row or field does not open at all.
 
 use std::collections::BTreeMap;
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -75,14 +79,20 @@ impl Encryptor {
         self.newest
     }
 
-    /// Encrypts with the newest key and a fresh random nonce.
-    pub fn encrypt(&self, plaintext: &str) -> EncryptedValue {
+    /// Encrypts with the newest key and a fresh random nonce, bound to `associated`.
+    pub fn encrypt(&self, plaintext: &str, associated: &[u8]) -> EncryptedValue {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::Rng::fill(&mut rand::rng(), &mut nonce);
         let cipher = &self.ciphers[&self.newest];
         // AES-GCM encryption only fails for plaintexts beyond 64 GiB.
         let ciphertext = cipher
-            .encrypt(&Nonce::from(nonce), plaintext.as_bytes())
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: associated,
+                },
+            )
             .unwrap_or_default();
         let b64 = base64::engine::general_purpose::STANDARD;
         EncryptedValue {
@@ -92,8 +102,13 @@ impl Encryptor {
         }
     }
 
-    /// Decrypts with the key the value names.
-    pub fn decrypt(&self, value: &EncryptedValue) -> Result<Secret, CryptoError> {
+    /// Decrypts with the key the value names; fails unless `associated` is what it was
+    /// encrypted with.
+    pub fn decrypt(
+        &self,
+        value: &EncryptedValue,
+        associated: &[u8],
+    ) -> Result<Secret, CryptoError> {
         let cipher = self
             .ciphers
             .get(&value.key_id)
@@ -104,7 +119,13 @@ impl Encryptor {
         let nonce = <[u8; NONCE_BYTES]>::try_from(nonce.as_slice()).map_err(|_| corrupt())?;
         let ciphertext = b64.decode(&value.ciphertext).map_err(|_| corrupt())?;
         let plain = cipher
-            .decrypt(&Nonce::from(nonce), ciphertext.as_slice())
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext.as_slice(),
+                    aad: associated,
+                },
+            )
             .map_err(|_| corrupt())?;
         String::from_utf8(plain)
             .map(Secret::new)
@@ -128,16 +149,22 @@ mod tests {
     fn the_highest_key_id_encrypts_and_every_key_decrypts() {
         let (old, new) = (key(1), key(2));
         let before = Encryptor::new(std::slice::from_ref(&old)).unwrap();
-        let sealed_old = before.encrypt("hunter2");
+        let sealed_old = before.encrypt("hunter2", b"here");
         assert_eq!(sealed_old.key_id, 1);
         let both = Encryptor::new(&[new.clone(), old]).unwrap();
-        let sealed_new = both.encrypt("hunter2");
+        let sealed_new = both.encrypt("hunter2", b"here");
         assert_eq!(sealed_new.key_id, 2);
-        assert_eq!(both.decrypt(&sealed_old).unwrap().expose(), "hunter2");
-        assert_eq!(both.decrypt(&sealed_new).unwrap().expose(), "hunter2");
+        assert_eq!(
+            both.decrypt(&sealed_old, b"here").unwrap().expose(),
+            "hunter2"
+        );
+        assert_eq!(
+            both.decrypt(&sealed_new, b"here").unwrap().expose(),
+            "hunter2"
+        );
         let only_new = Encryptor::new(&[new]).unwrap();
         assert_eq!(
-            only_new.decrypt(&sealed_old).unwrap_err(),
+            only_new.decrypt(&sealed_old, b"here").unwrap_err(),
             CryptoError::UnknownKey(1)
         );
     }
@@ -145,16 +172,31 @@ mod tests {
     #[test]
     fn nonces_differ_and_tampering_is_detected() {
         let encryptor = Encryptor::new(&[key(7)]).unwrap();
-        let a = encryptor.encrypt("same");
-        let b = encryptor.encrypt("same");
+        let a = encryptor.encrypt("same", b"");
+        let b = encryptor.encrypt("same", b"");
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
         assert!(!a.ciphertext.contains("same"));
         let mut tampered = a.clone();
         tampered.ciphertext = b.ciphertext;
         assert_eq!(
-            encryptor.decrypt(&tampered).unwrap_err(),
+            encryptor.decrypt(&tampered, b"").unwrap_err(),
             CryptoError::Corrupt(7)
+        );
+    }
+
+    #[test]
+    fn a_value_opens_only_with_the_associated_data_it_was_sealed_with() {
+        let encryptor = Encryptor::new(&[key(1)]).unwrap();
+        let sealed = encryptor.encrypt("pw", b"tenant a");
+        assert_eq!(
+            encryptor.decrypt(&sealed, b"tenant b").unwrap_err(),
+            CryptoError::Corrupt(1)
+        );
+        assert!(encryptor.decrypt(&sealed, b"").is_err());
+        assert_eq!(
+            encryptor.decrypt(&sealed, b"tenant a").unwrap().expose(),
+            "pw"
         );
     }
 }

@@ -31,12 +31,18 @@ pub enum ApiErrors {
     /// No valid `Authorization: Bearer` key.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The key is scoped to one tenant and the operation needs an administrator key.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// No such object for this tenant.
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// The request conflicts with the current state (duplicate name, object in use, running).
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// The body is larger than `api.max_body_bytes`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
     /// The body is not JSON (`Content-Type` must be `application/json`).
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
@@ -62,6 +68,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("missing or invalid API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// The caller's key may not do this (a tenant-scoped key changing tenants or images).
+    #[error("{0}")]
+    Forbidden(String),
     /// The object does not exist or belongs to another tenant.
     #[error("{0} not found")]
     NotFound(String),
@@ -73,6 +82,9 @@ pub enum ApiError {
     /// The source database of a request cannot be reached or refused the operation.
     #[error("{0}")]
     Source(String),
+    /// The body is over the configured limit.
+    #[error("the request body is larger than the server accepts (api.max_body_bytes)")]
+    PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The pipeline runtime (processes or Kubernetes) failed.
@@ -95,9 +107,11 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::Source(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Runtime(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,10 +122,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",
             ApiError::Source(_) => "source_error",
+            ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Runtime(_) => "runtime_unavailable",
             ApiError::Internal(_) => "internal",

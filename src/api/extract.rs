@@ -1,12 +1,15 @@
 //! Request extractors that answer bad input with [`ApiError`]'s JSON instead of axum's plain
-//! text: [`JsonBody`] (400 bad JSON, 415 no JSON content type, 422 wrong shape), [`PathParam`]
+//! text: [`JsonBody`] (400 bad JSON, 413 over the body limit, 415 no JSON content type, 422
+//! wrong shape), [`PathParam`]
 //! (400) and [`TenantId`], the `tenant_id` header every tenant-scoped route requires.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::auth::Caller;
 use super::error::ApiError;
 
 /// A JSON request body.
@@ -41,6 +44,9 @@ where
                 JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                     "send the body as JSON with `Content-Type: application/json`".into(),
                 ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge
+                }
                 other => ApiError::bad_request("bad_request", other.body_text()),
             }),
         }
@@ -72,7 +78,8 @@ fn path_error(rejection: PathRejection) -> ApiError {
 /// Name of the header that scopes a request to one tenant.
 pub const TENANT_HEADER: &str = "tenant_id";
 
-/// The tenant a request is scoped to, from the `tenant_id` header.
+/// The tenant a request is scoped to, from the `tenant_id` header; a tenant the caller's key
+/// is not scoped to answers 404.
 #[derive(Debug, Clone)]
 pub struct TenantId(pub String);
 
@@ -97,6 +104,10 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantId {
                     "the `tenant_id` header must be a non-empty tenant id",
                 )
             })?;
+        // A key scoped to another tenant sees this one as missing, like its objects.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            caller.scope(text)?;
+        }
         Ok(TenantId(text.to_owned()))
     }
 }

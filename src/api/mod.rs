@@ -6,8 +6,10 @@
 //! - [`routes`]: one module per resource; [`extract`]: request extractors with JSON errors;
 //!   [`error`]: [`error::ApiError`], the one mapping from failures to status codes.
 //! - [`auth`]: bearer API keys (several, constant-time); [`metrics`]: Prometheus.
-//! - [`crypto`] + [`secrets`]: AES-256-GCM encryption of secret config fields at rest;
-//!   [`rotate`]: re-encryption with the newest key.
+//! - [`crypto`] + [`secrets`]: AES-256-GCM encryption of secret config fields at rest, bound to
+//!   their tenant, object and field; [`rotate`]: re-encryption with the newest key.
+//! - [`reach`]: the network policy applied to tenants' addresses; [`tenant_files`]: where their
+//!   file destinations may write.
 //! - [`domain`]: request/response shapes and validation; [`db`]: queries on schema `app`;
 //!   [`source_db`]: work on a tenant's source database (tables, publications, `etl` state).
 //! - [`runtime`]: where replicators run (`local` processes or `kubernetes` StatefulSets).
@@ -22,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod reach;
 pub mod rotate;
 pub mod routes;
 pub mod runtime;
@@ -29,3 +32,4 @@ pub mod secrets;
 pub mod source_db;
 pub mod startup;
 pub mod state;
+pub mod tenant_files;

@@ -1,5 +1,7 @@
 //! [`Application`]: the one place that wires the control plane (database pool, encryption keys,
-//! pipeline runtime, router) and binds its listener. `etl serve-api` and the tests both build it;
+//! network policy, tenants' file root, pipeline runtime, router) and binds its listener. Before
+//! serving it seals the secrets of rows written before secrets were bound to their place
+//! ([`rotate::bind_unbound`]). `etl serve-api` and the tests both build it;
 //! tests only change the config (port 0, a fresh database, a temporary state dir).
 
 use std::net::SocketAddr;
@@ -13,12 +15,15 @@ use tokio::net::TcpListener;
 use super::auth::ApiKeys;
 use super::crypto::{CryptoError, Encryptor};
 use super::metrics::Metrics;
+use super::rotate::{self, RotationError};
 use super::routes;
 use super::runtime::kubernetes::KubernetesRuntime;
 use super::runtime::local::LocalRuntime;
 use super::runtime::{PipelineRuntime, RuntimeError};
 use super::state::AppState;
+use super::tenant_files::TenantFiles;
 use crate::config::{ApiConfig, Environment, KubernetesConfig, PgConnection, RuntimeKind};
+use crate::netpolicy::{self, NetworkPolicy};
 use crate::shutdown::Shutdown;
 
 /// Why the control plane cannot start.
@@ -34,6 +39,10 @@ pub enum StartupError {
     NotMigrated { target: String },
     #[error("api.encryption_keys: {0}")]
     Keys(#[from] CryptoError),
+    #[error("cannot seal the stored secrets bound to their place (nothing was changed)")]
+    Reseal(#[from] RotationError),
+    #[error("api.local.data_dir: {0}")]
+    DataDir(std::io::Error),
     #[error("pipeline runtime `{kind}`: {message}")]
     Runtime { kind: &'static str, message: String },
     #[error("cannot listen on {addr}")]
@@ -113,6 +122,24 @@ impl Application {
         runtime: Arc<dyn PipelineRuntime>,
     ) -> Result<Self, StartupError> {
         let encryptor = Arc::new(Encryptor::new(&config.encryption_keys)?);
+        let bound = rotate::bind_unbound(&pool, &encryptor).await?;
+        if bound.rows > 0 {
+            tracing::info!(
+                rows = bound.rows,
+                values = bound.values,
+                "sealed stored secrets bound to their tenant, object and field"
+            );
+        }
+        let database = pool.connect_options();
+        let control_plane =
+            netpolicy::control_plane_addresses(database.get_host(), database.get_port()).await;
+        let policy = Arc::new(NetworkPolicy::new(
+            &config.network_policy,
+            false,
+            &control_plane,
+        ));
+        let files =
+            Arc::new(TenantFiles::new(&config.local.data_dir).map_err(StartupError::DataDir)?);
         let addr = config
             .listen_addr()
             .map_err(|(_, message)| StartupError::Runtime {
@@ -127,8 +154,14 @@ impl Application {
             encryptor,
             runtime,
             metrics: Arc::new(Metrics::default()),
+            policy,
+            files,
         };
-        let router = routes::router(state, ApiKeys::new(config.api_keys.clone()));
+        let router = routes::router(
+            state,
+            ApiKeys::new(config.api_keys.clone(), &config.tenant_keys),
+            config.max_body_bytes,
+        );
         Ok(Self { listener, router })
     }
 

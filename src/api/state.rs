@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use super::crypto::Encryptor;
 use super::metrics::Metrics;
 use super::runtime::PipelineRuntime;
+use super::tenant_files::TenantFiles;
+use crate::netpolicy::NetworkPolicy;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +17,8 @@ pub struct AppState {
     pub encryptor: Arc<Encryptor>,
     pub runtime: Arc<dyn PipelineRuntime>,
     pub metrics: Arc<Metrics>,
+    /// Where tenants' sources and destinations may point.
+    pub policy: Arc<NetworkPolicy>,
+    /// Where tenants' file destinations write.
+    pub files: Arc<TenantFiles>,
 }

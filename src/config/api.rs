@@ -1,6 +1,7 @@
 //! The `api` section: how `etl serve-api` listens, which API keys it accepts, the keys that
-//! encrypt secrets at rest, and which pipeline runtime starts replicators (`local` child
-//! processes or `kubernetes` StatefulSets, the latter configured by the `kubernetes` section).
+//! encrypt secrets at rest, which pipeline runtime starts replicators (`local` child
+//! processes or `kubernetes` StatefulSets, the latter configured by the `kubernetes` section),
+//! where tenants' sources may point ([`NetworkPolicyConfig`]) and how large a request may be.
 //!
 //! [`ApiConfig::validate`] is the one place that decides whether the control plane may start:
 //! without an API key or an encryption key it refuses, naming the key and how to set it.
@@ -12,11 +13,14 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::secret::Secret;
+use crate::netpolicy::NetworkPolicyConfig;
 
 /// Bytes of an AES-256 encryption key.
 pub const ENCRYPTION_KEY_BYTES: usize = 32;
 /// Shortest API key accepted (a generated key is 44 characters of base64).
 pub const MIN_API_KEY_CHARS: usize = 32;
+/// Default largest request body: configs are a few kilobytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The control plane's settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -25,9 +29,13 @@ pub struct ApiConfig {
     /// Address to listen on, e.g. `127.0.0.1:8000`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Accepted `Authorization: Bearer` keys; several at once so keys can be rotated.
+    /// Accepted `Authorization: Bearer` keys that administer every tenant; several at once so
+    /// keys can be rotated.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// Keys that administer one tenant each: only its own objects, no tenant or image changes.
+    #[serde(default)]
+    pub tenant_keys: Vec<TenantKeyConfig>,
     /// AES-256-GCM keys for secrets at rest; the highest id encrypts, every one decrypts.
     #[serde(default)]
     pub encryption_keys: Vec<EncryptionKeyConfig>,
@@ -37,6 +45,12 @@ pub struct ApiConfig {
     /// Settings of the `local` runtime.
     #[serde(default)]
     pub local: LocalRuntimeConfig,
+    /// Which hosts and ports tenants' sources and Postgres destinations may point at.
+    #[serde(default)]
+    pub network_policy: NetworkPolicyConfig,
+    /// Largest request body accepted; a larger one is answered 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 /// One encryption key: its id is stored next to every value it encrypted.
@@ -45,6 +59,16 @@ pub struct ApiConfig {
 pub struct EncryptionKeyConfig {
     pub id: u32,
     /// Base64 of 32 random bytes (`etl api generate-key`).
+    pub key: Secret,
+}
+
+/// A key scoped to one tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKeyConfig {
+    /// The tenant id (`acme`).
+    pub tenant: String,
+    /// At least 32 characters (`etl api generate-key`).
     pub key: Secret,
 }
 
@@ -72,6 +96,10 @@ pub struct LocalRuntimeConfig {
     /// Seconds a replicator gets after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_seconds: u64,
+    /// Root of the files tenants' `sqlite` and `jsonl` destinations write: each tenant gets
+    /// `{data_dir}/{tenant}/`, and a path given through the API is relative to it.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
 }
 
 impl Default for LocalRuntimeConfig {
@@ -80,8 +108,17 @@ impl Default for LocalRuntimeConfig {
             replicator_binary: None,
             state_dir: default_state_dir(),
             stop_timeout_seconds: default_stop_timeout(),
+            data_dir: default_data_dir(),
         }
     }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".etl/data")
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_listen() -> String {
@@ -132,6 +169,36 @@ impl ApiConfig {
                 ));
             }
         }
+        for (i, scoped) in self.tenant_keys.iter().enumerate() {
+            let tenant = &scoped.tenant;
+            if tenant.is_empty()
+                || !tenant
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err((
+                    format!("tenant_keys[{i}].tenant"),
+                    format!("`{tenant}` is not a tenant id (lowercase letters, digits, `-`)"),
+                ));
+            }
+            let key = scoped.key.expose().trim();
+            if key.chars().count() < MIN_API_KEY_CHARS {
+                return Err((
+                    format!("tenant_keys[{i}].key"),
+                    format!("a key must be at least {MIN_API_KEY_CHARS} characters"),
+                ));
+            }
+            let reused = self.api_keys.iter().any(|k| k.expose().trim() == key)
+                || self.tenant_keys[..i]
+                    .iter()
+                    .any(|k| k.key.expose().trim() == key);
+            if reused {
+                return Err((
+                    format!("tenant_keys[{i}].key"),
+                    "this key is configured twice: each key must name one caller".into(),
+                ));
+            }
+        }
         if self.encryption_keys.is_empty() {
             return Err((
                 "encryption_keys".into(),
@@ -149,6 +216,15 @@ impl ApiConfig {
                     format!("key id {} is used twice", entry.id),
                 ));
             }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err((
+                "max_body_bytes".into(),
+                "must be at least 1024 (a config body is a few kilobytes)".into(),
+            ));
+        }
+        if self.local.data_dir.as_os_str().is_empty() {
+            return Err(("local.data_dir".into(), "must not be empty".into()));
         }
         if self.local.stop_timeout_seconds == 0 {
             return Err((
@@ -189,12 +265,15 @@ mod tests {
         ApiConfig {
             listen: default_listen(),
             api_keys: vec![Secret::new(generate_key())],
+            tenant_keys: Vec::new(),
             encryption_keys: vec![EncryptionKeyConfig {
                 id: 1,
                 key: Secret::new(generate_key()),
             }],
             runtime: RuntimeKind::Local,
             local: LocalRuntimeConfig::default(),
+            network_policy: NetworkPolicyConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 
@@ -226,6 +305,20 @@ mod tests {
         let mut config = valid();
         config.listen = "localhost".into();
         assert_eq!(config.validate().unwrap_err().0, "listen");
+        let mut config = valid();
+        let admin = config.api_keys[0].clone();
+        config.tenant_keys.push(TenantKeyConfig {
+            tenant: "acme".into(),
+            key: admin,
+        });
+        assert_eq!(config.validate().unwrap_err().0, "tenant_keys[0].key");
+        config.tenant_keys[0].key = Secret::new(generate_key());
+        assert_eq!(config.validate(), Ok(()));
+        config.tenant_keys[0].tenant = "../x".into();
+        assert_eq!(config.validate().unwrap_err().0, "tenant_keys[0].tenant");
+        let mut config = valid();
+        config.max_body_bytes = 10;
+        assert_eq!(config.validate().unwrap_err().0, "max_body_bytes");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub const SECTION_NAMES: &[&str] = &[
     "destination",
     "kubernetes",
     "api", // the control plane (`etl serve-api`): listen, keys, runtime; see config/api.rs
+    "network_policy", // written by the control plane for its replicators; see netpolicy.rs
 ];
 
 /// The control-plane database (schema `app`), used by `serve-api` and `migrate api`.

@@ -231,3 +231,28 @@ async fn serve_api_serves_until_sigterm_and_rotate_key_moves_secrets_to_the_newe
     tokio::time::sleep(Duration::from_millis(10)).await;
     source.drop().await;
 }
+
+/// Issue 11: a refused source is reported within seconds with the real cause, and `--once`
+/// gives up instead of retrying forever.
+#[test]
+fn replicate_once_against_a_refused_source_exits_1_within_seconds_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prod.yaml"),
+        "pipeline:\n  id: 1\n  publication_name: p\n  metrics_address: null\n  \
+         pg_connection: {host: 127.0.0.1, port: 1, name: x, username: u, password: p, \
+         tls: {mode: disable}}\ndestination: {memory: {}}\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = etl(dir.path(), &["replicate", "--once"]).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: cannot reach the source 127.0.0.1:1")
+            && last.to_lowercase().contains("connection refused"),
+        "{text}"
+    );
+}

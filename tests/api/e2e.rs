@@ -57,14 +57,10 @@ async fn a_pipeline_created_through_the_api_replicates_into_sqlite() {
     )
     .await
     .expect(201);
-    let out = tempfile::tempdir().unwrap();
-    let db_path = out.path().join("mirror.db");
+    // A file destination's path is relative to the tenant's directory.
+    let db_path = app.config.local.data_dir.join("acme/mirror.db");
     let destination_id = app
-        .create_destination(
-            "acme",
-            "mirror",
-            json!({"sqlite": {"path": db_path.to_str().unwrap()}}),
-        )
+        .create_destination("acme", "mirror", json!({"sqlite": {"path": "mirror.db"}}))
         .await;
     let id = app
         .create_pipeline("acme", source_id, destination_id, "orders_pub")

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use etl::api::runtime::PipelineRuntime;
 use etl::api::runtime::local::LocalRuntime;
 use etl::api::startup::Application;
-use etl::config::api::generate_key;
+use etl::config::api::{DEFAULT_MAX_BODY_BYTES, generate_key};
 use etl::config::{
     ApiConfig, EncryptionKeyConfig, Environment, LocalRuntimeConfig, RuntimeKind, Secret,
 };
 use etl::migrate::{self, MigrationSet};
+use etl::netpolicy::NetworkPolicyConfig;
 use etl::shutdown::{self, ShutdownTrigger};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -32,11 +33,14 @@ pub struct TestApp {
     trigger: ShutdownTrigger,
 }
 
-/// An API config with one fresh API key and one encryption key (id 1).
+/// An API config with one fresh API key and one encryption key (id 1), tenants' files under
+/// `{state_dir}/data`, and a network policy that protects nothing (test sources live on the
+/// control plane's own local cluster, as in `dev`).
 pub fn api_config(state_dir: PathBuf, replicator_binary: Option<PathBuf>) -> ApiConfig {
     ApiConfig {
         listen: "127.0.0.1:0".into(),
         api_keys: vec![Secret::new(generate_key())],
+        tenant_keys: Vec::new(),
         encryption_keys: vec![EncryptionKeyConfig {
             id: 1,
             key: Secret::new(generate_key()),
@@ -46,9 +50,15 @@ pub fn api_config(state_dir: PathBuf, replicator_binary: Option<PathBuf>) -> Api
             replicator_binary: Some(
                 replicator_binary.unwrap_or_else(|| env!("CARGO_BIN_EXE_etl").into()),
             ),
+            data_dir: state_dir.join("data"),
             state_dir,
             stop_timeout_seconds: 10,
         },
+        network_policy: NetworkPolicyConfig {
+            protect: Some(Vec::new()),
+            ..NetworkPolicyConfig::default()
+        },
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
     }
 }
 
@@ -59,12 +69,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// A control plane whose `local` runtime starts `replicator_binary` (default: the real `etl`).
 pub async fn spawn_app_with(replicator_binary: Option<PathBuf>) -> TestApp {
+    spawn_app_configured(replicator_binary, |_| {}).await
+}
+
+/// A control plane with the test config changed by `change` (a network policy, a limit).
+pub async fn spawn_app_configured(
+    replicator_binary: Option<PathBuf>,
+    change: impl FnOnce(&mut ApiConfig),
+) -> TestApp {
     let db = TestDatabase::create("api").await;
     migrate::run(MigrationSet::Api, &db.options(), false, |_| {})
         .await
         .expect("migrate the app schema");
     let state_dir = tempfile::tempdir().unwrap();
-    let config = api_config(state_dir.path().to_owned(), replicator_binary);
+    let mut config = api_config(state_dir.path().to_owned(), replicator_binary);
+    change(&mut config);
     start(db, config, state_dir).await
 }
 
@@ -128,10 +147,20 @@ impl TestApp {
         tenant: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.api_key);
+        self.call_with_key(&self.api_key, method, path, tenant, body)
+            .await
+    }
+
+    /// A request with another key (e.g. one scoped to a tenant).
+    pub async fn call_with_key(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(key);
         if let Some(tenant) = tenant {
             request = request.header("tenant_id", tenant);
         }
@@ -155,6 +184,26 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str, tenant: Option<&str>) -> Reply {
         self.call(Method::DELETE, path, tenant, None).await
+    }
+
+    /// Sends a body that must be refused with 422 naming `field`; returns the error body.
+    pub async fn refused(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Value,
+        field: &str,
+    ) -> Value {
+        let body = self
+            .call(method, path, tenant, Some(body))
+            .await
+            .expect(422);
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{field}: {body}"
+        );
+        body
     }
 
     pub async fn create_tenant(&self, id: &str) {

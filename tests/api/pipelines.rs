@@ -377,7 +377,7 @@ async fn deleting_a_pipeline_tolerates_an_unreachable_source() {
         deleted["source_cleanup_error"]
             .as_str()
             .unwrap()
-            .contains("cannot connect"),
+            .contains("cannot be reached"),
         "{deleted}"
     );
     app.get(&format!("/v1/pipelines/{id}"), Some("acme"))

@@ -1,9 +1,15 @@
 //! `app.sources` and `app.destinations`: tenant-owned, named objects with a sealed JSON
 //! `config`. Both tables have the same shape, so one set of queries serves both.
+//!
+//! Secrets are sealed bound to their row's id, so a row is created in two steps inside one
+//! transaction (insert, then write the config sealed for the new id); every config written
+//! here is bound (`secrets_bound`), and [`lock_all`] finds the rows sealed before binding.
 
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::api::secrets::SealContext;
 
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +34,15 @@ impl ConfigTable {
         }
     }
 
+    /// Where the secrets of the row `id` of `tenant_id` belong.
+    pub fn seal_context(self, tenant_id: &str, id: i64) -> SealContext<'_> {
+        SealContext {
+            tenant_id,
+            kind: self.noun(),
+            object_id: id,
+        }
+    }
+
     fn sql(self, template: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(template.replace("{table}", self.table()))
     }
@@ -44,21 +59,32 @@ pub struct ConfiguredRow {
 
 const COLUMNS: &str = "id, tenant_id, name, config";
 
+/// Inserts a row whose config `seal` seals for the new row's id.
 pub async fn create(
     pool: &PgPool,
     table: ConfigTable,
     tenant_id: &str,
     name: &str,
-    config: &Value,
+    seal: impl FnOnce(i64) -> Value,
 ) -> Result<ConfiguredRow, sqlx::Error> {
-    sqlx::query_as(table.sql(&format!(
-        "insert into {{table}} (tenant_id, name, config) values ($1, $2, $3) returning {COLUMNS}"
-    )))
+    let mut tx = pool.begin().await?;
+    let (id,): (i64,) = sqlx::query_as(table.sql(
+        "insert into {table} (tenant_id, name, config, secrets_bound) \
+         values ($1, $2, '{}', true) returning id",
+    ))
     .bind(tenant_id)
     .bind(name)
-    .bind(Json(config))
-    .fetch_one(pool)
-    .await
+    .fetch_one(&mut *tx)
+    .await?;
+    let row = sqlx::query_as(table.sql(&format!(
+        "update {{table}} set config = $2 where id = $1 returning {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(Json(seal(id)))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 pub async fn list(
@@ -99,7 +125,8 @@ pub async fn update(
 ) -> Result<Option<ConfiguredRow>, sqlx::Error> {
     sqlx::query_as(table.sql(&format!(
         "update {{table}} set name = coalesce($3, name), config = coalesce($4, config), \
-         updated_at = now() where tenant_id = $1 and id = $2 returning {COLUMNS}"
+         secrets_bound = secrets_bound or $4 is not null, updated_at = now() \
+         where tenant_id = $1 and id = $2 returning {COLUMNS}"
     )))
     .bind(tenant_id)
     .bind(id)
@@ -124,14 +151,28 @@ pub async fn delete(
     Ok(done.rows_affected() > 0)
 }
 
-/// Every row's id and config, locked for update (key rotation).
+/// A row's sealed config and whether its secrets are bound to it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedRow {
+    pub id: i64,
+    pub tenant_id: String,
+    pub config: Json<Value>,
+    pub secrets_bound: bool,
+}
+
+/// Every row (or, with `unbound_only`, those sealed before binding), locked for update.
 pub async fn lock_all(
     tx: &mut Transaction<'_, Postgres>,
     table: ConfigTable,
-) -> Result<Vec<(i64, Json<Value>)>, sqlx::Error> {
-    sqlx::query_as(table.sql("select id, config from {table} order by id for update"))
-        .fetch_all(&mut **tx)
-        .await
+    unbound_only: bool,
+) -> Result<Vec<SealedRow>, sqlx::Error> {
+    sqlx::query_as(table.sql(
+        "select id, tenant_id, config, secrets_bound from {table} \
+         where not (secrets_bound and $1) order by id for update",
+    ))
+    .bind(unbound_only)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 pub async fn set_config(
@@ -140,10 +181,12 @@ pub async fn set_config(
     id: i64,
     config: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(table.sql("update {table} set config = $2, updated_at = now() where id = $1"))
-        .bind(id)
-        .bind(Json(config))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(table.sql(
+        "update {table} set config = $2, secrets_bound = true, updated_at = now() where id = $1",
+    ))
+    .bind(id)
+    .bind(Json(config))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

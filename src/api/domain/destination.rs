@@ -2,8 +2,7 @@
 //! section (one kind, e.g. `{"sqlite": {"path": "/data/shop.db"}}`), validated by deserializing
 //! it into [`DestinationConfig`], so the API accepts exactly the kinds and fields the replicator
 //! supports. Secret fields (`password`, `url`, `*key*`, `*token*`, `*secret*`) are sealed at rest.
-
-use std::path::Path;
+//! File paths (`sqlite.path`, `jsonl.path`) are relative to the tenant's data directory.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,7 +25,8 @@ pub struct Destination {
 #[serde(deny_unknown_fields)]
 pub struct CreateDestination {
     pub name: String,
-    /// Exactly one kind, e.g. `{"memory": {}}` or `{"sqlite": {"path": "/data/x.db"}}`.
+    /// Exactly one kind, e.g. `{"memory": {}}` or `{"sqlite": {"path": "shop/x.db"}}` (file
+    /// paths are relative to the tenant's data directory).
     #[schema(value_type = Object)]
     pub config: Value,
 }
@@ -67,40 +67,23 @@ pub fn validate_config(config: &Value) -> Result<DestinationConfig, String> {
     Ok(parsed)
 }
 
-/// Checks that can be made without writing anything: the config's shape, and for file-based
-/// kinds that the path can be a file and is absolute (the replicator creates missing folders).
+/// The shape of a config as findings (empty: valid). Paths and addresses are checked by the
+/// route, which knows the tenant and the network policy.
 pub fn findings(config: &Value) -> Vec<Finding> {
-    if let Err(message) = validate_config(config) {
-        return vec![Finding {
-            level: FindingLevel::Critical,
-            code: "invalid_config".into(),
-            message,
-            hint: "give exactly one destination kind with its fields, e.g. {\"memory\": {}}".into(),
-        }];
+    match validate_config(config) {
+        Ok(_) => Vec::new(),
+        Err(message) => vec![invalid(message)],
     }
-    let mut out = Vec::new();
-    if let Some(kind) = config.as_object().and_then(|m| m.values().next())
-        && let Some(path) = kind.get("path").and_then(Value::as_str)
-    {
-        let parent = Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if parent.exists() && !parent.is_dir() {
-            out.push(Finding {
-                level: FindingLevel::Critical,
-                code: "not_a_directory".into(),
-                message: format!("{} is not a directory", parent.display()),
-                hint: "choose a path inside a directory".into(),
-            });
-        } else if Path::new(path).is_relative() {
-            out.push(Finding {
-                level: FindingLevel::Warning,
-                code: "relative_path".into(),
-                message: format!("`{path}` is relative to the replicator's working directory"),
-                hint: "use an absolute path".into(),
-            });
-        }
+}
+
+/// A critical `invalid_config` finding.
+pub fn invalid(message: String) -> Finding {
+    Finding {
+        level: FindingLevel::Critical,
+        code: "invalid_config".into(),
+        message,
+        hint: "give exactly one destination kind with its fields, e.g. {\"memory\": {}}; file \
+               paths relative to the tenant's directory; plain-text secrets"
+            .into(),
     }
-    out
 }

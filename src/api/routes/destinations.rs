@@ -1,5 +1,7 @@
 //! `/v1/destinations`: a tenant's destinations (secrets sealed at rest, never returned) and
-//! `POST /v1/destinations/validate`.
+//! `POST /v1/destinations/validate`. A config must be plain (no sealed secret from a client),
+//! valid for the replicator, with file paths inside the tenant's directory and a `postgres`
+//! target the network policy allows.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,15 +11,15 @@ use serde_json::Value;
 use crate::api::db::configured::{self, ConfigTable, ConfiguredRow};
 use crate::api::domain::destination::{
     CreateDestination, Destination, Destinations, UpdateDestination, ValidateDestination, findings,
-    validate_config,
+    invalid, validate_config,
 };
 use crate::api::domain::source::ValidationReport;
 use crate::api::domain::tenant::validate_name;
 use crate::api::error::{ApiError, ApiErrors};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::routes::owned;
-use crate::api::secrets;
 use crate::api::state::AppState;
+use crate::api::{reach, secrets};
 
 const TABLE: ConfigTable = ConfigTable::Destinations;
 
@@ -34,10 +36,24 @@ async fn find(state: &AppState, tenant: &TenantId, id: i64) -> Result<Configured
     owned::find(state, TABLE, tenant, id).await
 }
 
-/// Validates a plain config and seals it.
-fn checked_and_sealed(state: &AppState, plain: Value) -> Result<Value, ApiError> {
-    validate_config(&plain).map_err(ApiError::Invalid)?;
-    Ok(secrets::seal(plain, &state.encryptor))
+/// Everything a plain config from a client must pass before it is stored; errors name the
+/// field.
+async fn check(state: &AppState, tenant: &TenantId, plain: &Value) -> Result<(), ApiError> {
+    validate_config(plain).map_err(ApiError::Invalid)?;
+    state
+        .files
+        .check(&tenant.0, plain)
+        .map_err(ApiError::Invalid)?;
+    if let Some(target) = reach::destination_target(plain)? {
+        reach::check(&state.policy, &target).await?;
+    }
+    Ok(())
+}
+
+/// A stored destination's config, decrypted.
+pub(crate) fn open(state: &AppState, row: ConfiguredRow) -> Result<Value, ApiError> {
+    let context = TABLE.seal_context(&row.tenant_id, row.id);
+    Ok(secrets::open(row.config.0, &state.encryptor, &context)?)
 }
 
 #[utoipa::path(post, path = "/v1/destinations", tag = "destinations", request_body = CreateDestination,
@@ -52,8 +68,11 @@ pub async fn create_destination(
     JsonBody(body): JsonBody<CreateDestination>,
 ) -> Result<(StatusCode, Json<Destination>), ApiError> {
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
-    let sealed = checked_and_sealed(&state, body.config)?;
-    let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, &sealed)
+    secrets::check_plain(&body.config).map_err(ApiError::Invalid)?;
+    check(&state, &tenant, &body.config).await?;
+    let plain = body.config;
+    let seal = |id| secrets::seal(plain, &state.encryptor, &TABLE.seal_context(&tenant.0, id));
+    let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, seal)
         .await
         .map_err(|e| owned::write_error(TABLE, &tenant, &body.name, e))?;
     Ok((StatusCode::CREATED, Json(to_destination(row))))
@@ -109,10 +128,12 @@ pub async fn update_destination(
     }
     let stored = find(&state, &tenant, id).await?;
     let sealed = match body.config {
-        Some(mut config) => {
-            secrets::keep_omitted_secrets(&mut config, &stored.config.0);
-            let plain = secrets::open(config, &state.encryptor)?;
-            Some(checked_and_sealed(&state, plain)?)
+        Some(mut plain) => {
+            secrets::check_plain(&plain).map_err(ApiError::Invalid)?;
+            secrets::keep_omitted_secrets(&mut plain, &open(&state, stored)?);
+            check(&state, &tenant, &plain).await?;
+            let context = TABLE.seal_context(&tenant.0, id);
+            Some(secrets::seal(plain, &state.encryptor, &context))
         }
         None => None,
     };
@@ -151,10 +172,19 @@ pub async fn delete_destination(
         ApiErrors,
     ))]
 pub async fn validate_destination(
-    _tenant: TenantId,
+    State(state): State<AppState>,
+    tenant: TenantId,
     JsonBody(body): JsonBody<ValidateDestination>,
 ) -> Json<ValidationReport> {
-    Json(ValidationReport {
-        findings: findings(&body.config),
-    })
+    let findings = match secrets::check_plain(&body.config) {
+        Err(message) => vec![invalid(message)],
+        Ok(()) => match findings(&body.config).as_slice() {
+            [] => match check(&state, &tenant, &body.config).await {
+                Err(error) => vec![invalid(error.to_string())],
+                Ok(()) => Vec::new(),
+            },
+            found => found.to_vec(),
+        },
+    };
+    Json(ValidationReport { findings })
 }

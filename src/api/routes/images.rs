@@ -1,9 +1,11 @@
 //! `/v1/images`: replicator container images; exactly one is the default for new pipelines.
+//! Every key may read them; only administrator keys (`api.api_keys`) change them.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use crate::api::auth::Caller;
 use crate::api::db::images::{self, DeleteOutcome, UpdateOutcome};
 use crate::api::domain::image::{CreateImage, Image, Images, UpdateImage};
 use crate::api::domain::tenant::validate_name;
@@ -22,8 +24,10 @@ fn not_found(id: i64) -> ApiError {
     ))]
 pub async fn create_image(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateImage>,
 ) -> Result<(StatusCode, Json<Image>), ApiError> {
+    caller.require_admin("adding an image")?;
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
     let image = images::create(&state.pool, &body.name, body.is_default)
         .await
@@ -66,9 +70,11 @@ pub async fn get_image(
     ))]
 pub async fn update_image(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<i64>,
     JsonBody(body): JsonBody<UpdateImage>,
 ) -> Result<Json<Image>, ApiError> {
+    caller.require_admin("changing an image")?;
     if let Some(name) = &body.name {
         validate_name("name", name).map_err(ApiError::Invalid)?;
     }
@@ -92,8 +98,10 @@ pub async fn update_image(
     ))]
 pub async fn delete_image(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<i64>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require_admin("deleting an image")?;
     match images::delete(&state.pool, id).await {
         Ok(DeleteOutcome::Deleted) => Ok(StatusCode::NO_CONTENT),
         Ok(DeleteOutcome::NotFound) => Err(not_found(id)),

@@ -15,7 +15,7 @@ pub mod tenants;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
@@ -32,8 +32,8 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
-/// The whole application.
-pub fn router(state: AppState, keys: ApiKeys) -> Router {
+/// The whole application; request bodies above `max_body_bytes` are answered 413.
+pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
     use destinations as d;
     use pipeline_actions as pa;
     use pipelines as p;
@@ -115,6 +115,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
             post(pa::rollback_tables),
         )
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(keys, require_api_key));
 
     let metrics = state.metrics.clone();

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::pipelines::{connect_source, find, settings, target};
+use super::{destinations, sources};
 use crate::api::db::configured::{self, ConfigTable};
 use crate::api::db::pipelines::{self, PipelineRow};
 use crate::api::domain::pipeline::{
@@ -14,27 +15,30 @@ use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::runtime::replicator_config::{self, ReplicatorInputs};
 use crate::api::runtime::{self, LaunchSpec};
-use crate::api::secrets;
 use crate::api::source_db::state as source_state;
 use crate::api::state::AppState;
 
-/// Everything the runtime needs to start the pipeline's replicator, secrets decrypted.
+/// Everything the runtime needs to start the pipeline's replicator, secrets decrypted, file
+/// paths placed in the tenant's directory, and the network policy for the replicator to check
+/// again right before it connects.
 async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, ApiError> {
     let settings = settings(row)?;
-    let mut plain = Vec::with_capacity(2);
-    for (table, id) in [
-        (ConfigTable::Sources, row.source_id),
-        (ConfigTable::Destinations, row.destination_id),
-    ] {
-        let stored = configured::get(&state.pool, table, &row.tenant_id, id)
+    let stored = |table: ConfigTable, id| async move {
+        configured::get(&state.pool, table, &row.tenant_id, id)
             .await?
             .ok_or_else(|| {
                 ApiError::Internal(format!("pipeline {} lost its {}", row.id, table.noun()))
-            })?;
-        plain.push(secrets::open(stored.config.0, &state.encryptor)?);
-    }
-    let destination = plain.pop().unwrap_or_default();
-    let source = plain.pop().unwrap_or_default();
+            })
+    };
+    let source = sources::open(state, stored(ConfigTable::Sources, row.source_id).await?)?;
+    let destination = destinations::open(
+        state,
+        stored(ConfigTable::Destinations, row.destination_id).await?,
+    )?;
+    let destination = state
+        .files
+        .place(&row.tenant_id, destination)
+        .map_err(|e| ApiError::Invalid(format!("destination {}: {e}", row.destination_id)))?;
     let internal = |what: &str, e: &dyn std::fmt::Display| {
         ApiError::Internal(format!("pipeline {} {what}: {e}", row.id))
     };
@@ -53,10 +57,19 @@ async fn launch_spec(state: &AppState, row: &PipelineRow) -> Result<LaunchSpec, 
             .map_err(|e| internal("metrics address", &e))?,
     })
     .map_err(|e| internal("replicator config", &e))?;
+    // One more top-level section of the same document: the replicator's network policy.
+    #[derive(serde::Serialize)]
+    struct PolicySection {
+        network_policy: crate::netpolicy::NetworkPolicyConfig,
+    }
+    let policy = serde_yaml::to_string(&PolicySection {
+        network_policy: state.policy.to_config(),
+    })
+    .map_err(|e| internal("replicator network policy", &e))?;
     Ok(LaunchSpec {
         target: target(row),
         image: pipelines::image_of(&state.pool, row.replicator_id).await?,
-        config_yaml: config.yaml,
+        config_yaml: format!("{}{policy}", config.yaml),
         secrets: config.secrets,
         resources: settings.resources,
     })

@@ -14,7 +14,6 @@ use crate::api::domain::pipeline::{
 use crate::api::error::{ApiError, ApiErrors, conflict_on_unique};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::runtime::ReplicatorTarget;
-use crate::api::secrets;
 use crate::api::source_db::{self, state as source_state};
 use crate::api::state::AppState;
 
@@ -69,7 +68,7 @@ pub(crate) async fn connect_source(
     )
     .await?
     .ok_or_else(|| ApiError::Internal(format!("pipeline {} has no source", row.id)))?;
-    source_db::connect(&secrets::open(source.config.0, &state.encryptor)?).await
+    source_db::connect(&super::sources::open(state, source)?, &state.policy).await
 }
 
 /// Drops the pipeline's slots and `etl` rows on its source; `Err` says why it could not.

@@ -17,7 +17,7 @@ use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::routes::owned;
 use crate::api::source_db::{self, checks, publications};
 use crate::api::state::AppState;
-use crate::api::{secrets, source_db::connect};
+use crate::api::{reach, secrets, source_db::connect};
 
 const TABLE: ConfigTable = ConfigTable::Sources;
 
@@ -39,6 +39,12 @@ pub(crate) async fn find(
     owned::find(state, TABLE, tenant, id).await
 }
 
+/// A stored source's settings, decrypted.
+pub(crate) fn open(state: &AppState, row: ConfiguredRow) -> Result<Value, ApiError> {
+    let context = TABLE.seal_context(&row.tenant_id, row.id);
+    Ok(secrets::open(row.config.0, &state.encryptor, &context)?)
+}
+
 /// Connects to a tenant's source with its decrypted settings.
 pub(crate) async fn connect_source(
     state: &AppState,
@@ -46,7 +52,13 @@ pub(crate) async fn connect_source(
     id: i64,
 ) -> Result<sqlx::PgPool, ApiError> {
     let row = find(state, tenant, id).await?;
-    connect(&secrets::open(row.config.0, &state.encryptor)?).await
+    connect(&open(state, row)?, &state.policy).await
+}
+
+/// The settings of a create or update, checked against the network policy.
+async fn checked(state: &AppState, plain: &Value) -> Result<(), ApiError> {
+    reach::check(&state.policy, &reach::source_target(plain)?).await?;
+    Ok(())
 }
 
 #[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = CreateSource,
@@ -62,8 +74,9 @@ pub async fn create_source(
 ) -> Result<(StatusCode, Json<Source>), ApiError> {
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
     let plain = body.config.to_json().map_err(ApiError::Invalid)?;
-    let sealed = secrets::seal(plain, &state.encryptor);
-    let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, &sealed)
+    checked(&state, &plain).await?;
+    let seal = |id| secrets::seal(plain, &state.encryptor, &TABLE.seal_context(&tenant.0, id));
+    let row = configured::create(&state.pool, TABLE, &tenant.0, &body.name, seal)
         .await
         .map_err(|e| owned::write_error(TABLE, &tenant, &body.name, e))?;
     Ok((StatusCode::CREATED, Json(to_source(row)?)))
@@ -117,7 +130,7 @@ pub async fn update_source(
     }
     let stored = find(&state, &tenant, id).await?;
     let sealed = match &body.config {
-        Some(config) => Some(reseal(&state, config, &stored.config.0)?),
+        Some(config) => Some(reseal(&state, config, stored).await?),
         None => None,
     };
     let row = owned::update(
@@ -132,11 +145,18 @@ pub async fn update_source(
     Ok(Json(to_source(row)?))
 }
 
-/// New settings sealed, keeping the stored password when the update leaves it out.
-fn reseal(state: &AppState, config: &SourceConfigIn, stored: &Value) -> Result<Value, ApiError> {
+/// New settings checked and sealed, keeping the stored password when the update leaves it out.
+async fn reseal(
+    state: &AppState,
+    config: &SourceConfigIn,
+    stored: ConfiguredRow,
+) -> Result<Value, ApiError> {
     let mut plain = config.to_json().map_err(ApiError::Invalid)?;
-    secrets::keep_omitted_secrets(&mut plain, stored);
-    Ok(secrets::seal(plain, &state.encryptor))
+    checked(state, &plain).await?;
+    let (tenant, id) = (stored.tenant_id.clone(), stored.id);
+    secrets::keep_omitted_secrets(&mut plain, &open(state, stored)?);
+    let context = TABLE.seal_context(&tenant, id);
+    Ok(secrets::seal(plain, &state.encryptor, &context))
 }
 
 #[utoipa::path(delete, path = "/v1/sources/{source_id}", tag = "sources",
@@ -179,11 +199,12 @@ pub async fn list_source_tables(
         ApiErrors,
     ))]
 pub async fn validate_source(
+    State(state): State<AppState>,
     _tenant: TenantId,
     JsonBody(body): JsonBody<ValidateSource>,
 ) -> Result<Json<ValidationReport>, ApiError> {
     let plain = body.config.to_json().map_err(ApiError::Invalid)?;
-    let findings = match source_db::connect(&plain).await {
+    let findings = match source_db::connect(&plain, &state.policy).await {
         Ok(pool) => checks::run(&pool, body.publication.as_deref()).await?,
         Err(ApiError::Source(message)) => vec![checks::unreachable(message)],
         Err(other) => return Err(other),

@@ -1,12 +1,14 @@
 //! `/v1/tenants`: create, list, get, update (PATCH), create-or-update (PUT), delete. Deleting a
 //! tenant with a running pipeline is refused (409); otherwise its pipelines' slots and state are
-//! removed from their sources and everything it owns is deleted.
+//! removed from their sources and everything it owns is deleted. A tenant-scoped key sees and
+//! changes only its own tenant and cannot create one.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::pipelines::{cleanup_source, target};
+use crate::api::auth::Caller;
 use crate::api::db::{pipelines, tenants};
 use crate::api::domain::tenant::{
     CreateTenant, Tenant, Tenants, UpdateTenant, validate_name, validate_tenant_id,
@@ -23,8 +25,10 @@ use crate::api::state::AppState;
     ))]
 pub async fn create_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateTenant>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    caller.require_admin("creating a tenant")?;
     validate_tenant_id(&body.id).map_err(ApiError::Invalid)?;
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
     let tenant = tenants::create(&state.pool, &body.id, &body.name)
@@ -35,13 +39,16 @@ pub async fn create_tenant(
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
     responses(
-        (status = 200, description = "Every tenant", body = Tenants),
+        (status = 200, description = "Every tenant (a tenant-scoped key: its own)", body = Tenants),
         ApiErrors,
     ))]
-pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Tenants>, ApiError> {
-    Ok(Json(Tenants {
-        tenants: tenants::list(&state.pool).await?,
-    }))
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Tenants>, ApiError> {
+    let mut all = tenants::list(&state.pool).await?;
+    all.retain(|tenant| caller.may_act_for(&tenant.id));
+    Ok(Json(Tenants { tenants: all }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "tenants",
@@ -52,8 +59,10 @@ pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Tenants>
     ))]
 pub async fn get_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<Tenant>, ApiError> {
+    caller.scope(&id)?;
     tenants::get(&state.pool, &id)
         .await?
         .map(Json)
@@ -68,9 +77,11 @@ pub async fn get_tenant(
     ))]
 pub async fn update_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
 ) -> Result<Json<Tenant>, ApiError> {
+    caller.scope(&id)?;
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
     tenants::update(&state.pool, &id, &body.name)
         .await?
@@ -87,9 +98,11 @@ pub async fn update_tenant(
     ))]
 pub async fn put_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    caller.scope(&id)?;
     validate_tenant_id(&id).map_err(ApiError::Invalid)?;
     validate_name("name", &body.name).map_err(ApiError::Invalid)?;
     let (tenant, created) = tenants::upsert(&state.pool, &id, &body.name).await?;
@@ -109,8 +122,10 @@ pub async fn put_tenant(
     ))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.scope(&id)?;
     if tenants::get(&state.pool, &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("tenant `{id}`")));
     }

@@ -37,6 +37,8 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const STREAMING_MARKER: &[u8] = b"resuming from LSN";
 /// How much of a run's log is searched for the marker (it comes within the first lines).
 const MARKER_SEARCH_BYTES: u64 = 4 << 20;
+/// How much of the end of a log is searched for the failure reason (a backtrace can follow it).
+const REASON_SEARCH_BYTES: u64 = 256 << 10;
 
 /// Child processes on this machine.
 pub struct LocalRuntime {
@@ -441,7 +443,6 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
     }
 }
 
-/// The last non-empty line of the log, shortened.
 /// Whether the log of the current run (from `log-offset`) holds the streaming marker.
 fn logged_streaming(files: &Files) -> bool {
     use std::io::{Read as _, Seek as _, SeekFrom};
@@ -465,14 +466,55 @@ fn logged_streaming(files: &Files) -> bool {
         .any(|window| window == STREAMING_MARKER)
 }
 
+/// The last line of the log that says something (not blank, not a frame of the backtrace
+/// `etl` prints after its error line when `RUST_BACKTRACE` is set), shortened.
 fn last_log_line(path: &Path) -> Option<String> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    file.seek(SeekFrom::Start(len.saturating_sub(REASON_SEARCH_BYTES)))
+        .ok()?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail).ok()?;
     let text = String::from_utf8_lossy(&tail);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    let line = text.lines().rev().find(|l| !is_noise(l))?.trim();
     Some(line.chars().take(500).collect())
+}
+
+/// A blank line or a line of a printed backtrace (`stack backtrace:`, `  12: etl::main`,
+/// `      at ./src/main.rs:9:5`, `note: … RUST_BACKTRACE …`).
+fn is_noise(line: &str) -> bool {
+    let line = line.trim();
+    let frame = line
+        .split_once(": ")
+        .is_some_and(|(index, _)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()));
+    line.is_empty()
+        || frame
+        || line.starts_with("at ")
+        || line == "stack backtrace:"
+        || (line.starts_with("note: ") && line.contains("RUST_BACKTRACE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_reason_is_the_error_line_not_a_backtrace_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("replicator.log");
+        let mut text = String::from(
+            "INFO replicator starting\nerror: pipeline 1 stopped: connection refused\n",
+        );
+        for i in 0..200 {
+            text.push_str(&format!(
+                "  {i:>2}: etl::engine::frame_{i}\n             at ./src/engine/mod.rs:{i}:5\n"
+            ));
+        }
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(
+            last_log_line(&log).as_deref(),
+            Some("error: pipeline 1 stopped: connection refused")
+        );
+    }
 }

@@ -4,7 +4,8 @@
 //! pipeline (status, rollback, cleanup on delete).
 //!
 //! Errors the source reports (a missing table, a refused login) are the caller's to fix and
-//! come back as 422 with the server's message; they never carry our SQL or a secret.
+//! come back as 422 with the server's message; they never carry our SQL or a secret. A source
+//! the network policy refuses, or that does not answer, gets one generic message.
 
 pub mod checks;
 pub mod publications;
@@ -17,36 +18,46 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::api::error::{ApiError, pg_code};
-use crate::config::PgConnectionConfig;
+use crate::api::reach;
+use crate::netpolicy::{NetworkPolicy, Refusal};
 
 /// How long connecting to a source may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to a source with its decrypted (plain) settings: a small pool for one request.
-pub async fn connect(plain: &Value) -> Result<PgPool, ApiError> {
-    let config: PgConnectionConfig = serde_json::from_value(plain.clone())
-        .map_err(|e| ApiError::Internal(format!("stored source config: {e}")))?;
-    let connection = config
-        .resolve()
-        .map_err(|e| ApiError::Invalid(format!("source config: {e}")))?;
+/// Connects to a source with its decrypted (plain) settings, if the network policy allows its
+/// address: a small pool for one request. A refused address and one that does not answer get
+/// the same message; the details go to the log.
+pub async fn connect(plain: &Value, policy: &NetworkPolicy) -> Result<PgPool, ApiError> {
+    let target = reach::source_target(plain)?;
+    let checked = reach::check(policy, &target)
+        .await
+        .map_err(|_| unreachable_source())?;
+    let connection = reach::pinned(target.connection, &checked);
     let options = connection.sqlx_options();
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options);
-    match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
-        Ok(Ok(pool)) => Ok(pool),
-        Ok(Err(e)) => Err(ApiError::Source(format!(
-            "cannot connect to the source {}: {}",
-            connection.describe(),
-            describe(&e)
-        ))),
-        Err(_) => Err(ApiError::Source(format!(
-            "cannot connect to the source {}: no answer within {} s",
-            connection.describe(),
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    }
+    let failure = match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
+        Ok(Ok(pool)) => return Ok(pool),
+        // The server answered and refused (a login, a database): its message is the tenant's
+        // to act on.
+        Ok(Err(e @ sqlx::Error::Database(_))) => {
+            return Err(ApiError::Source(format!(
+                "the source refused the connection: {}",
+                describe(&e)
+            )));
+        }
+        Ok(Err(e)) => describe(&e),
+        Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(source = %connection.describe(), reason = %failure, "cannot connect to a tenant's source");
+    Err(unreachable_source())
+}
+
+/// What a tenant learns about a source that is not allowed or does not answer.
+fn unreachable_source() -> ApiError {
+    ApiError::Source(format!("the source {}", Refusal::TENANT_MESSAGE))
 }
 
 /// A source-side failure as the client sees it: the server's message, never our SQL.
