@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::config::{BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings};
+use crate::engine::state::StateName;
 
 /// Settings of a pipeline's replicator.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -159,6 +160,31 @@ pub struct PipelineStatus {
     pub reason: Option<String>,
 }
 
+/// A table's replication state (the engine's `StateName`, as the API shows it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStateName {
+    Init,
+    DataSync,
+    FinishedCopy,
+    SyncDone,
+    Ready,
+    Errored,
+}
+
+impl From<StateName> for TableStateName {
+    fn from(name: StateName) -> Self {
+        match name {
+            StateName::Init => TableStateName::Init,
+            StateName::DataSync => TableStateName::DataSync,
+            StateName::FinishedCopy => TableStateName::FinishedCopy,
+            StateName::SyncDone => TableStateName::SyncDone,
+            StateName::Ready => TableStateName::Ready,
+            StateName::Errored => TableStateName::Errored,
+        }
+    }
+}
+
 /// One table's replication state, from the source's `etl.replication_state`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TableReplicationState {
@@ -166,8 +192,7 @@ pub struct TableReplicationState {
     /// `schema.name`, when the table still exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
-    /// init | data_sync | finished_copy | sync_done | ready | errored
-    pub state: String,
+    pub state: TableStateName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_done_lsn: Option<String>,
     /// For `errored`: `{reason, hint, retry}` as the replicator wrote it.
@@ -233,8 +258,8 @@ pub struct RollbackRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolledBackTable {
     pub table_id: i64,
-    pub from: String,
-    pub to: String,
+    pub from: TableStateName,
+    pub to: TableStateName,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -116,7 +116,8 @@ pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(keys, require_api_key));
+        .layer(axum::middleware::from_fn_with_state(keys, require_api_key))
+        .layer(axum::middleware::from_fn(request_span));
 
     let metrics = state.metrics.clone();
     Router::new()
@@ -129,6 +130,46 @@ pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
+/// One span per request under `/v1`, so every line a handler logs names the tenant (and the
+/// pipeline, for its routes) without each handler saying so.
+async fn request_span(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let tenant_id = request
+        .headers()
+        .get(super::extract::TENANT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!("request", method = %request.method(),
+        path = %request.uri().path(), %tenant_id, pipeline_id = tracing::field::Empty);
+    if let Some(id) = pipeline_in_path(request.uri().path()) {
+        span.record("pipeline_id", id);
+    }
+    next.run(request).instrument(span).await
+}
+
+/// The pipeline id of a `/pipelines/{id}/…` path (seen without the `/v1` prefix).
+fn pipeline_in_path(path: &str) -> Option<i64> {
+    let rest = path.trim_start_matches("/v1").strip_prefix("/pipelines/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("route".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pipeline_in_path;
+
+    #[test]
+    fn the_pipeline_of_a_path_is_its_id_segment() {
+        assert_eq!(pipeline_in_path("/pipelines/42/start"), Some(42));
+        assert_eq!(pipeline_in_path("/v1/pipelines/7"), Some(7));
+        assert_eq!(pipeline_in_path("/pipelines"), None);
+        assert_eq!(pipeline_in_path("/sources/3"), None);
+    }
 }

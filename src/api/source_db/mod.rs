@@ -79,24 +79,7 @@ pub fn describe(error: &sqlx::Error) -> String {
     }
 }
 
-/// An error and its causes on one line (`reading x: connection refused`).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        match e.downcast_ref::<sqlx::Error>() {
-            Some(sql) => text.push_str(&format!(": {}", describe(sql))),
-            None => text.push_str(&format!(": {e}")),
-        }
-        cause = e.source();
-    }
-    text
-}
-
-/// `"name"` with embedded quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::base::error_chain as chain;
 
 /// Checks an identifier a client gave (Postgres refuses NUL; 63 bytes is its limit).
 pub fn check_ident(what: &str, name: &str) -> Result<(), ApiError> {
@@ -107,15 +90,4 @@ pub fn check_ident(what: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_quoted_with_embedded_quotes_doubled() {
-        assert_eq!(quote_ident("Orders"), "\"Orders\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 }

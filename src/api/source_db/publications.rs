@@ -3,9 +3,10 @@
 use sqlx::PgPool;
 use sqlx::types::Json;
 
-use super::{check_ident, quote_ident, source_error};
+use super::{check_ident, source_error};
 use crate::api::domain::source::{Publication, SourceTable, TableName};
 use crate::api::error::{ApiError, pg_code};
+use crate::base::quote::quote_identifier;
 
 /// The user tables of the source (ordinary and partitioned), by schema and name.
 pub async fn tables(pool: &PgPool) -> Result<Vec<SourceTable>, ApiError> {
@@ -54,8 +55,8 @@ fn table_list(tables: &[TableName]) -> Result<String, ApiError> {
         check_ident("table", &table.name)?;
         parts.push(format!(
             "{}.{}",
-            quote_ident(&table.schema),
-            quote_ident(&table.name)
+            quote_identifier(&table.schema),
+            quote_identifier(&table.name)
         ));
     }
     Ok(parts.join(", "))
@@ -75,7 +76,7 @@ pub async fn create(
     tables: &[TableName],
 ) -> Result<Publication, ApiError> {
     check_ident("publication name", name)?;
-    let mut sql = format!("create publication {}", quote_ident(name));
+    let mut sql = format!("create publication {}", quote_identifier(name));
     if !tables.is_empty() {
         sql.push_str(&format!(" for table {}", table_list(tables)?));
     }
@@ -100,13 +101,13 @@ pub async fn set_tables(
         }
         format!(
             "alter publication {} drop table {}",
-            quote_ident(name),
+            quote_identifier(name),
             table_list(&current.tables)?
         )
     } else {
         format!(
             "alter publication {} set table {}",
-            quote_ident(name),
+            quote_identifier(name),
             table_list(tables)?
         )
     };
@@ -121,7 +122,7 @@ pub async fn drop(pool: &PgPool, name: &str) -> Result<(), ApiError> {
     check_ident("publication name", name)?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "drop publication {}",
-        quote_ident(name)
+        quote_identifier(name)
     )))
     .execute(pool)
     .await

@@ -15,7 +15,7 @@ use crate::api::error::ApiError;
 use crate::base::schema::TableId;
 use crate::engine::state::postgres::PgStateStore;
 use crate::engine::state::slots::apply_slot_name;
-use crate::engine::state::{self, RollbackSelection};
+use crate::engine::state::{self, RollbackSelection, StateName};
 use crate::engine::{cleanup, slot_monitor};
 
 async fn has_table(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
@@ -56,18 +56,19 @@ pub async fn table_states(
     .fetch_all(pool)
     .await
     .map_err(read)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(table_id, table_name, state, sync_done_lsn, error)| TableReplicationState {
+    rows.into_iter()
+        .map(|(table_id, table_name, state, sync_done_lsn, error)| {
+            let state = StateName::parse(&state)
+                .map_err(|e| ApiError::Source(format!("table {table_id}: {e}")))?;
+            Ok(TableReplicationState {
                 table_id,
                 table_name,
-                state,
+                state: state.into(),
                 sync_done_lsn,
                 error: error.map(|Json(v)| v),
-            },
-        )
-        .collect())
+            })
+        })
+        .collect()
 }
 
 /// The pipeline's apply slot: lag behind the server's WAL position and `safe_wal_size`, read by
@@ -132,8 +133,8 @@ pub async fn rollback(
         .into_iter()
         .map(|rolled| RolledBackTable {
             table_id: i64::from(rolled.table.0),
-            from: rolled.from.to_string(),
-            to: rolled.to.to_string(),
+            from: rolled.from.into(),
+            to: rolled.to.into(),
         })
         .collect())
 }
