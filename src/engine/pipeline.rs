@@ -17,7 +17,7 @@ use super::observer::Observer;
 use super::retry::Backoff;
 use super::source::{ReplicationClient, SnapshotAction};
 use super::state::{StateStore, TableState};
-use super::{preconditions, slot_monitor};
+use super::{identity, preconditions, slot_monitor};
 use crate::base::error_chain;
 use crate::base::lsn::Lsn;
 use crate::base::schema::TableId;
@@ -110,6 +110,7 @@ async fn prepare<D: Destination + Clone>(
         )));
     }
     let store = StateStore::new(pool.clone(), config.id);
+    identity::check(config.id, &store, destination).await?;
     let slot = apply_slot_name(config.id);
     let confirmed = ensure_apply_slot(config, connection, &pool, &store, &slot).await?;
 
@@ -134,6 +135,7 @@ async fn prepare<D: Destination + Clone>(
         store.remove_table(id).await?;
         states.remove(&id);
     }
+    identity::recopy_lost_tables(&store, destination, &mut states).await?;
     let schemas = store.table_schemas().await?;
     for (id, state) in &states {
         if matches!(state, TableState::Ready | TableState::SyncDone(_))
