@@ -416,7 +416,8 @@ pub async fn footprint(pool: &PgPool, pipeline_id: u64) -> Result<Footprint, Err
     }
     found.slots = sqlx::query_as(
         "select slot_name::text, active_pid from pg_replication_slots \
-         where slot_name = $1 or slot_name like $2 order by slot_name",
+         where database = current_database() and (slot_name = $1 or slot_name like $2) \
+         order by slot_name",
     )
     .bind(super::apply_slot_name(pipeline_id))
     .bind(format!("etl\\_sync\\_{pipeline_id}\\_%"))

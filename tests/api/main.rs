@@ -13,6 +13,7 @@ mod cli;
 mod destinations;
 mod e2e;
 mod helpers;
+mod identity;
 mod images;
 mod kubernetes_runtime;
 mod local_runtime;
