@@ -461,56 +461,62 @@ mod tests {
         }
     }
 
+    /// The outcome's name, so cases can state what they expect.
+    fn outcome(decision: &Decision) -> &'static str {
+        match decision {
+            Decision::Resume => "resume",
+            Decision::Adopt => "adopt",
+            Decision::Refuse(_) => "refuse",
+        }
+    }
+
     #[test]
     fn identities_decide_between_resume_adopt_and_refuse() {
         let ours = identity("t", 1, "db", "sqlite b.db");
         let other_token = identity("u", 1, "db", "sqlite a.db");
         let other_pipeline = identity("u", 2, "db", "sqlite b.db");
         let other_source = identity("u", 1, "other db", "sqlite b.db");
-        let refused = |d: Decision| matches!(d, Decision::Refuse(_));
-        let cases: [(&str, Found<'_>, fn(Decision) -> bool); 8] = [
+        let cases = [
             (
-                "same token resumes",
+                "same token",
                 found(Some(&ours), Some(&ours), true),
-                |d| d == Decision::Resume,
+                "resume",
             ),
             (
-                "another token is refused",
+                "another token",
                 found(Some(&ours), Some(&other_token), true),
-                refused,
+                "refuse",
             ),
             (
-                "a copied state into an empty destination is refused",
+                "copied state, empty destination",
                 found(Some(&ours), None, true),
-                refused,
+                "refuse",
             ),
             (
-                "nothing copied yet adopts",
+                "nothing copied yet",
                 found(Some(&ours), None, false),
-                |d| d == Decision::Adopt,
+                "adopt",
             ),
             (
-                "after a reset the same pipeline's destination adopts",
+                "after a reset, same pipeline",
                 found(None, Some(&other_token), true),
-                |d| d == Decision::Adopt,
+                "adopt",
             ),
             (
-                "another pipeline's destination is refused",
+                "another pipeline's destination",
                 found(None, Some(&other_pipeline), false),
-                refused,
+                "refuse",
             ),
             (
-                "another source's destination is refused",
+                "another source's destination",
                 found(None, Some(&other_source), false),
-                refused,
+                "refuse",
             ),
-            ("a new pipeline adopts", found(None, None, false), |d| {
-                d == Decision::Adopt
-            }),
+            ("a new pipeline", found(None, None, false), "adopt"),
         ];
         for (description, case, expected) in cases {
             let decision = decide(&case);
-            assert!(expected(decision.clone()), "{description}: {decision:?}");
+            assert_eq!(outcome(&decision), expected, "{description}: {decision:?}");
         }
     }
 
