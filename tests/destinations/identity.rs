@@ -268,3 +268,38 @@ async fn a_postgres_mirror_truncated_by_hand_is_copied_again_but_a_replicated_tr
     target.drop_database().await;
     pipeline.drop().await;
 }
+
+#[tokio::test]
+async fn jsonl_keeps_the_identity_beside_its_file_and_stdout_is_compared_by_description() {
+    let pipeline = Pipeline::create("dst_id_jsonl").await;
+    let path = pipeline.dir.path().join("out/changes.jsonl");
+    pipeline.configure(&format!("jsonl: {{path: '{}'}}", path.display()));
+    pipeline.once().await;
+    let kept = path.with_file_name(".changes.jsonl.etl-identity");
+    let identity: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).expect("identity file")).unwrap();
+    assert_eq!(identity["pipeline_id"], serde_json::json!(pipeline.id));
+    assert_eq!(
+        identity["destination"],
+        serde_json::json!(format!("jsonl {}", path.display()))
+    );
+    // Resumes into the same file.
+    pipeline.once().await;
+
+    // Standard output keeps no identity: the state's destination is another one, so refused.
+    pipeline.configure("jsonl: {path: null}");
+    let refused = pipeline.etl(&["replicate", "--once"]).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let line = refused.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("`jsonl stdout`"), "{line}");
+    assert!(
+        line.contains(&format!("`jsonl {}`", path.display())),
+        "{line}"
+    );
+    assert!(
+        refused.stdout.is_empty(),
+        "nothing was written: {}",
+        refused.stdout
+    );
+    pipeline.drop().await;
+}

@@ -12,10 +12,11 @@
 //! Change batches are synced to disk before the call returns; copy rows are synced when the
 //! table's copy finishes.
 //!
-//! The pipeline identity of a file output is kept beside it, in `<path>.etl-identity` (JSON,
-//! replaced atomically). On stdout there is nowhere to keep one: the engine then only compares
-//! the description (`jsonl stdout`). A consumer deduplicates by position, so the destination
-//! does not track finished copies ([`Destination::copied_tables`] is `None`).
+//! The pipeline identity of a file output is kept beside it, in the hidden file
+//! `.<name>.etl-identity` of the same directory (JSON, replaced atomically; [`identity_path`]).
+//! On stdout there is nowhere to keep one: the engine then only compares the description
+//! (`jsonl stdout`). A consumer deduplicates by position, so the destination does not track
+//! finished copies ([`Destination::copied_tables`] is `None`).
 
 pub mod encode;
 pub mod output;
@@ -46,11 +47,13 @@ pub fn describe(path: Option<&Path>) -> String {
     }
 }
 
-/// The file beside `path` that keeps the pipeline identity.
+/// The file beside `path` that keeps the pipeline identity: hidden, and not named
+/// `<path>.…` like the rotated files a consumer reads (`dir/.changes.jsonl.etl-identity`).
 pub fn identity_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or(path.as_os_str()));
     name.push(".etl-identity");
-    PathBuf::from(name)
+    path.with_file_name(name)
 }
 
 impl std::fmt::Debug for JsonlDestination {
