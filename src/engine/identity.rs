@@ -267,17 +267,22 @@ pub(crate) async fn recopy_lost_tables<D: Destination>(
 /// The source as an identity records it: its system identifier and database name, which do
 /// not change when it is reached under another host name.
 async fn describe_source(pool: &PgPool) -> Result<String, Error> {
-    let (system, database): (Option<String>, String) = sqlx::query_as(
-        "select (select system_identifier::text from pg_control_system()), \
-         current_database()::text",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(Error::query("reading the source's system identifier"))?;
-    Ok(match system {
-        Some(system) => format!("database `{database}` of system {system}"),
-        None => format!("database `{database}`"),
-    })
+    let database: String = sqlx::query_scalar("select current_database()::text")
+        .fetch_one(pool)
+        .await
+        .map_err(Error::query("reading the source's database name"))?;
+    let system: Result<String, sqlx::Error> =
+        sqlx::query_scalar("select system_identifier::text from pg_control_system()")
+            .fetch_one(pool)
+            .await;
+    match system {
+        Ok(system) => Ok(format!("database `{database}` of system {system}")),
+        // A managed service may revoke the function: the database name alone then.
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") => {
+            Ok(format!("database `{database}`"))
+        }
+        Err(e) => Err(Error::query("reading the source's system identifier")(e)),
+    }
 }
 
 async fn has_table(pool: &PgPool, table: &str) -> Result<bool, Error> {
