@@ -65,8 +65,8 @@ impl PipelineIdentity {
 /// What to do about a pipeline's state and a destination that do not belong together.
 const WAYS_OUT: &str = "Ways out: give this pipeline its own `pipeline.id` (each id owns its \
     state and slot on the source), or drop the state and slot so that the next start copies \
-    every table again: `etl pipeline reset` with this configuration, or \
-    `POST /v1/pipelines/{id}/reset` for a pipeline of the control plane";
+    every table again: `etl pipeline reset` with this configuration, or, for a pipeline of the \
+    control plane,";
 
 /// Why a pipeline refuses to start: its state on the source and its destination do not belong
 /// together, and streaming would leave the destination without the rows copied before.
@@ -78,7 +78,7 @@ pub enum IdentityError {
         "pipeline {pipeline_id}: its replication state on the source belongs to destination \
          `{state_destination}`, but destination `{destination}` holds no copy of this pipeline \
          (it is new, was emptied or was replaced); streaming into it would leave out every row \
-         copied before. {WAYS_OUT}"
+         copied before. {WAYS_OUT} `POST /v1/pipelines/{pipeline_id}/reset`"
     )]
     DestinationHoldsNoCopy {
         pipeline_id: u64,
@@ -91,7 +91,7 @@ pub enum IdentityError {
          {holder_pipeline} from source {holder_source} (identity {holder_token}), but this \
          pipeline's state on the source {state}; writing into it would mix two pipelines. \
          Point this pipeline at a destination of its own, or empty the destination and reset \
-         the pipeline. {WAYS_OUT}"
+         the pipeline. {WAYS_OUT} `POST /v1/pipelines/{pipeline_id}/reset`"
     )]
     DestinationOfAnotherPipeline {
         pipeline_id: u64,
@@ -105,7 +105,7 @@ pub enum IdentityError {
     /// A destination that cannot keep an identity is not the one the state belongs to.
     #[error(
         "pipeline {pipeline_id}: its replication state on the source belongs to destination \
-         `{state_destination}`, not to `{destination}`. {WAYS_OUT}"
+         `{state_destination}`, not to `{destination}`. {WAYS_OUT} `POST /v1/pipelines/{pipeline_id}/reset`"
     )]
     StateOfAnotherDestination {
         pipeline_id: u64,
