@@ -216,6 +216,13 @@ async fn a_second_pipeline_with_the_same_id_is_refused_and_both_destinations_equ
         .await
         .expect(200);
     wait_equal(&pool, &demo, "the API pipeline's copy").await;
+    let running = post(&app, &format!("/v1/pipelines/{api_id}/reset"), json!({}))
+        .await
+        .expect(409);
+    assert!(
+        running["message"].as_str().unwrap().contains("running"),
+        "{running}"
+    );
     sqlx::query("insert into demo_orders (customer, amount) values ('bob', 7)")
         .execute(&pool)
         .await
