@@ -61,6 +61,10 @@ pub enum Command {
     /// Example: etl --env dev replicate --once
     Replicate(ReplicateArgs),
 
+    /// Maintain a pipeline's state on its source (same configuration as `etl replicate`).
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+
     /// Run the REST control plane (sections `api` and `database`).
     ///
     /// Example: APP_ENVIRONMENT=dev etl serve-api
@@ -87,6 +91,22 @@ pub struct ReplicateArgs {
     /// Copy, stream until everything committed before streaming started is applied, then exit 0.
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Drop the pipeline's replication slots and state (table states, position, identity) on
+    /// the source, so that the next `etl replicate` copies every table again.
+    ///
+    /// Example: etl --env dev pipeline reset --yes
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ use clap::Parser as _;
 
 use etl::cli::{
     ApiCommand, Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
+    PipelineCommand,
 };
 use etl::config::{
     Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
@@ -72,6 +73,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(run_migrations(set, connection, args.dry_run))
         }
         Command::Replicate(args) => runtime.block_on(etl::replicate::run(load()?, args.once)),
+        Command::Pipeline(PipelineCommand::Reset(args)) => {
+            runtime.block_on(etl::reset::run(load()?, args.yes))
+        }
         Command::K8s(K8sCommand::Bootstrap(args)) => {
             // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
             let settings = match Config::load(&cli.config_dir, environment) {

@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 use super::domain::{destination, image, pipeline, source, tenant};
 use super::error::ErrorBody;
 use super::routes::{
-    destinations, health, images, pipeline_actions, pipelines, publications, sources, tenants,
+    destinations, health, images, pipeline_actions, pipeline_reset, pipelines, publications,
+    sources, tenants,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +36,7 @@ use super::routes::{
         pipeline_actions::start_pipeline, pipeline_actions::stop_pipeline,
         pipeline_actions::restart_pipeline, pipeline_actions::pipeline_status,
         pipeline_actions::replication_status, pipeline_actions::rollback_tables,
+        pipeline_reset::reset_pipeline,
     ),
     components(schemas(
         ErrorBody, health::Health,
@@ -53,7 +55,7 @@ use super::routes::{
         pipeline::PipelineState, pipeline::PipelineStatus, pipeline::ReplicationStatus,
         pipeline::TableReplicationState, pipeline::SlotStatus, pipeline::RollbackRequest,
         pipeline::RollbackTables, pipeline::RollbackTarget, pipeline::RollbackResult,
-        pipeline::RolledBackTable, pipeline::DeletedPipeline,
+        pipeline::RolledBackTable, pipeline::DeletedPipeline, pipeline_reset::PipelineReset,
     )),
     tags(
         (name = "tenants"), (name = "images"), (name = "sources"), (name = "publications"),

@@ -2,6 +2,7 @@
 //! [`Destination`] trait to the configured kind. Adding a kind means one variant, one arm in
 //! [`AnyDestination::from_config`] and one arm per method in the `dispatch!` macro's list.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::discard::DiscardDestination;
@@ -10,9 +11,9 @@ use super::memory::MemoryDestination;
 use super::postgres::PostgresDestination;
 use super::sqlite::SqliteDestination;
 use crate::base::event::{ChangeEvent, CopyChunk};
-use crate::base::schema::TableSchema;
+use crate::base::schema::{TableId, TableSchema};
 use crate::config::DestinationConfig;
-use crate::engine::destination::{Destination, Result};
+use crate::engine::destination::{Destination, PipelineIdentity, Result};
 
 /// One of the configured destinations. Cheap to clone (each kind is shared).
 #[derive(Debug, Clone)]
@@ -76,6 +77,24 @@ impl AnyDestination {
     }
 }
 
+/// What [`Destination::describe`] will say of the destination `config` describes, computed
+/// without opening it (the control plane compares it with a pipeline's stored identity).
+pub fn describe_config(config: &DestinationConfig) -> std::result::Result<String, BuildError> {
+    Ok(match config {
+        DestinationConfig::Memory {} => super::memory::DESCRIPTION.to_owned(),
+        DestinationConfig::Discard {} => super::discard::DESCRIPTION.to_owned(),
+        DestinationConfig::Sqlite(sqlite) => super::sqlite::describe(&sqlite.path),
+        DestinationConfig::Postgres(postgres) => {
+            let connection = postgres.connection.resolve().map_err(|e| BuildError {
+                kind: "postgres",
+                message: e.to_string(),
+            })?;
+            super::postgres::describe(&connection, postgres.schema.as_deref())
+        }
+        DestinationConfig::Jsonl(jsonl) => super::jsonl::describe(jsonl.path.as_deref()),
+    })
+}
+
 /// Calls `$call` on whichever destination `$self` holds.
 macro_rules! dispatch {
     ($self:ident, $d:ident => $call:expr) => {
@@ -92,6 +111,26 @@ macro_rules! dispatch {
 impl Destination for AnyDestination {
     fn kind(&self) -> &'static str {
         dispatch!(self, d => d.kind())
+    }
+
+    fn describe(&self) -> String {
+        dispatch!(self, d => d.describe())
+    }
+
+    fn keeps_identity(&self) -> bool {
+        dispatch!(self, d => d.keeps_identity())
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        dispatch!(self, d => d.read_identity().await)
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> Result<()> {
+        dispatch!(self, d => d.write_identity(identity).await)
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        dispatch!(self, d => d.copied_tables().await)
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {

@@ -1,11 +1,18 @@
 //! The `discard` destination: accepts every write at once and keeps only counters, so a
 //! benchmark measures the engine and the source alone.
+//!
+//! It holds nothing, so it keeps no pipeline identity and cannot be checked: the engine only
+//! compares its description (`discard`) with the one the pipeline's state records.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::base::event::{ChangeEvent, CopyChunk};
-use crate::base::schema::TableSchema;
-use crate::engine::destination::{Destination, Result};
+use crate::base::schema::{TableId, TableSchema};
+use crate::engine::destination::{Destination, PipelineIdentity, Result};
+
+/// What [`Destination::describe`] says of every discard destination.
+pub const DESCRIPTION: &str = "discard";
 
 /// Drops everything; counts what it was given.
 #[derive(Debug, Default)]
@@ -33,6 +40,26 @@ impl DiscardDestination {
 impl Destination for DiscardDestination {
     fn kind(&self) -> &'static str {
         "discard"
+    }
+
+    fn describe(&self) -> String {
+        DESCRIPTION.to_owned()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        false
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        Ok(None)
+    }
+
+    async fn write_identity(&self, _identity: &PipelineIdentity) -> Result<()> {
+        Ok(())
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
     }
 
     async fn prepare_table(&self, _schema: &TableSchema) -> Result<()> {

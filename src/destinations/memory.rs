@@ -5,13 +5,18 @@
 //! It is the reference implementation of the [`Destination`] contract: every write is "durable"
 //! the moment it returns, replays are harmless (inserts of an existing key replace it), and an
 //! unchanged TOAST cell keeps the stored value.
+//!
+//! Its pipeline identity and finished copies live in memory like its rows: a new process holds
+//! none, so a pipeline whose state says its tables were copied refuses to stream into a fresh
+//! memory destination (nothing of the copy is there). [`MemoryDestination::clone_contents`]
+//! keeps them, as a destination that survived a crash would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::base::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
 use crate::base::schema::{TableId, TableName, TableSchema};
-use crate::engine::destination::{Destination, Error, Result};
+use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 /// How a stored row is found again: its key column values, or an insertion number for tables
 /// without a key.
@@ -36,7 +41,13 @@ struct MemoryState {
     log: Vec<ChangeEvent>,
     failing: BTreeMap<TableName, String>,
     altered: BTreeSet<TableId>,
+    identity: Option<PipelineIdentity>,
+    /// Tables whose copy finished (and was not begun again since).
+    copied: BTreeSet<TableId>,
 }
+
+/// What [`Destination::describe`] says of every memory destination.
+pub const DESCRIPTION: &str = "memory";
 
 /// An in-memory mirror. Share it with `Arc` to inspect it while the engine runs.
 #[derive(Debug, Default)]
@@ -193,6 +204,22 @@ impl MemoryDestination {
         self.lock().altered.contains(&id)
     }
 
+    /// Forgets every row and finished copy of `name`, as if its table were emptied behind the
+    /// engine's back (tests of the destination checkpoint rule).
+    pub fn lose_table(&self, name: &TableName) {
+        let mut state = self.lock();
+        let ids: Vec<TableId> = state
+            .tables
+            .values()
+            .filter(|t| t.schema.name == *name)
+            .map(|t| t.schema.id)
+            .collect();
+        for id in ids {
+            state.tables.remove(&id);
+            state.copied.remove(&id);
+        }
+    }
+
     /// Makes every later write touching `name` fail with [`Error::Table`] (tests of errored
     /// tables).
     pub fn fail_writes_for(&self, name: TableName, message: impl Into<String>) {
@@ -217,6 +244,27 @@ impl Destination for MemoryDestination {
         "memory"
     }
 
+    fn describe(&self) -> String {
+        DESCRIPTION.to_owned()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        true
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        Ok(self.lock().identity.clone())
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> Result<()> {
+        self.lock().identity = Some(identity.clone());
+        Ok(())
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(Some(self.lock().copied.clone()))
+    }
+
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
         let mut state = self.lock();
         Self::check_failing(&state, schema)?;
@@ -231,6 +279,7 @@ impl Destination for MemoryDestination {
             .tables
             .insert(schema.id, MemoryTable::new(schema.clone()));
         let id = schema.id;
+        state.copied.remove(&id);
         state.log.retain(|event| event.table.id != id);
         Ok(())
     }
@@ -249,7 +298,8 @@ impl Destination for MemoryDestination {
         Ok(())
     }
 
-    async fn finish_copy(&self, _schema: &TableSchema) -> Result<()> {
+    async fn finish_copy(&self, schema: &TableSchema) -> Result<()> {
+        self.lock().copied.insert(schema.id);
         Ok(())
     }
 

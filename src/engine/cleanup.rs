@@ -1,5 +1,6 @@
 //! [`delete_pipeline_state`]: everything a pipeline leaves on its source (replication slots and
-//! `etl` rows) removed, for the control plane's pipeline delete.
+//! `etl` rows, identity included) removed, for the control plane's pipeline delete and reset and
+//! `etl pipeline reset`.
 
 use sqlx::PgPool;
 
@@ -70,6 +71,19 @@ pub async fn delete_pipeline_state(pool: &PgPool, pipeline_id: u64) -> Result<()
             .execute(pool)
             .await
             .map_err(Error::query("deleting the pipeline's state"))?;
+    }
+    // The table exists only once the identity migration ran.
+    let has_identities: bool =
+        sqlx::query_scalar("select to_regclass('etl.pipeline_identities') is not null")
+            .fetch_one(pool)
+            .await
+            .map_err(Error::query("looking for etl.pipeline_identities"))?;
+    if has_identities {
+        sqlx::query("delete from etl.pipeline_identities where pipeline_id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(Error::query("deleting the pipeline's identity"))?;
     }
     Ok(())
 }

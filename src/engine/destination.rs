@@ -27,10 +27,24 @@
 //! destination stores the last applied position per table in the same transaction as the data and
 //! skips events at or below it. Positions are per table because a table that is catching up after
 //! its copy replays older transactions than the other tables.
+//!
+//! # Pipeline identity and checkpoints
+//!
+//! At start-up, before anything is copied or streamed, the engine asks the destination for the
+//! [`PipelineIdentity`] it keeps beside its positions ([`Destination::read_identity`]) and
+//! compares it with the one stored on the source (see [`super::identity`]); it writes a new one
+//! with [`Destination::write_identity`] when a pipeline starts from nothing. A destination that
+//! has nowhere to keep one (`discard`, `jsonl` on stdout) says so with
+//! [`Destination::keeps_identity`]; the engine then only compares [`Destination::describe`].
+//! Then [`Destination::copied_tables`] lists the tables whose finished copy the destination
+//! holds: the destination's checkpoint is the truth, and a table the state streams but the
+//! destination does not hold is copied again.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use super::identity::PipelineIdentity;
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::schema::{TableId, TableSchema};
 
@@ -107,6 +121,45 @@ pub trait Destination: Send + Sync + 'static {
     /// Short name for logs and metrics (`sqlite`, `postgres`, …).
     fn kind(&self) -> &'static str;
 
+    /// The destination's kind and location for messages and the pipeline identity
+    /// (`sqlite data/etl.db`, `postgres etl@mirror:5432/shop`); never a secret. Built from the
+    /// configuration alone, so the control plane can compute it without opening anything.
+    /// By default, the kind alone.
+    fn describe(&self) -> String {
+        self.kind().to_owned()
+    }
+
+    /// Whether the destination keeps a [`PipelineIdentity`] beside its data. `false` (the
+    /// default) means it cannot tell which pipeline's copy it holds: only its
+    /// [`Self::describe`] is compared at start-up. Destinations that store positions should
+    /// keep one.
+    fn keeps_identity(&self) -> bool {
+        false
+    }
+
+    /// The identity stored beside the destination's positions; `None` when it holds none (new,
+    /// emptied or replaced) or does not keep one.
+    fn read_identity(&self) -> impl Future<Output = Result<Option<PipelineIdentity>>> + Send {
+        std::future::ready(Ok(None))
+    }
+
+    /// Stores `identity` durably, replacing the one held before. Called before the identity
+    /// is recorded on the source. Nothing to do for a destination that keeps none.
+    fn write_identity(
+        &self,
+        _identity: &PipelineIdentity,
+    ) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// The tables whose initial copy the destination holds complete ([`Self::finish_copy`]
+    /// returned and nothing emptied them since but the engine); `None` (the default) when it
+    /// cannot tell (at-least-once destinations). A table whose storage disappeared (dropped by
+    /// hand) is forgotten, so a later copy creates it again.
+    fn copied_tables(&self) -> impl Future<Output = Result<Option<BTreeSet<TableId>>>> + Send {
+        std::future::ready(Ok(None))
+    }
+
     /// Creates the destination table for `schema` if missing. Idempotent.
     fn prepare_table(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send;
 
@@ -139,6 +192,29 @@ pub trait Destination: Send + Sync + 'static {
 impl<D: Destination> Destination for Arc<D> {
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        (**self).keeps_identity()
+    }
+
+    fn read_identity(&self) -> impl Future<Output = Result<Option<PipelineIdentity>>> + Send {
+        (**self).read_identity()
+    }
+
+    fn write_identity(
+        &self,
+        identity: &PipelineIdentity,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).write_identity(identity)
+    }
+
+    fn copied_tables(&self) -> impl Future<Output = Result<Option<BTreeSet<TableId>>>> + Send {
+        (**self).copied_tables()
     }
 
     fn prepare_table(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send {

@@ -50,6 +50,9 @@ pub enum Error {
     Preconditions(#[from] super::preconditions::Error),
     #[error("cannot read the replication slot")]
     Slot(#[from] super::slot_monitor::Error),
+    /// The pipeline's state on the source and its destination do not belong together.
+    #[error(transparent)]
+    Identity(#[from] super::identity::IdentityError),
     #[error("cannot run the replicator migrations")]
     Migration(#[from] crate::migrate::MigrationError),
 }

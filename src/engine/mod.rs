@@ -15,6 +15,8 @@
 //!   which also coordinates the table-sync workers.
 //! - `table_sync`, `table_copy`: one table's snapshot copy and catch-up.
 //! - [`state`]: what is persisted in the `etl` schema.
+//! - [`identity`]: which destination a pipeline's state serves, checked at start-up; what a
+//!   pipeline id has left on a source.
 //! - [`cleanup`]: removing a pipeline's slots and state.
 
 mod apply;
@@ -23,6 +25,7 @@ mod changes;
 pub mod cleanup;
 pub mod destination;
 mod error;
+pub mod identity;
 pub mod metrics;
 mod observer;
 pub mod pipeline;
@@ -42,6 +45,7 @@ pub use apply::apply_slot_name;
 pub use cleanup::delete_pipeline_state;
 pub use destination::{Destination, Error as DestinationError};
 pub use error::Error;
+pub use identity::{IdentityError, PipelineIdentity};
 pub use observer::Observer;
 pub use pipeline::{RunOptions, run};
 pub use retry::Backoff;

@@ -18,7 +18,7 @@ use super::observer::Observer;
 use super::retry::Backoff;
 use super::source::{ReplicationClient, SnapshotAction};
 use super::state::{StateStore, StateWriter, TableState, TableStates};
-use super::{preconditions, slot_monitor};
+use super::{identity, preconditions, slot_monitor};
 use crate::base::error_chain;
 use crate::base::lsn::Lsn;
 use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
@@ -106,6 +106,7 @@ async fn prepare<D: Destination + Clone>(
         return Err(Error::SourceNotReady { problems });
     }
     let store = StateStore::new(pool.clone(), config.id);
+    identity::check(config.id, &pool, &store, destination).await?;
     let published = catalog::publication_tables(&pool, &config.publication_name).await?;
     if published.is_empty() {
         tracing::warn!(publication = %config.publication_name,
@@ -115,6 +116,7 @@ async fn prepare<D: Destination + Clone>(
     let mut tables = TableStates::load(writer, &published).await?;
     let slot = apply_slot_name(config.id);
     let confirmed = ensure_apply_slot(config, connection, &pool, &mut tables, &slot).await?;
+    identity::recopy_lost_tables(destination, &mut tables).await?;
     let schemas = store.table_schemas().await?;
     let mut shapes = Vec::new();
     for (id, state) in tables.iter() {

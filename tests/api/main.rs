@@ -14,6 +14,7 @@ mod destinations;
 mod e2e;
 mod helpers;
 mod hostile_tenant;
+mod identity;
 mod images;
 mod kubernetes_runtime;
 mod local_runtime;

@@ -1,5 +1,7 @@
 //! The real `etl replicate` binary: `--once` exits 0 when caught up; SIGTERM exits 0 after
-//! acknowledging what it applied. The config directory holds only base.yaml and dev.yaml.
+//! acknowledging what it applied. The config directory holds only base.yaml and dev.yaml, and
+//! the SQLite destination file: a restarted process finds its copy there (a `memory`
+//! destination would start empty, and the pipeline would rightly refuse to stream into it).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -23,8 +25,12 @@ fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
         dir.join("dev.yaml"),
         format!(
             "pipeline:\n  id: {}\n  publication_name: {}\n  pg_connection:\n    url: '{}'\n  \
-             metrics_address: {}\ndestination:\n  memory: {{}}\n",
-            source.config.id, source.config.publication_name, source.url, metrics_address
+             metrics_address: {}\ndestination:\n  sqlite: {{path: '{}'}}\n",
+            source.config.id,
+            source.config.publication_name,
+            source.url,
+            metrics_address,
+            dir.join("out.db").display()
         ),
     )
     .unwrap();

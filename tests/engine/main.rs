@@ -13,6 +13,7 @@ mod cli;
 mod copy_and_stream;
 mod during_copy;
 mod errors;
+mod identity;
 mod idle;
 mod invalidated_slot;
 mod private_cluster;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod images;
 pub mod owned;
 pub mod pipeline_actions;
+pub mod pipeline_reset;
 pub mod pipelines;
 pub mod publications;
 pub mod sources;
@@ -113,6 +114,10 @@ pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
         .route(
             "/pipelines/{pipeline_id}/rollback-tables",
             post(pa::rollback_tables),
+        )
+        .route(
+            "/pipelines/{pipeline_id}/reset",
+            post(pipeline_reset::reset_pipeline),
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -83,6 +83,7 @@ async fn status_of(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus
 }
 
 async fn start_row(state: &AppState, row: &PipelineRow) -> Result<PipelineStatus, ApiError> {
+    super::pipeline_reset::refuse_foreign_state(state, row).await?;
     let spec = launch_spec(state, row).await?;
     state.runtime.start(&spec).await?;
     pipelines::set_desired_state(&state.pool, row.id, DesiredState::Started).await?;

@@ -110,7 +110,10 @@ pub async fn create_pipeline(
         })
     })?;
     match outcome {
-        CreateOutcome::Created(row) => Ok((StatusCode::CREATED, Json(to_pipeline(row)?))),
+        CreateOutcome::Created(row) => {
+            super::pipeline_reset::refuse_used_id(&state, &row).await?;
+            Ok((StatusCode::CREATED, Json(to_pipeline(row)?)))
+        }
         CreateOutcome::Missing("source") => {
             Err(ApiError::NotFound(format!("source {}", body.source_id)))
         }

@@ -11,16 +11,23 @@
 //! so a consumer discards the table's earlier `read` rows), then one `read` line per row.
 //! Change batches are synced to disk before the call returns; copy rows are synced when the
 //! table's copy finishes.
+//!
+//! The pipeline identity of a file output is kept beside it, in the hidden file
+//! `.<name>.etl-identity` of the same directory (JSON, replaced atomically; [`identity_path`]).
+//! On stdout there is nowhere to keep one: the engine then only compares the description
+//! (`jsonl stdout`). A consumer deduplicates by position, so the destination does not track
+//! finished copies ([`Destination::copied_tables`] is `None`).
 
 pub mod encode;
 pub mod output;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::base::event::{ChangeEvent, CopyChunk};
-use crate::base::schema::TableSchema;
-use crate::engine::destination::{Destination, Error, Result};
+use crate::base::schema::{TableId, TableSchema};
+use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 use output::{Output, RotatingFile};
 
@@ -28,6 +35,25 @@ use output::{Output, RotatingFile};
 pub struct JsonlDestination {
     output: Arc<Mutex<Output>>,
     describe: String,
+    /// Where the pipeline identity is kept (`None`: stdout).
+    identity_path: Option<PathBuf>,
+}
+
+/// The description of a jsonl output (`jsonl stdout`, `jsonl /var/log/etl/changes.jsonl`).
+pub fn describe(path: Option<&Path>) -> String {
+    match path {
+        Some(path) => format!("jsonl {}", path.display()),
+        None => "jsonl stdout".to_owned(),
+    }
+}
+
+/// The file beside `path` that keeps the pipeline identity: hidden, and not named
+/// `<path>.…` like the rotated files a consumer reads (`dir/.changes.jsonl.etl-identity`).
+pub fn identity_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or(path.as_os_str()));
+    name.push(".etl-identity");
+    path.with_file_name(name)
 }
 
 impl std::fmt::Debug for JsonlDestination {
@@ -44,6 +70,7 @@ impl JsonlDestination {
         JsonlDestination {
             output: Arc::new(Mutex::new(Output::Stdout)),
             describe: "stdout".into(),
+            identity_path: None,
         }
     }
 
@@ -54,6 +81,7 @@ impl JsonlDestination {
         Ok(JsonlDestination {
             output: Arc::new(Mutex::new(Output::File(file))),
             describe: path.display().to_string(),
+            identity_path: Some(identity_path(path)),
         })
     }
 
@@ -79,6 +107,40 @@ impl JsonlDestination {
 impl Destination for JsonlDestination {
     fn kind(&self) -> &'static str {
         "jsonl"
+    }
+
+    fn describe(&self) -> String {
+        match &self.identity_path {
+            Some(_) => format!("jsonl {}", self.describe),
+            None => describe(None),
+        }
+    }
+
+    fn keeps_identity(&self) -> bool {
+        self.identity_path.is_some()
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        let Some(path) = self.identity_path.clone() else {
+            return Ok(None);
+        };
+        tokio::task::spawn_blocking(move || output::read_json(&path))
+            .await
+            .map_err(|e| Error::fatal("jsonl identity task failed", e))?
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> Result<()> {
+        let Some(path) = self.identity_path.clone() else {
+            return Ok(());
+        };
+        let identity = identity.clone();
+        tokio::task::spawn_blocking(move || output::replace_json(&path, &identity))
+            .await
+            .map_err(|e| Error::fatal("jsonl identity task failed", e))?
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
     }
 
     async fn prepare_table(&self, _schema: &TableSchema) -> Result<()> {

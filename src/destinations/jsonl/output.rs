@@ -10,6 +10,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::destination::Error;
+
 /// A destination for lines.
 pub enum Output {
     Stdout,
@@ -185,4 +190,32 @@ fn sync_directory(path: &Path) -> io::Result<()> {
         Some(dir) => File::open(dir)?.sync_all(),
         None => File::open(".")?.sync_all(),
     }
+}
+
+/// Reads the JSON value in `path`; `None` when the file does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::fatal(format!("cannot read {}", path.display()), e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::fatal(format!("{} holds no valid identity", path.display()), e))
+}
+
+/// Replaces `path` with `value` as JSON, atomically and durably (a temporary file renamed over
+/// it, then the directory synced).
+pub fn replace_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let fail = |e: io::Error| Error::fatal(format!("cannot write {}", path.display()), e);
+    let text = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::fatal(format!("cannot encode {}", path.display()), e))?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = File::create(&temporary).map_err(fail)?;
+    file.write_all(&text).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)?;
+    sync_directory(path).map_err(fail)
 }

@@ -75,14 +75,26 @@ pub async fn prepare(
         .map_err(fail("naming the column types of"))?;
     let table = TargetTable::new(schema.clone(), target, types);
     match recorded {
-        Some((name, old)) if name == table.name && old == *schema => return Ok(table),
-        Some((name, old)) => alter(conn, &name, &old, &table).await?,
-        None => create(conn, &table).await?,
+        Some((name, old)) if name == table.name && old == *schema => {}
+        Some((name, old)) => {
+            alter(conn, &name, &old, &table).await?;
+            record(conn, &table).await?;
+        }
+        None => {
+            create(conn, &table).await?;
+            record(conn, &table).await?;
+        }
     }
-    metadata::save_table(conn, &table.name, schema)
+    metadata::watch_truncates(conn, &table.name, schema.id)
         .await
-        .map_err(fail("recording"))?;
+        .map_err(fail("watching truncates of"))?;
     Ok(table)
+}
+
+async fn record(conn: &mut PgConnection, table: &TargetTable) -> Result<(), Error> {
+    metadata::save_table(conn, &table.name, &table.schema)
+        .await
+        .map_err(|e| table_error(&table.schema, "recording", e))
 }
 
 async fn claim_name(conn: &mut PgConnection, table: &TargetTable) -> Result<(), Error> {

@@ -12,7 +12,12 @@
 //! transaction that also stores every touched table's position; replayed changes at or below it
 //! are skipped, so each change is applied exactly once. Sessions use `TimeZone=UTC`,
 //! `DateStyle=ISO`, `IntervalStyle=postgres` and `extra_float_digits=3`, the settings the source
-//! text was produced with.
+//! text was produced with, and `etl_destination.writer = on`, which tells the truncate trigger
+//! of every mirror that a truncate is etl's own.
+//!
+//! The database keeps the pipeline identity and, per table, whether its copy finished; a
+//! mirror truncated or dropped by hand loses its finished copy, so the engine copies it again.
+//! Rows deleted by hand are not noticed.
 
 mod apply;
 mod ddl;
@@ -20,7 +25,7 @@ mod errors;
 mod metadata;
 mod target;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +34,8 @@ use sqlx::{Connection, PgPool};
 
 use crate::base::event::{Change, ChangeEvent, CopyChunk};
 use crate::base::schema::{TableId, TableSchema};
-use crate::config::PgConnectionConfig;
-use crate::engine::destination::{Destination, Error, Result};
+use crate::config::{PgConnection, PgConnectionConfig};
+use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use ddl::target_name;
 
@@ -40,9 +45,19 @@ use target::TargetTable;
 /// Connections to the target: copies of several tables and a change batch can run at once.
 const MAX_CONNECTIONS: u32 = 6;
 
+/// The description of a Postgres destination (`postgres etl@mirror:5432/shop`, with
+/// ` schema x` when every mirror goes into one schema).
+pub fn describe(connection: &PgConnection, target_schema: Option<&str>) -> String {
+    match target_schema {
+        Some(schema) => format!("postgres {} schema {schema}", connection.describe()),
+        None => format!("postgres {}", connection.describe()),
+    }
+}
+
 /// A Postgres database mirroring the replicated tables.
 pub struct PostgresDestination {
     pool: PgPool,
+    describe: String,
     /// All mirrors go into this schema; `None`: each keeps its source schema's name.
     target_schema: Option<String>,
     tables: Mutex<HashMap<TableId, Arc<TargetTable>>>,
@@ -71,6 +86,7 @@ impl PostgresDestination {
             ("DateStyle", "ISO"),
             ("IntervalStyle", "postgres"),
             ("extra_float_digits", "3"),
+            metadata::WRITER_SETTING,
         ]);
         // One connection first, so that a wrong address or password fails at once.
         let mut first = sqlx::PgConnection::connect_with(&options)
@@ -93,6 +109,7 @@ impl PostgresDestination {
             .connect_lazy_with(options);
         Ok(PostgresDestination {
             pool,
+            describe: describe(&connection, target_schema.as_deref()),
             target_schema,
             tables: Mutex::new(HashMap::new()),
         })
@@ -162,6 +179,57 @@ impl PostgresDestination {
 impl Destination for PostgresDestination {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        true
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| server_error("connecting", e))?;
+        metadata::identity(&mut conn)
+            .await
+            .map_err(|e| server_error("reading the pipeline identity", e))
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> Result<()> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| server_error("connecting", e))?;
+        metadata::save_identity(&mut conn, identity)
+            .await
+            .map_err(|e| server_error("storing the pipeline identity", e))
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        let fail = |e| server_error("reading the finished copies", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(metadata::DDL_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let (copied, vanished) = metadata::copied_tables(&mut tx).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        let mut cache = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        for table in vanished {
+            tracing::warn!(
+                table_id = table.0,
+                "postgres: a mirror table was dropped by hand"
+            );
+            cache.remove(&table);
+        }
+        Ok(Some(copied))
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {

@@ -6,16 +6,19 @@
 //! - `etl_columns`: one row per column with its SQLite name and affinity and the original
 //!   Postgres type (name, OID, modifier), nullability and key position, for readers;
 //! - `etl_progress`: per source table, the position `(commit_lsn, ordinal)` of the last applied
-//!   change, written in the same transaction as the change (exactly-once on replay).
+//!   change, written in the same transaction as the change (exactly-once on replay);
+//! - `etl_pipeline_identity`: the one pipeline whose copy the file holds (see
+//!   [`crate::engine::identity`]).
 //!
 //! `PRAGMA user_version` holds the layout version of these tables.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
+use crate::engine::destination::PipelineIdentity;
 
 use super::naming;
 use super::table::MirrorTable;
@@ -54,6 +57,14 @@ CREATE TABLE IF NOT EXISTS etl_progress (
     ordinal INTEGER NOT NULL,
     commit_lsn_text TEXT NOT NULL,
     applied_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS etl_pipeline_identity (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    token TEXT NOT NULL,
+    pipeline_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
 );
 ";
 
@@ -209,4 +220,77 @@ pub fn forget_position(conn: &Connection, table: TableId) -> Result<(), rusqlite
         params![table.0],
     )?;
     Ok(())
+}
+
+/// The pipeline identity the file holds.
+pub fn identity(conn: &Connection) -> Result<Option<PipelineIdentity>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT token, pipeline_id, source, destination FROM etl_pipeline_identity",
+        [],
+        |row| {
+            Ok(PipelineIdentity {
+                token: row.get(0)?,
+                pipeline_id: row.get::<_, i64>(1)? as u64,
+                source: row.get(2)?,
+                destination: row.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Replaces the pipeline identity the file holds.
+pub fn save_identity(conn: &Connection, identity: &PipelineIdentity) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO etl_pipeline_identity (singleton, token, pipeline_id, source, destination, \
+         recorded_at) VALUES (1, ?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ')) \
+         ON CONFLICT (singleton) DO UPDATE SET token = excluded.token, \
+         pipeline_id = excluded.pipeline_id, source = excluded.source, \
+         destination = excluded.destination, recorded_at = excluded.recorded_at",
+        params![
+            identity.token,
+            identity.pipeline_id as i64,
+            identity.source,
+            identity.destination
+        ],
+    )?;
+    Ok(())
+}
+
+/// The tables whose copy finished and whose mirror still exists. Tables whose mirror was
+/// dropped behind etl's back are forgotten (metadata and position), so the next copy creates
+/// them again; their ids are returned second.
+pub fn copied_tables(
+    conn: &Connection,
+) -> Result<(BTreeSet<TableId>, Vec<TableId>), rusqlite::Error> {
+    let mut statement = conn.prepare(
+        "SELECT t.table_id, t.copy_finished_at IS NOT NULL, EXISTS (SELECT 1 FROM sqlite_master \
+         m WHERE m.type = 'table' AND m.name = t.sqlite_table COLLATE NOCASE) FROM etl_tables t",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                TableId(row.get::<_, u32>(0)?),
+                row.get::<_, bool>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut copied = BTreeSet::new();
+    let mut vanished = Vec::new();
+    for (table, finished, exists) in rows {
+        if !exists {
+            for sql in [
+                "DELETE FROM etl_tables WHERE table_id = ?1",
+                "DELETE FROM etl_columns WHERE table_id = ?1",
+                "DELETE FROM etl_progress WHERE table_id = ?1",
+            ] {
+                conn.execute(sql, params![table.0])?;
+            }
+            vanished.push(table);
+        } else if finished {
+            copied.insert(table);
+        }
+    }
+    Ok((copied, vanished))
 }

@@ -4,7 +4,7 @@
 //! - [`naming`]: SQLite table and column names of source tables (no two can collide);
 //! - [`types`]: Postgres types → SQLite affinities and exact values;
 //! - [`table`]: one mirrored table and the SQL that writes its rows;
-//! - [`metadata`]: `etl_tables`, `etl_columns`, `etl_progress`;
+//! - [`metadata`]: `etl_tables`, `etl_columns`, `etl_progress`, `etl_pipeline_identity`;
 //! - [`ddl`]: creating tables and following schema changes;
 //! - [`copy`], [`apply`]: the initial copy and change events (exactly-once);
 //! - [`errors`]: SQLite failures as [`crate::engine::destination::Error`]s.
@@ -14,6 +14,11 @@
 //! `synchronous=FULL` (durable when `Ok`); copy chunks commit with `synchronous=NORMAL` (they
 //! survive a crash of etl, and a copy interrupted by a power loss is redone from scratch anyway)
 //! and [`SqliteDestination::finish_copy`] makes them durable with a `FULL` commit.
+//!
+//! The file keeps the pipeline identity and, per table, whether its copy finished
+//! (`etl_tables.copy_finished_at`): a replaced or deleted file holds neither, so the engine
+//! refuses to stream into it; a mirror table dropped by hand is copied again. Rows deleted by
+//! hand from a mirror are not noticed.
 
 mod apply;
 mod copy;
@@ -24,7 +29,7 @@ mod naming;
 mod table;
 mod types;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +38,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::schema::{TableId, TableSchema};
-use crate::engine::destination::{Destination, Error, Result};
+use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use apply::Applied;
 pub use naming::table_name;
@@ -45,6 +50,11 @@ use table::MirrorTable;
 /// How long a write waits for another process that holds the write lock (e.g. a user's
 /// `sqlite3` session writing to the file) before the write fails as transient.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The description of a SQLite destination (`sqlite data/etl.db`).
+pub fn describe(path: &Path) -> String {
+    format!("sqlite {}", path.display())
+}
 
 /// A SQLite file mirroring the replicated tables.
 pub struct SqliteDestination {
@@ -203,6 +213,51 @@ fn set_copy_finished(conn: &Connection, table: TableId, finished: bool) -> rusql
 impl Destination for SqliteDestination {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.path)
+    }
+
+    fn keeps_identity(&self) -> bool {
+        true
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        self.with_store(|store| {
+            metadata::identity(&store.conn)
+                .map_err(|e| file_error("reading the pipeline identity", e))
+        })
+        .await
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> Result<()> {
+        let identity = identity.clone();
+        self.with_store(move |store| {
+            store.transaction(true, |conn, _| {
+                metadata::save_identity(conn, &identity)
+                    .map_err(|e| file_error("storing the pipeline identity", e))
+            })
+        })
+        .await
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        self.with_store(|store| {
+            store.transaction(true, |conn, tables| {
+                let (copied, vanished) = metadata::copied_tables(conn)
+                    .map_err(|e| file_error("reading the finished copies", e))?;
+                for table in vanished {
+                    tracing::warn!(
+                        table_id = table.0,
+                        "sqlite: a mirror table was dropped by hand"
+                    );
+                    tables.remove(&table);
+                }
+                Ok(Some(copied))
+            })
+        })
+        .await
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {
