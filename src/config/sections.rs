@@ -96,6 +96,10 @@ pub struct RetryConfig {
     pub initial_ms: u64,
     #[serde(default = "default_retry_max_ms")]
     pub max_ms: u64,
+    /// With `etl replicate --once`: give up (exit 1) after this many failed attempts in a row
+    /// to start or to stream, instead of retrying forever.
+    #[serde(default = "default_retry_once_attempts")]
+    pub once_attempts: u32,
 }
 
 impl Default for RetryConfig {
@@ -103,6 +107,7 @@ impl Default for RetryConfig {
         Self {
             initial_ms: default_retry_initial_ms(),
             max_ms: default_retry_max_ms(),
+            once_attempts: default_retry_once_attempts(),
         }
     }
 }
@@ -271,6 +276,10 @@ fn default_metrics_address() -> Option<std::net::SocketAddr> {
 
 fn default_retry_initial_ms() -> u64 {
     500
+}
+
+fn default_retry_once_attempts() -> u32 {
+    5
 }
 
 fn default_retry_max_ms() -> u64 {

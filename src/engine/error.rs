@@ -39,6 +39,14 @@ pub enum Error {
     NoPublication { publication: String },
     #[error("the source exported no snapshot for a parallel copy of table {table}")]
     NoExportedSnapshot { table: TableName },
+    #[error("gave up after {attempts} failed attempts (retry.once_attempts, with --once)")]
+    GaveUp {
+        attempts: u32,
+        #[source]
+        last: Box<Error>,
+    },
+    #[error("the source {target} did not answer within {seconds} s")]
+    SourceTimeout { target: String, seconds: u64 },
     #[error("the source reported a WAL position that is not an LSN")]
     BadLsn(#[source] crate::base::lsn::InvalidLsn),
     #[error("a table-sync worker stopped unexpectedly")]
@@ -80,6 +88,7 @@ impl Error {
             Error::Source(e) => e.is_transient(),
             Error::Destination(e) => e.is_transient(),
             Error::State(e) => e.is_transient(),
+            Error::SourceTimeout { .. } => true,
             Error::Query { source, .. } => matches!(
                 source,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed

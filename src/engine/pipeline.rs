@@ -25,6 +25,9 @@ use crate::config::{InvalidatedSlotBehavior, PgConnection, PipelineConfig};
 use crate::migrate::{self, MigrationSet};
 use crate::shutdown::Shutdown;
 
+/// How long the first connection to the source may take.
+const SOURCE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How [`run`] runs.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -53,6 +56,12 @@ pub async fn run<D: Destination + Clone>(
             match attempt {
                 Ok(setup) => break setup,
                 Err(error) if error.is_transient() => {
+                    if options.once && backoff.attempts() + 1 >= config.retry.once_attempts {
+                        return Err(Error::GaveUp {
+                            attempts: backoff.attempts() + 1,
+                            last: Box::new(error),
+                        });
+                    }
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %error_chain(&error), ?delay, "cannot start, retrying");
                     tokio::select! {
@@ -82,6 +91,19 @@ async fn prepare<D: Destination + Clone>(
     shutdown: &Shutdown,
     options: &RunOptions,
 ) -> Result<ApplySetup<D>, Error> {
+    // One connection first: a refused or silent source is reported with its real cause in
+    // seconds (a pool only says it timed out, after its acquire timeout).
+    let first = tokio::time::timeout(
+        SOURCE_CONNECT_TIMEOUT,
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(&connection.sqlx_options()),
+    )
+    .await
+    .map_err(|_| Error::SourceTimeout {
+        target: connection.describe(),
+        seconds: SOURCE_CONNECT_TIMEOUT.as_secs(),
+    })?
+    .map_err(Error::query("connecting to the source"))?;
+    let _ = sqlx::Connection::close(first).await;
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(30))
@@ -156,6 +178,7 @@ async fn prepare<D: Destination + Clone>(
         schemas: shapes,
         resume,
         once_target,
+        give_up_after: options.once.then_some(config.retry.once_attempts),
     })
 }
 

@@ -48,6 +48,7 @@ mod tests {
     #[test]
     fn delays_grow_and_stay_under_the_cap() {
         let mut backoff = Backoff::new(&RetryConfig {
+            once_attempts: 5,
             initial_ms: 100,
             max_ms: 1_000,
         });

@@ -181,13 +181,10 @@ async fn a_second_pipeline_with_the_same_id_is_refused_and_both_destinations_equ
     app.create_tenant("acme").await;
     app.create_image().await;
     let source_id = app.create_source("acme", "demo", &source).await;
-    let demo = data.path().join("demo.db");
+    // A tenant's file lives in its directory under the local runtime's `data_dir`.
+    let demo = app.config.local.data_dir.join("acme").join("demo.db");
     let destination_id = app
-        .create_destination(
-            "acme",
-            "file",
-            json!({"sqlite": {"path": demo.to_str().unwrap()}}),
-        )
+        .create_destination("acme", "file", json!({"sqlite": {"path": "demo.db"}}))
         .await;
     let refused = create_pipeline(&app, source_id, destination_id)
         .await

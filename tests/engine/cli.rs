@@ -210,3 +210,43 @@ async fn sigkill_during_copy_and_streaming_then_restart_catches_up() {
     assert!(source.confirmed_flush().await.unwrap() >= after);
     source.drop().await;
 }
+
+/// A source whose port accepts connections and closes them at once: the start-up probe passes,
+/// then every attempt of the engine fails. `--once` must give up after `retry.once_attempts`
+/// and exit 1 with the cause, not retry forever.
+#[tokio::test]
+async fn replicate_once_gives_up_after_the_configured_attempts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hangup = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.yaml"), "pipeline: {}\n").unwrap();
+    std::fs::write(
+        dir.path().join("dev.yaml"),
+        format!(
+            "pipeline:\n  id: 1\n  publication_name: p\n  pg_connection:\n    \
+             url: 'postgres://u:p@127.0.0.1:{port}/db?sslmode=disable'\n  metrics_address: null\n  \
+             retry: {{initial_ms: 20, max_ms: 50, once_attempts: 3}}\n\
+             destination:\n  sqlite: {{path: '{}'}}\n",
+            dir.path().join("out.db").display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    hangup.abort();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gave up after 3 failed attempts"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up in {:?}",
+        started.elapsed()
+    );
+}

@@ -65,6 +65,8 @@ pub(crate) struct ApplySetup<D> {
     pub resume: Lsn,
     /// `--once`: stop when everything is ready and durable up to here.
     pub once_target: Option<Lsn>,
+    /// `--once`: give up after this many failed sessions in a row.
+    pub give_up_after: Option<u32>,
 }
 
 /// Why the session woke up.
@@ -86,6 +88,7 @@ pub(crate) struct ApplyWorker<D> {
     pool: PgPool,
     shutdown: Shutdown,
     once_target: Option<Lsn>,
+    give_up_after: Option<u32>,
     slot: String,
     core: ApplyCore<D>,
     ack: Acknowledger,
@@ -105,6 +108,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             schemas,
             resume,
             once_target,
+            give_up_after,
         } = setup;
         let writer = tables.writer().clone();
         let coordinator = SyncCoordinator::new(
@@ -124,6 +128,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             pool,
             shutdown,
             once_target,
+            give_up_after,
             core,
             coordinator,
             bytes_seen: 0,
@@ -160,6 +165,14 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                     });
                 }
                 break Err(error);
+            }
+            if let Some(limit) = self.give_up_after
+                && backoff.attempts() + 1 >= limit
+            {
+                break Err(Error::GaveUp {
+                    attempts: backoff.attempts() + 1,
+                    last: Box::new(error),
+                });
             }
             let delay = backoff.next_delay();
             tracing::warn!(error = %error_chain(&error), ?delay, attempt = backoff.attempts(),
