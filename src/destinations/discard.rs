@@ -1,15 +1,29 @@
-//! The `discard` destination: accepts every write at once and keeps only counters, so a
-//! benchmark measures the engine and the source alone.
+//! The `discard` destination: decodes every value it is given into the typed values a real
+//! destination would store (as `values::parse` does for sqlite, jsonl and the message
+//! destinations), then drops them and keeps only counters, so a benchmark measures the engine,
+//! the source and the decoding every typed destination pays, and nothing of a store.
 //!
 //! It holds nothing, so it keeps no pipeline identity and cannot be checked: the engine only
 //! compares its description (`discard`) with the one the pipeline's state records.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::base::event::{ChangeEvent, CopyChunk};
-use crate::base::schema::{TableId, TableSchema};
-use crate::engine::destination::{Destination, PipelineIdentity, Result};
+use crate::base::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
+use crate::base::schema::TableSchema;
+use crate::base::values;
+use crate::engine::destination::{Destination, Error, Result};
+
+/// Parses every value of `row` as its column's type, and drops the result.
+fn decode(schema: &TableSchema, row: &Row) -> Result<()> {
+    for (column, cell) in schema.columns.iter().zip(row) {
+        if let Cell::Text(text) = cell {
+            let value = values::parse(column.type_oid, text)
+                .map_err(|e| Error::table(schema, format!("column {}: {e}", column.name)))?;
+            std::hint::black_box(value);
+        }
+    }
+    Ok(())
+}
 
 /// What [`Destination::describe`] says of every discard destination.
 pub const DESCRIPTION: &str = "discard";
@@ -46,22 +60,6 @@ impl Destination for DiscardDestination {
         DESCRIPTION.to_owned()
     }
 
-    fn keeps_identity(&self) -> bool {
-        false
-    }
-
-    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
-        Ok(None)
-    }
-
-    async fn write_identity(&self, _identity: &PipelineIdentity) -> Result<()> {
-        Ok(())
-    }
-
-    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
-        Ok(None)
-    }
-
     async fn prepare_table(&self, _schema: &TableSchema) -> Result<()> {
         Ok(())
     }
@@ -70,9 +68,15 @@ impl Destination for DiscardDestination {
         Ok(())
     }
 
-    async fn write_copy_rows(&self, _schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
+    async fn write_copy_rows(&self, schema: &TableSchema, chunk: CopyChunk) -> Result<()> {
+        let rows = chunk
+            .rows(schema.columns.len())
+            .map_err(|e| Error::table(schema, format!("initial copy: {e}")))?;
+        for row in &rows {
+            decode(schema, row)?;
+        }
         self.rows_copied
-            .fetch_add(chunk.row_count() as u64, Ordering::Relaxed);
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -85,6 +89,19 @@ impl Destination for DiscardDestination {
     }
 
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
+        for event in &events {
+            match &event.change {
+                Change::Insert { new } => decode(&event.table, new)?,
+                Change::Update { old, new } => {
+                    if let Some(old) = old {
+                        decode(&event.table, old)?;
+                    }
+                    decode(&event.table, new)?;
+                }
+                Change::Delete { old } => decode(&event.table, old)?,
+                Change::Truncate => {}
+            }
+        }
         self.events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(())
