@@ -77,6 +77,18 @@ fn the_restart_token_is_the_only_difference_between_two_starts() {
     );
 }
 
+/// A YAML 1.1 reader (kubectl's) takes an unquoted `2026-01-01T00:00:00Z` for a timestamp, not
+/// the string an annotation must be.
+#[test]
+fn the_restart_annotation_is_a_quoted_string_for_yaml_1_1_readers() {
+    let manifests = replicator_manifests(&spec(), &settings(), TOKEN).unwrap();
+    let yaml = to_yaml(&manifests.stateful_set).unwrap();
+    assert!(
+        yaml.contains(&format!("        {}: '{TOKEN}'\n", resources::RESTART_ANNOTATION)),
+        "{yaml}"
+    );
+}
+
 #[test]
 fn bootstrap_manifests_match_golden_files() {
     let plan = BootstrapPlan {
