@@ -6,7 +6,9 @@
 #   docker run --rm etl:dev --help
 #
 # Replicator pods run it as user 10001 (see `RUN_AS_USER` in src/k8s/resources.rs) with
-# `args: [replicate]` and APP_CONFIG_DIR pointing at their mounted ConfigMap.
+# `args: [replicate]` and APP_CONFIG_DIR pointing at their mounted ConfigMap. The control plane
+# (deploy/base/api.yaml) runs it as `serve-api` after an init container's `migrate api`, as the
+# same user, with a read-only root filesystem: nothing here is written at run time.
 
 # --- build -------------------------------------------------------------------------------------
 # The builder is Debian bookworm too, so the binary links against the runtime's glibc.
@@ -38,7 +40,8 @@ COPY config ./config
 ENV APP_CONFIG_DIR=/app/config
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
-# Replicator metrics (kubernetes.metrics_port).
-EXPOSE 9000
+# The control plane's HTTP port (api.listen in prod.yaml) and replicator metrics
+# (kubernetes.metrics_port).
+EXPOSE 8000 9000
 ENTRYPOINT ["etl"]
 CMD ["--help"]

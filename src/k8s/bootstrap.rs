@@ -1,8 +1,9 @@
 //! `etl k8s bootstrap`: the cluster objects the control plane expects before it starts any
 //! replicator: the data-plane Namespace, the `etl-replicator` ServiceAccount and the
 //! `trusted-root-certs-config` ConfigMap. Each is applied with server-side apply, so running it
-//! again changes nothing. `--dry-run` prints the same manifests instead; `scripts/*.yaml` are
-//! that output for the repository's defaults.
+//! again changes nothing. `--dry-run` prints the same manifests instead;
+//! `deploy/base/etl-data-plane.yaml` and `deploy/base/trusted-root-certs-config.yaml` are that
+//! output for the repository's defaults, part of the kustomize base (tests keep them equal).
 
 use std::path::Path;
 
@@ -29,12 +30,12 @@ pub struct BootstrapPlan {
     pub ca_bundle: String,
 }
 
-/// The manifests as YAML, one string per file under `scripts/`.
+/// The manifests as YAML, one string per bootstrap file under `deploy/base/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapYaml {
-    /// `scripts/etl-data-plane.yaml`: the Namespace and the ServiceAccount.
+    /// `deploy/base/etl-data-plane.yaml`: the Namespace and the ServiceAccount.
     pub data_plane: String,
-    /// `scripts/trusted-root-certs-config.yaml`: the trusted root certificates ConfigMap.
+    /// `deploy/base/trusted-root-certs-config.yaml`: the trusted root certificates ConfigMap.
     pub trusted_root_certs: String,
 }
 
@@ -125,7 +126,7 @@ pub fn manifests(plan: &BootstrapPlan) -> (Namespace, ServiceAccount, ConfigMap)
     )
 }
 
-/// The manifests of `plan` as the YAML files `scripts/` holds.
+/// The manifests of `plan` as the YAML files `deploy/base/` holds.
 pub fn render(plan: &BootstrapPlan) -> Result<BootstrapYaml, K8sError> {
     let (namespace, service_account, config_map) = manifests(plan);
     Ok(BootstrapYaml {

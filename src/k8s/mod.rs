@@ -7,7 +7,8 @@
 //! - [`replicator`]: [`ReplicatorManager`] starts (Secret + ConfigMap + StatefulSet), stops and
 //!   reports one replicator per pipeline.
 //! - [`resources`]: the manifests, as pure functions; [`names`]: validated object names and
-//!   labels; [`status`]: pod state → [`ReplicatorStatus`]; [`error`]: [`K8sError`].
+//!   labels; [`status`]: pod state → [`ReplicatorStatus`]; [`error`]: [`K8sError`];
+//!   [`yaml`]: manifests as YAML that YAML 1.1 readers (kubectl) read the same way.
 //!
 //! Everything is applied with server-side apply under the field manager [`FIELD_MANAGER`],
 //! forced, so `etl` owns the fields it sets and a re-apply removes fields it no longer sets.
@@ -18,6 +19,7 @@ pub mod names;
 pub mod replicator;
 pub mod resources;
 pub mod status;
+pub mod yaml;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 

@@ -13,11 +13,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use serde::Serialize;
 
 use super::K8sError;
 use super::names::ReplicatorNames;
 use super::replicator::ReplicatorSpec;
+pub use super::yaml::to_yaml;
 use crate::config::{KubernetesConfig, ResourceSettings};
 
 /// The service account replicator pods run as (created by `etl k8s bootstrap`).
@@ -358,12 +358,4 @@ fn validate_spec(spec: &ReplicatorSpec, settings: &KubernetesConfig) -> Result<(
         }
     }
     Ok(())
-}
-
-/// A manifest as YAML, the way `kubectl apply -f` reads it.
-pub fn to_yaml(object: &impl Serialize) -> Result<String, K8sError> {
-    serde_yaml::to_string(object).map_err(|e| K8sError::InvalidSpec {
-        field: "manifest".into(),
-        message: format!("cannot render as YAML: {e}"),
-    })
 }

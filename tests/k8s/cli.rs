@@ -74,19 +74,19 @@ fn assert_one_line_error(output: &Output, code: i32, prefix: &str) {
 }
 
 #[tokio::test]
-async fn dry_run_prints_exactly_the_scripts_and_touches_nothing() {
+async fn dry_run_prints_exactly_the_deploy_base_files_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-kubeconfig");
     let output = etl(&["k8s", "bootstrap", "--dry-run", "--env", "dev"], &missing).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let expected = format!(
         "{}---\n{}",
-        std::fs::read_to_string(repo().join("scripts/etl-data-plane.yaml")).unwrap(),
-        std::fs::read_to_string(repo().join("scripts/trusted-root-certs-config.yaml")).unwrap()
+        std::fs::read_to_string(repo().join("deploy/base/etl-data-plane.yaml")).unwrap(),
+        std::fs::read_to_string(repo().join("deploy/base/trusted-root-certs-config.yaml")).unwrap()
     );
     assert!(
         stdout(&output) == expected,
-        "dry-run output differs from scripts/*.yaml"
+        "dry-run output differs from the bootstrap files in deploy/base/"
     );
 
     let output = etl(

@@ -1,5 +1,5 @@
 //! Golden files of every manifest `etl` applies: a change to a manifest shows up as a diff of
-//! `tests/k8s/golden/*.yaml` (or `scripts/*.yaml`) to review.
+//! `tests/k8s/golden/*.yaml` (or `deploy/base/*.yaml`) to review.
 
 use etl::config::{Environment, ResourceSettings};
 use etl::k8s::bootstrap::{self, BootstrapPlan};
@@ -77,6 +77,21 @@ fn the_restart_token_is_the_only_difference_between_two_starts() {
     );
 }
 
+/// A YAML 1.1 reader (kubectl's) takes an unquoted `2026-01-01T00:00:00Z` for a timestamp, not
+/// the string an annotation must be.
+#[test]
+fn the_restart_annotation_is_a_quoted_string_for_yaml_1_1_readers() {
+    let manifests = replicator_manifests(&spec(), &settings(), TOKEN).unwrap();
+    let yaml = to_yaml(&manifests.stateful_set).unwrap();
+    assert!(
+        yaml.contains(&format!(
+            "        {}: '{TOKEN}'\n",
+            resources::RESTART_ANNOTATION
+        )),
+        "{yaml}"
+    );
+}
+
 #[test]
 fn bootstrap_manifests_match_golden_files() {
     let plan = BootstrapPlan {
@@ -98,7 +113,7 @@ fn bootstrap_manifests_match_golden_files() {
 }
 
 #[test]
-fn scripts_are_what_bootstrap_applies_with_the_repository_defaults() {
+fn deploy_base_bootstrap_files_are_what_bootstrap_applies_with_the_repository_defaults() {
     let plan = BootstrapPlan {
         namespace: NAMESPACE.into(),
         ca_bundle: bootstrap::load_ca_bundle(&repo().join("scripts/trusted-root-certs.pem"))
@@ -106,11 +121,11 @@ fn scripts_are_what_bootstrap_applies_with_the_repository_defaults() {
     };
     let yaml = bootstrap::render(&plan).unwrap();
     assert_file(
-        &repo().join("scripts/etl-data-plane.yaml"),
+        &repo().join("deploy/base/etl-data-plane.yaml"),
         &yaml.data_plane,
     );
     assert_file(
-        &repo().join("scripts/trusted-root-certs-config.yaml"),
+        &repo().join("deploy/base/trusted-root-certs-config.yaml"),
         &yaml.trusted_root_certs,
     );
 }
