@@ -33,7 +33,8 @@
 #                  backlog and streams the big transaction: $ETL_BENCH_DIR/perf-<phase>.data
 #   --out FILE     also write the result table to FILE
 # ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench); ETL_BIN runs another etl
-# binary (no build), e.g. to compare two versions on the same data.
+# binary (no build), e.g. to compare two versions on the same data; ETL_BENCH_PIPELINE adds one
+# `key: value` line to the pipeline section (e.g. `read_low_water_bytes: 0`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -343,6 +344,7 @@ pipeline:
     password: bench
     tls: {mode: disable}
   metrics_address: 127.0.0.1:$(free_port)
+${ETL_BENCH_PIPELINE:+  $ETL_BENCH_PIPELINE}
 destination:
   $(destination_yaml "etl-$id")
 YAML
