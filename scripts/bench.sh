@@ -281,6 +281,23 @@ begin
     end loop;
 end $$;
 
+-- Epoch seconds at which the walsender of slot `slot` was streaming, or null after timeout.
+create or replace function bench_wait_streaming(slot text, timeout_s float8)
+returns float8 language plpgsql as $$
+declare deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+begin
+    loop
+        if exists (select 1 from pg_replication_slots s join pg_stat_replication r
+                   on r.pid = s.active_pid where s.slot_name = slot and r.state = 'streaming') then
+            return extract(epoch from clock_timestamp());
+        end if;
+        if clock_timestamp() > deadline then
+            return null;
+        end if;
+        perform pg_sleep(0.01);
+    end loop;
+end $$;
+
 -- Epoch seconds at which table `tab` of pipeline `pipeline` was in one of `states` (polled every
 -- 10 ms; etl creates its schema when it starts), or null after timeout.
 create or replace function bench_wait_state(pipeline bigint, tab regclass, states text[], timeout_s float8)
@@ -397,9 +414,9 @@ wait_confirmed() {
     wait_query "select bench_wait_confirmed('$1', '$2', $timeout_s)" "$1 confirming $2" "$3"
 }
 
-# Epoch seconds at which slot $1's walsender had sent WAL up to $2.
+# Epoch seconds at which slot $1's walsender had sent WAL up to $2 (60 s at most).
 wait_sent() {
-    wait_query "select bench_wait_sent('$1', '$2', $timeout_s)" "$1 sending $2" ""
+    wait_query "select bench_wait_sent('$1', '$2', 60)" "$1 sending $2" ""
 }
 
 # Runs the change workload at id offset $1; prints "commit_lsn commit_epoch".
@@ -590,8 +607,7 @@ bench_changes() {
             -o proto_version=1 -o publication_names=pub_changes &
         recv_pid=$!
         wait_pid=$recv_pid
-        wait_query "select bench_wait_sent('bench_live', pg_current_wal_lsn(), $timeout_s)" \
-            "pg_recvlogical streaming" "" >/dev/null
+        wait_query "select bench_wait_streaming('bench_live', 60)" "pg_recvlogical streaming" "" >/dev/null
         read -r lsn committed_at <<< "$(run_workload "$base")"
         done_at="$(wait_sent bench_live "$lsn")"
         kill -TERM "$recv_pid" 2>/dev/null || true
