@@ -21,8 +21,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TlsMode;
-
 /// How long resolving a host name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -375,12 +373,13 @@ pub struct Checked {
 
 impl Checked {
     /// The host to connect to instead of the name that was checked, so the connection goes to
-    /// a checked address; `None` keeps the name (no policy, or `verify-full` TLS, whose
-    /// certificate check needs the name and defeats a re-pointed name on its own).
-    pub fn pinned_host(&self, tls: TlsMode) -> Option<String> {
-        match (self.addresses.first(), tls) {
-            (_, TlsMode::VerifyFull) | (None, _) => None,
-            (Some(ip), _) => Some(ip.to_string()),
+    /// a checked address; `None` keeps the name (no policy, or TLS that verifies the host name
+    /// (`verify-full`), whose certificate check needs the name and defeats a re-pointed name on
+    /// its own).
+    pub fn pinned_host(&self, tls_verifies_name: bool) -> Option<String> {
+        match self.addresses.first() {
+            Some(ip) if !tls_verifies_name => Some(ip.to_string()),
+            _ => None,
         }
     }
 }
@@ -632,11 +631,8 @@ mod tests {
         let checked = Checked {
             addresses: vec!["203.0.113.5".parse().unwrap()],
         };
-        assert_eq!(
-            checked.pinned_host(TlsMode::Require).as_deref(),
-            Some("203.0.113.5")
-        );
-        assert_eq!(checked.pinned_host(TlsMode::VerifyFull), None);
+        assert_eq!(checked.pinned_host(false).as_deref(), Some("203.0.113.5"));
+        assert_eq!(checked.pinned_host(true), None);
     }
 
     #[test]

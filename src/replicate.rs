@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, DestinationConfig, Environment, PgConnectionConfig, PipelineConfig};
+use crate::config::{
+    Config, DestinationConfig, Environment, PgConnectionConfig, PipelineConfig, TlsMode,
+};
 use crate::destinations::AnyDestination;
 use crate::engine::metrics::{self, Metrics};
 use crate::engine::progress::CopyProgress;
@@ -128,7 +130,7 @@ async fn enforce(
         .map_err(|e| config.invalid(key, e.to_string()))?;
     match policy.check(&resolved.host, resolved.port).await {
         Ok(checked) => {
-            if let Some(host) = checked.pinned_host(resolved.tls.mode) {
+            if let Some(host) = checked.pinned_host(resolved.tls.mode == TlsMode::VerifyFull) {
                 connection.host = Some(host);
             }
             Ok(())

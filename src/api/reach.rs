@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::config::{DestinationConfig, PgConnection, PgConnectionConfig};
+use crate::config::{DestinationConfig, PgConnection, PgConnectionConfig, TlsMode};
 use crate::netpolicy::{Checked, NetworkPolicy, Refusal};
 
 /// The connection a tenant's config names, and the field a refusal blames.
@@ -66,7 +66,7 @@ pub fn refused(field: &str, refusal: &Refusal) -> ApiError {
 /// The connection to use after a check: the checked address instead of the name (see
 /// [`Checked::pinned_host`]).
 pub fn pinned(mut connection: PgConnection, checked: &Checked) -> PgConnection {
-    if let Some(host) = checked.pinned_host(connection.tls.mode) {
+    if let Some(host) = checked.pinned_host(connection.tls.mode == TlsMode::VerifyFull) {
         connection.host = host;
     }
     connection

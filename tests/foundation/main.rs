@@ -7,5 +7,6 @@ mod common;
 
 mod cli;
 mod init_script;
+mod layers;
 mod migrations;
 mod replicate_startup;
