@@ -281,14 +281,13 @@ begin
     end loop;
 end $$;
 
--- Epoch seconds at which the walsender of slot `slot` was streaming, or null after timeout.
-create or replace function bench_wait_streaming(slot text, timeout_s float8)
+-- Epoch seconds at which a client was streaming from slot `slot`, or null after timeout.
+create or replace function bench_wait_active(slot text, timeout_s float8)
 returns float8 language plpgsql as $$
 declare deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
 begin
     loop
-        if exists (select 1 from pg_replication_slots s join pg_stat_replication r
-                   on r.pid = s.active_pid where s.slot_name = slot and r.state = 'streaming') then
+        if exists (select 1 from pg_replication_slots where slot_name = slot and active) then
             return extract(epoch from clock_timestamp());
         end if;
         if clock_timestamp() > deadline then
@@ -454,7 +453,15 @@ create_slot() {
     sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '$1'" >/dev/null
     sql "select pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null
 }
-drop_slot() { sql "select pg_drop_replication_slot('$1')" >/dev/null; }
+# Drops slot $1, waiting (up to 10 s) for a client that just exited to release it.
+drop_slot() {
+    local tries=0
+    until sql "select pg_drop_replication_slot('$1')" >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 100 ] || { echo "error: cannot drop slot $1" >&2; return 1; }
+        sleep 0.1
+    done
+}
 
 pipeline=$(( $(date +%s) % 100000 * 10 ))
 header() {
@@ -607,7 +614,7 @@ bench_changes() {
             -o proto_version=1 -o publication_names=pub_changes &
         recv_pid=$!
         wait_pid=$recv_pid
-        wait_query "select bench_wait_streaming('bench_live', 60)" "pg_recvlogical streaming" "" >/dev/null
+        wait_query "select bench_wait_active('bench_live', 60)" "pg_recvlogical streaming" "" >/dev/null
         read -r lsn committed_at <<< "$(run_workload "$base")"
         done_at="$(wait_sent bench_live "$lsn")"
         kill -TERM "$recv_pid" 2>/dev/null || true
