@@ -727,3 +727,51 @@ async fn a_new_session_forgets_streamed_transactions_the_server_sends_again() {
     assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
     assert_eq!(destination.inserted(), vec![(40, "a".into())]);
 }
+
+#[tokio::test]
+async fn a_streamed_transaction_applies_to_a_caught_up_table_only_if_it_commits_after_its_point() {
+    let (mut core, destination, store) = core_with(&[1], 100).await;
+    store
+        .set_table_state(TableId(2), &TableState::FinishedCopy)
+        .await
+        .unwrap();
+    core.forget_removed(&published(&[1, 2]), &HashSet::new())
+        .await
+        .unwrap();
+    // Both transactions stream while table 2 is still being copied.
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(10, relation(2, "t2", &[("id", true)])),
+            streamed_insert(11, 7, 2, "before"),
+            stream_stop(12),
+            stream_start(13, 8),
+            at(13, relation(2, "t2", &[("id", true)])),
+            streamed_insert(14, 8, 2, "after"),
+            stream_stop(15),
+        ],
+    )
+    .await;
+    let schema = Arc::new(crate::engine::changes::relation_schema(
+        2,
+        "public",
+        "t2",
+        b'd',
+        &[],
+        None,
+    ));
+    core.step(Input::SyncDone(SyncDone {
+        lsn: Lsn(30),
+        schema,
+    }))
+    .await
+    .unwrap();
+    // The catch-up applied what committed before 30; the apply worker what commits after.
+    feed(&mut core, vec![stream_commit(25, 7, 25, 26)]).await;
+    apply_streamed(&mut core).await;
+    feed(&mut core, vec![stream_commit(40, 8, 40, 41)]).await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(destination.inserted(), vec![(40, "after".into())]);
+    assert_eq!(core.tables.get(TableId(2)), Some(&TableState::Ready));
+}
