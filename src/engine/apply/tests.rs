@@ -336,17 +336,40 @@ async fn a_table_errored_mid_transaction_stops_alone_and_is_skipped_on_replay() 
     );
 }
 
+/// Table `id` (beside table 1) is being copied: its changes are not applied yet.
+async fn copying(core: &mut ApplyCore<Recorder>, store: &StateStore, id: u32) {
+    store
+        .set_table_state(TableId(id), &TableState::FinishedCopy)
+        .await
+        .unwrap();
+    core.forget_removed(&published(&[1, id]), &HashSet::new())
+        .await
+        .unwrap();
+}
+
+/// The table-sync worker of table `id` caught up to `lsn` and hands the table over.
+async fn caught_up(core: &mut ApplyCore<Recorder>, id: u32, lsn: u64) {
+    let schema = Arc::new(crate::engine::changes::relation_schema(
+        id,
+        "public",
+        &format!("t{id}"),
+        b'd',
+        &[],
+        None,
+    ));
+    core.step(Input::SyncDone(SyncDone {
+        lsn: Lsn(lsn),
+        schema,
+    }))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_caught_up_table_applies_from_its_point_and_is_ready_once_durable() {
     let (mut core, destination, store) = core_with(&[1], 100).await;
     // Table 2 is being copied: its changes are not applied.
-    store
-        .set_table_state(TableId(2), &TableState::FinishedCopy)
-        .await
-        .unwrap();
-    core.forget_removed(&published(&[1, 2]), &HashSet::new())
-        .await
-        .unwrap();
+    copying(&mut core, &store, 2).await;
     feed(
         &mut core,
         vec![
@@ -359,20 +382,7 @@ async fn a_caught_up_table_applies_from_its_point_and_is_ready_once_durable() {
     .await;
     assert!(writes(&destination.calls()).is_empty());
     // The table-sync worker caught up to 30: transactions committing from 30 on apply.
-    let schema = Arc::new(crate::engine::changes::relation_schema(
-        2,
-        "public",
-        "t2",
-        b'd',
-        &[],
-        None,
-    ));
-    core.step(Input::SyncDone(SyncDone {
-        lsn: Lsn(30),
-        schema,
-    }))
-    .await
-    .unwrap();
+    caught_up(&mut core, 2, 30).await;
     feed(
         &mut core,
         vec![
@@ -731,13 +741,7 @@ async fn a_new_session_forgets_streamed_transactions_the_server_sends_again() {
 #[tokio::test]
 async fn a_streamed_transaction_applies_to_a_caught_up_table_only_if_it_commits_after_its_point() {
     let (mut core, destination, store) = core_with(&[1], 100).await;
-    store
-        .set_table_state(TableId(2), &TableState::FinishedCopy)
-        .await
-        .unwrap();
-    core.forget_removed(&published(&[1, 2]), &HashSet::new())
-        .await
-        .unwrap();
+    copying(&mut core, &store, 2).await;
     // Both transactions stream while table 2 is still being copied.
     feed(
         &mut core,
@@ -753,20 +757,7 @@ async fn a_streamed_transaction_applies_to_a_caught_up_table_only_if_it_commits_
         ],
     )
     .await;
-    let schema = Arc::new(crate::engine::changes::relation_schema(
-        2,
-        "public",
-        "t2",
-        b'd',
-        &[],
-        None,
-    ));
-    core.step(Input::SyncDone(SyncDone {
-        lsn: Lsn(30),
-        schema,
-    }))
-    .await
-    .unwrap();
+    caught_up(&mut core, 2, 30).await;
     // The catch-up applied what committed before 30; the apply worker what commits after.
     feed(&mut core, vec![stream_commit(25, 7, 25, 26)]).await;
     apply_streamed(&mut core).await;
