@@ -74,6 +74,67 @@ pub struct PipelineConfig {
     /// destination unavailable).
     #[serde(default)]
     pub retry: RetryConfig,
+    /// `auto`: on PostgreSQL 14 and later, ask for pgoutput protocol 2 with `streaming 'on'`,
+    /// so a large transaction arrives while it runs (spilled locally until it commits);
+    /// `off`: protocol 1, the server sends each transaction once it has committed.
+    #[serde(default)]
+    pub streaming: StreamingMode,
+    /// Where and how much the changes of in-progress (streamed) transactions are spilled.
+    #[serde(default)]
+    pub spill: SpillConfig,
+}
+
+/// Whether in-progress transactions are streamed (pgoutput protocol 2).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamingMode {
+    /// Protocol 2 with streaming on servers that have it (14+), protocol 1 on older ones.
+    #[default]
+    Auto,
+    /// Always protocol 1.
+    Off,
+}
+
+/// The local files holding the changes of streamed transactions until their commit.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpillConfig {
+    /// Directory of the spill files; `null`: `etl-spill/pipeline-<id>` in the system's
+    /// temporary directory. Its files are deleted at start (the server sends unfinished
+    /// transactions again).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Bytes all spill files may hold together. A streamed transaction that would go past it
+    /// makes the apply worker reconnect with protocol 1 (the server then keeps the transaction
+    /// until it commits and sends it whole): nothing is lost, and it stays on protocol 1 until
+    /// the replicator restarts.
+    #[serde(default = "default_spill_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_bytes: default_spill_max_bytes(),
+        }
+    }
+}
+
+impl SpillConfig {
+    /// The spill directory of pipeline `id`.
+    pub fn dir_for(&self, id: u64) -> std::path::PathBuf {
+        match &self.dir {
+            Some(dir) => dir.clone(),
+            None => std::env::temp_dir()
+                .join("etl-spill")
+                .join(format!("pipeline-{id}")),
+        }
+    }
+}
+
+fn default_spill_max_bytes() -> u64 {
+    10 * 1024 * 1024 * 1024
 }
 
 /// What `etl replicate` does when its apply slot has been invalidated.
@@ -306,6 +367,8 @@ impl PipelineConfig {
             metrics_address: default_metrics_address(),
             invalidated_slot_behavior: InvalidatedSlotBehavior::default(),
             retry: RetryConfig::default(),
+            streaming: StreamingMode::default(),
+            spill: SpillConfig::default(),
         }
     }
 

@@ -63,6 +63,10 @@ pub enum Error {
     Identity(#[from] super::identity::IdentityError),
     #[error("cannot run the replicator migrations")]
     Migration(#[from] crate::migrate::MigrationError),
+    /// Spilling a streamed transaction failed (`Full`: the apply worker goes back to
+    /// protocol 1; otherwise a disk problem, retried).
+    #[error(transparent)]
+    Spill(#[from] super::apply::SpillError),
 }
 
 impl From<super::router::RouteError> for Error {
@@ -89,6 +93,7 @@ impl Error {
             Error::Destination(e) => e.is_transient(),
             Error::State(e) => e.is_transient(),
             Error::SourceTimeout { .. } => true,
+            Error::Spill(_) => true,
             Error::Query { source, .. } => matches!(
                 source,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed

@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{Source, wait_for};
 
-fn write_config(dir: &Path, source: &Source) {
+pub(crate) fn write_config(dir: &Path, source: &Source) {
     write_config_with(dir, source, "null");
 }
 
@@ -36,7 +36,7 @@ fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
     .unwrap();
 }
 
-fn replicate(dir: &Path, once: bool) -> Child {
+pub(crate) fn replicate(dir: &Path, once: bool) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_etl"));
     command
         .arg("--config-dir")
@@ -52,7 +52,7 @@ fn replicate(dir: &Path, once: bool) -> Child {
     command.spawn().expect("spawn etl")
 }
 
-async fn finish(child: Child) -> (Option<i32>, String) {
+pub(crate) async fn finish(child: Child) -> (Option<i32>, String) {
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("etl exits within 60 s")

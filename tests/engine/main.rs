@@ -20,3 +20,4 @@ mod private_cluster;
 mod publication_changes;
 mod restart;
 mod source_restart;
+mod streaming;

@@ -5,6 +5,14 @@
 //! tables before a change of a new shape (after writing everything before it), and marks
 //! tables `ready` once the durable position passes their catch-up point.
 //!
+//! Protocol 2 streamed transactions: the messages of a stream block go to the [`Spill`] (one
+//! file per top-level transaction), never to the destination; Stream Abort drops a
+//! transaction's or subtransaction's messages; Stream Commit starts a *replay*: the spilled
+//! messages are routed in order as one transaction committing at the commit LSN, a batch at a
+//! time through the normal write path ([`Input::Replay`]), so memory stays bounded and the
+//! commit is acknowledged only once its last write is durable. While a replay runs the session
+//! reads no stream message.
+//!
 //! It owns no stream and sends nothing to the server: acknowledging the durable position is
 //! the session's job (`super::ack`), so this part runs in unit tests on the in-memory state
 //! store and destination.
@@ -14,13 +22,14 @@ use std::sync::Arc;
 use tokio::task::{JoinError, JoinHandle};
 
 use super::batch::Batch;
+use super::spill::{Spill, SpillReader};
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
 use crate::config::BatchConfig;
 use crate::engine::destination::{self, Destination};
 use crate::engine::error::Error;
 use crate::engine::router::{Applied, Reshape, Routed, Router, Rule};
-use crate::engine::source::ReplicationMessage;
+use crate::engine::source::{PgOutputMessage, ReplicationMessage};
 use crate::engine::state::{TableState, TableStates};
 use crate::engine::table_sync::SyncDone;
 
@@ -37,6 +46,20 @@ pub(crate) enum Input {
     Flush,
     /// A table-sync worker caught its table up: the apply worker takes it over.
     SyncDone(SyncDone),
+    /// Route the next spilled changes of the streamed transaction being committed (while
+    /// [`ApplyCore::replaying`]).
+    Replay,
+}
+
+/// Spilled messages routed per [`Input::Replay`] at most (a batch may fill sooner).
+const REPLAY_CHUNK: usize = 1_024;
+
+/// A committed streamed transaction whose spilled changes are being applied.
+struct Replay {
+    reader: SpillReader,
+    commit_lsn: Lsn,
+    end_lsn: Lsn,
+    commit_time: i64,
 }
 
 /// What a step changed that the caller must act on.
@@ -64,6 +87,10 @@ pub(crate) struct ApplyCore<D> {
     /// Transaction boundary reached by the stream: every transaction ending at or before it
     /// was routed.
     position: Lsn,
+    spill: Spill,
+    /// The top-level transaction of the stream block being received.
+    stream_block: Option<u32>,
+    replay: Option<Replay>,
 }
 
 impl<D: Destination + Clone> ApplyCore<D> {
@@ -74,6 +101,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
         shapes: impl IntoIterator<Item = (TableId, Arc<TableSchema>)>,
         limits: BatchConfig,
         resume: Lsn,
+        spill: Spill,
     ) -> Self {
         Self {
             destination,
@@ -84,6 +112,9 @@ impl<D: Destination + Clone> ApplyCore<D> {
             inflight: None,
             durable: resume,
             position: resume,
+            spill,
+            stream_block: None,
+            replay: None,
         }
     }
 
@@ -95,8 +126,21 @@ impl<D: Destination + Clone> ApplyCore<D> {
         self.position
     }
 
+    /// Inside a transaction, a stream block or the replay of a streamed one.
     pub fn in_transaction(&self) -> bool {
-        self.router.in_transaction()
+        self.router.in_transaction() || self.stream_block.is_some() || self.replay.is_some()
+    }
+
+    /// A committed streamed transaction is being applied: feed [`Input::Replay`], not stream
+    /// messages, until it is done.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// Bytes of the spill files (streamed transactions not committed yet).
+    #[cfg(test)]
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spill.used_bytes()
     }
 
     pub fn batch_is_full(&self) -> bool {
@@ -136,6 +180,16 @@ impl<D: Destination + Clone> ApplyCore<D> {
         self.batch = Batch::default();
         self.router.new_session();
         self.position = self.durable;
+        self.stream_block = None;
+        self.replay = None;
+    }
+
+    /// Before a stream starts: deletes every spill file (the stream sends each unfinished
+    /// transaction again from its first change).
+    pub fn clear_spill(&mut self) -> Result<(), Error> {
+        self.stream_block = None;
+        self.replay = None;
+        Ok(self.spill.clear()?)
     }
 
     /// Takes one input; returns whether the durable position moved.
@@ -148,6 +202,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
                 self.on_written(result).await?;
             }
             Input::Flush => self.launch_write().await?,
+            Input::Replay => self.replay_chunk().await?,
             Input::SyncDone(done) => {
                 self.tables.rename(done.schema.id, done.schema.name.clone());
                 self.tables
@@ -205,7 +260,9 @@ impl<D: Destination + Clone> ApplyCore<D> {
     async fn on_message(&mut self, message: ReplicationMessage) -> Result<(), Error> {
         let (wal_start, message) = match message {
             ReplicationMessage::Keepalive { wal_end, .. } => {
-                if !self.router.in_transaction() {
+                // A streamed transaction still open commits after `wal_end` (the server sends
+                // it again after a reconnect), so it does not hold the position back.
+                if !self.router.in_transaction() && self.replay.is_none() {
                     self.position = self.position.max(wal_end);
                     // An idle source still moves its WAL: follow it so no WAL is pinned.
                     if self.is_idle() && wal_end > self.durable {
@@ -217,6 +274,35 @@ impl<D: Destination + Clone> ApplyCore<D> {
             ReplicationMessage::XLogData {
                 wal_start, message, ..
             } => (wal_start, message),
+        };
+        let message = match message {
+            PgOutputMessage::StreamStart { xid, .. } => {
+                self.stream_block = Some(xid);
+                return Ok(());
+            }
+            PgOutputMessage::StreamStop => {
+                self.stream_block = None;
+                return Ok(());
+            }
+            PgOutputMessage::StreamAbort { xid, subxid } => {
+                self.spill.abort(xid, subxid)?;
+                return Ok(());
+            }
+            PgOutputMessage::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_time,
+                ..
+            } => {
+                return self
+                    .start_replay(xid, commit_lsn, end_lsn, commit_time)
+                    .await;
+            }
+            message => match self.stream_block {
+                Some(top) => return Ok(self.spill.append(top, wal_start, &message)?),
+                None => message,
+            },
         };
         match self.router.route(wal_start, message, &self.tables)? {
             Routed::Nothing | Routed::Begin { .. } => {}
@@ -233,6 +319,92 @@ impl<D: Destination + Clone> ApplyCore<D> {
         }
         if self.inflight.is_none() && self.batch_is_full() {
             self.launch_write().await?;
+        }
+        Ok(())
+    }
+
+    /// Stream Commit of `xid`: its spilled changes are routed as one transaction with the
+    /// commit's LSN, by [`Input::Replay`] steps.
+    async fn start_replay(
+        &mut self,
+        xid: u32,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: i64,
+    ) -> Result<(), Error> {
+        let begin = PgOutputMessage::Begin {
+            final_lsn: commit_lsn,
+            commit_time,
+            xid,
+        };
+        self.router.route(commit_lsn, begin, &self.tables)?;
+        match self.spill.take(xid)? {
+            Some(reader) => {
+                self.replay = Some(Replay {
+                    reader,
+                    commit_lsn,
+                    end_lsn,
+                    commit_time,
+                });
+            }
+            // Nothing was spilled (every change filtered out by the server): just a commit.
+            None => self.finish_replay(commit_lsn, end_lsn, commit_time)?,
+        }
+        Ok(())
+    }
+
+    /// Routes up to [`REPLAY_CHUNK`] spilled messages; stops early at a full batch while a
+    /// write is in flight (the session waits for it, then replays on).
+    async fn replay_chunk(&mut self) -> Result<(), Error> {
+        for _ in 0..REPLAY_CHUNK {
+            if self.batch_is_full() {
+                if self.inflight.is_some() {
+                    return Ok(());
+                }
+                self.launch_write().await?;
+            }
+            let Some(replay) = self.replay.as_mut() else {
+                return Ok(());
+            };
+            let Some((lsn, message)) = replay.reader.next_message()? else {
+                let (commit_lsn, end_lsn, commit_time) =
+                    (replay.commit_lsn, replay.end_lsn, replay.commit_time);
+                // Dropping the reader deletes the file.
+                self.replay = None;
+                self.finish_replay(commit_lsn, end_lsn, commit_time)?;
+                break;
+            };
+            match self.router.route(lsn, message, &self.tables)? {
+                Routed::Change(applied) => self.push(applied).await?,
+                Routed::Truncate(applied) => {
+                    for one in applied {
+                        self.push(one).await?;
+                    }
+                }
+                Routed::Nothing | Routed::Begin { .. } | Routed::Commit { .. } => {}
+            }
+        }
+        if self.inflight.is_none() && self.batch_is_full() {
+            self.launch_write().await?;
+        }
+        Ok(())
+    }
+
+    fn finish_replay(
+        &mut self,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: i64,
+    ) -> Result<(), Error> {
+        let commit = PgOutputMessage::Commit {
+            flags: 0,
+            commit_lsn,
+            end_lsn,
+            commit_time,
+        };
+        if let Routed::Commit { end_lsn } = self.router.route(end_lsn, commit, &self.tables)? {
+            self.position = self.position.max(end_lsn);
+            self.batch.close_commit(end_lsn);
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ mod ack;
 mod batch;
 mod coordinator;
 mod core;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 use self::ack::Acknowledger;
 use self::coordinator::{SyncCoordinator, WorkerResult};
 use self::core::{ApplyCore, Input, Outcome};
+use self::spill::Spill;
 use super::catalog;
 use super::destination::Destination;
 use super::error::Error;
@@ -43,9 +45,10 @@ use super::table_sync::{CatchupGrant, CatchupRequest};
 use crate::base::error_chain;
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
-use crate::config::{PgConnection, PipelineConfig};
+use crate::config::{PgConnection, PipelineConfig, StreamingMode};
 use crate::shutdown::Shutdown;
 
+pub use self::spill::SpillError;
 pub use super::state::slots::apply_slot_name;
 
 /// Messages taken from the stream's buffer per wake-up.
@@ -79,6 +82,7 @@ enum Wake {
     StatusTick,
     RefreshTick,
     FillDeadline,
+    Replay,
     Idle,
 }
 
@@ -94,6 +98,8 @@ pub(crate) struct ApplyWorker<D> {
     ack: Acknowledger,
     coordinator: SyncCoordinator<D>,
     bytes_seen: u64,
+    /// A streamed transaction outgrew `pipeline.spill.max_bytes`: protocol 1 from now on.
+    spill_overflowed: bool,
 }
 
 impl<D: Destination + Clone> ApplyWorker<D> {
@@ -119,7 +125,15 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             writer.clone(),
             shutdown.clone(),
         );
-        let core = ApplyCore::new(destination, tables, schemas, config.batch.clone(), resume);
+        let spill = Spill::new(config.spill.dir_for(config.id), config.spill.max_bytes);
+        let core = ApplyCore::new(
+            destination,
+            tables,
+            schemas,
+            config.batch.clone(),
+            resume,
+            spill,
+        );
         Self {
             slot: apply_slot_name(config.id),
             ack: Acknowledger::new(writer.store().clone()),
@@ -132,6 +146,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             core,
             coordinator,
             bytes_seen: 0,
+            spill_overflowed: false,
         }
     }
 
@@ -154,6 +169,15 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 backoff.reset();
             }
             if self.core.contain(&error).await? {
+                continue;
+            }
+            if let Error::Spill(SpillError::Full { .. }) = &error {
+                // Nothing of the transaction was applied; on protocol 1 the server keeps it
+                // until it commits and sends it whole, in batches like any other.
+                tracing::warn!(error = %error_chain(&error),
+                    "spill bound reached: reconnecting with protocol 1 (no streaming of \
+                     in-progress transactions until the replicator restarts)");
+                self.spill_overflowed = true;
                 continue;
             }
             if !error.is_transient() {
@@ -189,14 +213,22 @@ impl<D: Destination + Clone> ApplyWorker<D> {
     async fn session(&mut self) -> Result<(), Error> {
         self.coordinator.spawn(&self.core.tables);
         let client = ReplicationClient::connect(&self.connection).await?;
+        // Protocol 2 `streaming 'on'` (PostgreSQL 14+): large transactions arrive while they
+        // run and are spilled here until they commit. Not `'parallel'` (16+): it only lets
+        // the server stream earlier in favour of a subscriber applying in parallel workers,
+        // while this worker applies in commit order anyway.
+        let streaming = self.config.streaming == StreamingMode::Auto
+            && !self.spill_overflowed
+            && client.server_major_version() >= 14;
+        self.core.clear_spill()?;
         let options = PgOutputOptions {
             publication_names: vec![self.config.publication_name.clone()],
-            proto_version: 1,
+            proto_version: if streaming { 2 } else { 1 },
             messages: false,
-            streaming: false,
+            streaming,
         };
         let start = self.core.durable();
-        tracing::info!(slot = %self.slot, lsn = %start, "resuming from LSN {start}");
+        tracing::info!(slot = %self.slot, lsn = %start, streaming, "resuming from LSN {start}");
         let mut stream = client
             .start_replication(&self.slot, start, &options)
             .await?;
@@ -225,6 +257,10 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 .map(|t| tokio::time::Instant::from_std(t + max_fill));
             let batch_full = self.core.batch_is_full();
             let in_transaction = self.core.in_transaction();
+            let replaying = self.core.replaying();
+            // A full batch waits for the write in flight (memory stays bounded); a committed
+            // streamed transaction is applied before the stream is read on.
+            let can_read = !(replaying || (writing && batch_full));
             let has_workers = !self.coordinator.workers.is_empty();
             let inflight = self.core.inflight_mut();
             let catchup_rx = &mut self.coordinator.catchup_rx;
@@ -242,8 +278,11 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                 _ = refresh_tick.tick() => Wake::RefreshTick,
                 () = tokio::time::sleep_until(fill_deadline.unwrap_or_else(tokio::time::Instant::now)),
                     if can_launch && fill_deadline.is_some() => Wake::FillDeadline,
+                // A committed streamed transaction is applied before the stream is read on
+                // (status updates keep the connection alive meanwhile).
+                () = std::future::ready(()), if replaying && !(writing && batch_full) => Wake::Replay,
                 // A full batch waits for the write in flight: memory stays bounded.
-                message = stream.next(), if !(writing && batch_full) => Wake::Message(message),
+                message = stream.next(), if can_read => Wake::Message(message),
                 () = std::future::ready(()), if idle_work => Wake::Idle,
             };
             match wake {
@@ -285,6 +324,10 @@ impl<D: Destination + Clone> ApplyWorker<D> {
                             .slot(info.lag_bytes, info.safe_wal_size);
                     }
                 }
+                Wake::Replay => {
+                    let outcome = self.core.step(Input::Replay).await?;
+                    self.acknowledge(outcome, &mut stream).await?;
+                }
                 Wake::FillDeadline => {
                     let outcome = self.core.step(Input::Flush).await?;
                     self.acknowledge(outcome, &mut stream).await?;
@@ -318,7 +361,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         let outcome = self.core.step(Input::Message(first)).await?;
         self.acknowledge(outcome, stream).await?;
         for _ in 0..BURST {
-            if self.core.batch_is_full() && self.core.writing() {
+            if (self.core.batch_is_full() && self.core.writing()) || self.core.replaying() {
                 break;
             }
             let Some(next) = stream.next().now_or_never() else {

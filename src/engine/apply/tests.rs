@@ -5,13 +5,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::core::{ApplyCore, Input, Outcome};
-use crate::base::event::{ChangeEvent, CopyChunk};
+use super::spill::Spill;
+use crate::base::event::{Cell, Change, ChangeEvent, CopyChunk};
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableName, TableSchema};
 use crate::config::BatchConfig;
 use crate::engine::catalog::PublishedTable;
 use crate::engine::destination::{self, Destination};
 use crate::engine::observer::Observer;
+use crate::engine::source::{PgOutputMessage, ReplicationMessage};
 use crate::engine::state::{StateStore, StateWriter, TableState, TableStates};
 use crate::engine::table_sync::SyncDone;
 use crate::engine::test_messages::*;
@@ -29,6 +31,8 @@ enum Call {
 struct Recorder {
     calls: Arc<Mutex<Vec<Call>>>,
     failing: Arc<Mutex<HashSet<TableId>>>,
+    /// The first value of every inserted row written, with its commit LSN.
+    inserted: Arc<Mutex<Vec<(u64, String)>>>,
 }
 
 impl Recorder {
@@ -44,6 +48,13 @@ impl Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(call);
+    }
+
+    fn inserted(&self) -> Vec<(u64, String)> {
+        self.inserted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn fail(&self, table: TableId) {
@@ -97,6 +108,16 @@ impl Destination for Recorder {
                 "value out of range",
             ));
         }
+        for event in &events {
+            if let Change::Insert { new } = &event.change
+                && let Some(Cell::Text(first)) = new.first()
+            {
+                self.inserted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((event.commit_lsn.0, first.clone()));
+            }
+        }
         self.record(Call::Write(
             events
                 .iter()
@@ -118,6 +139,15 @@ fn published(ids: &[u32]) -> Vec<PublishedTable> {
 
 /// A core whose tables `ready` are streamed, with a batch of at most `max_size` events.
 async fn core_with(ready: &[u32], max_size: usize) -> (ApplyCore<Recorder>, Recorder, StateStore) {
+    core_spilling(ready, max_size, 1 << 30).await
+}
+
+/// Like [`core_with`], with at most `spill_bytes` in its spill directory.
+async fn core_spilling(
+    ready: &[u32],
+    max_size: usize,
+    spill_bytes: u64,
+) -> (ApplyCore<Recorder>, Recorder, StateStore) {
     let store = StateStore::memory();
     for id in ready {
         store
@@ -133,7 +163,9 @@ async fn core_with(ready: &[u32], max_size: usize) -> (ApplyCore<Recorder>, Reco
         max_fill_ms: 1_000,
         max_bytes: usize::MAX,
     };
-    let core = ApplyCore::new(destination.clone(), tables, [], limits, Lsn(1));
+    let spill_dir = tempfile::tempdir().unwrap().keep();
+    let spill = Spill::open(spill_dir, spill_bytes).unwrap();
+    let core = ApplyCore::new(destination.clone(), tables, [], limits, Lsn(1), spill);
     (core, destination, store)
 }
 
@@ -304,17 +336,40 @@ async fn a_table_errored_mid_transaction_stops_alone_and_is_skipped_on_replay() 
     );
 }
 
+/// Table `id` (beside table 1) is being copied: its changes are not applied yet.
+async fn copying(core: &mut ApplyCore<Recorder>, store: &StateStore, id: u32) {
+    store
+        .set_table_state(TableId(id), &TableState::FinishedCopy)
+        .await
+        .unwrap();
+    core.forget_removed(&published(&[1, id]), &HashSet::new())
+        .await
+        .unwrap();
+}
+
+/// The table-sync worker of table `id` caught up to `lsn` and hands the table over.
+async fn caught_up(core: &mut ApplyCore<Recorder>, id: u32, lsn: u64) {
+    let schema = Arc::new(crate::engine::changes::relation_schema(
+        id,
+        "public",
+        &format!("t{id}"),
+        b'd',
+        &[],
+        None,
+    ));
+    core.step(Input::SyncDone(SyncDone {
+        lsn: Lsn(lsn),
+        schema,
+    }))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_caught_up_table_applies_from_its_point_and_is_ready_once_durable() {
     let (mut core, destination, store) = core_with(&[1], 100).await;
     // Table 2 is being copied: its changes are not applied.
-    store
-        .set_table_state(TableId(2), &TableState::FinishedCopy)
-        .await
-        .unwrap();
-    core.forget_removed(&published(&[1, 2]), &HashSet::new())
-        .await
-        .unwrap();
+    copying(&mut core, &store, 2).await;
     feed(
         &mut core,
         vec![
@@ -327,20 +382,7 @@ async fn a_caught_up_table_applies_from_its_point_and_is_ready_once_durable() {
     .await;
     assert!(writes(&destination.calls()).is_empty());
     // The table-sync worker caught up to 30: transactions committing from 30 on apply.
-    let schema = Arc::new(crate::engine::changes::relation_schema(
-        2,
-        "public",
-        "t2",
-        b'd',
-        &[],
-        None,
-    ));
-    core.step(Input::SyncDone(SyncDone {
-        lsn: Lsn(30),
-        schema,
-    }))
-    .await
-    .unwrap();
+    caught_up(&mut core, 2, 30).await;
     feed(
         &mut core,
         vec![
@@ -397,4 +439,330 @@ async fn an_idle_stream_follows_the_servers_wal_only_when_nothing_is_pending() {
     );
     core.step(Input::Flush).await.unwrap();
     assert_eq!(finish_write(&mut core).await, Outcome::Durable(Lsn(71)));
+}
+
+// Protocol 2: streamed (in-progress) transactions.
+
+fn stream_start(wal: u64, xid: u32) -> ReplicationMessage {
+    at(
+        wal,
+        PgOutputMessage::StreamStart {
+            xid,
+            first_segment: false,
+        },
+    )
+}
+
+fn stream_stop(wal: u64) -> ReplicationMessage {
+    at(wal, PgOutputMessage::StreamStop)
+}
+
+fn stream_commit(wal: u64, xid: u32, commit_lsn: u64, end_lsn: u64) -> ReplicationMessage {
+    at(
+        wal,
+        PgOutputMessage::StreamCommit {
+            xid,
+            flags: 0,
+            commit_lsn: Lsn(commit_lsn),
+            end_lsn: Lsn(end_lsn),
+            commit_time: 0,
+        },
+    )
+}
+
+fn stream_abort(wal: u64, xid: u32, subxid: u32) -> ReplicationMessage {
+    at(wal, PgOutputMessage::StreamAbort { xid, subxid })
+}
+
+/// An insert of (sub)transaction `xid` inside a stream block.
+fn streamed_insert(wal: u64, xid: u32, relation: u32, value: &str) -> ReplicationMessage {
+    let PgOutputMessage::Insert { relation, new, .. } = insert(relation, &[value]) else {
+        unreachable!("insert builds an Insert");
+    };
+    at(
+        wal,
+        PgOutputMessage::Insert {
+            xid: Some(xid),
+            relation,
+            new,
+        },
+    )
+}
+
+/// Drives the replay of a committed streamed transaction to its end, waiting for writes the
+/// way the session does, then writes what is left; returns the last durable position.
+async fn apply_streamed(core: &mut ApplyCore<Recorder>) -> Option<Lsn> {
+    apply_streamed_acks(core).await.last().copied()
+}
+
+/// Like [`apply_streamed`], returning every durable position on the way.
+async fn apply_streamed_acks(core: &mut ApplyCore<Recorder>) -> Vec<Lsn> {
+    let mut durable = Vec::new();
+    let mut steps = 0;
+    while core.replaying() || core.writing() || core.has_flushable() {
+        steps += 1;
+        assert!(steps < 10_000, "the replay makes no progress");
+        let outcome = if core.writing() && (core.batch_is_full() || !core.replaying()) {
+            finish_write(core).await
+        } else if core.replaying() {
+            core.step(Input::Replay).await.unwrap()
+        } else {
+            core.step(Input::Flush).await.unwrap()
+        };
+        if let Outcome::Durable(lsn) = outcome {
+            durable.push(lsn);
+        }
+    }
+    durable
+}
+
+#[tokio::test]
+async fn a_streamed_transaction_reaches_the_destination_only_at_its_commit_with_the_commit_lsn() {
+    let (mut core, destination, _) = core_with(&[1], 100).await;
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(11, relation(1, "t1", &[("id", true)])),
+            streamed_insert(12, 7, 1, "a"),
+            streamed_insert(13, 7, 1, "b"),
+            stream_stop(14),
+        ],
+    )
+    .await;
+    assert!(core.spilled_bytes() > 0);
+    assert!(core.is_idle(), "nothing gathered for the destination");
+    assert!(destination.calls().is_empty());
+    feed(
+        &mut core,
+        vec![
+            stream_start(15, 7),
+            streamed_insert(16, 7, 1, "c"),
+            stream_stop(17),
+        ],
+    )
+    .await;
+    feed(&mut core, vec![stream_commit(40, 7, 40, 41)]).await;
+    assert!(core.replaying());
+    assert!(core.in_transaction(), "no catch-up hand-off in the middle");
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(
+        destination.inserted(),
+        vec![(40, "a".into()), (40, "b".into()), (40, "c".into())]
+    );
+    assert_eq!(
+        writes(&destination.calls()),
+        vec![vec![(1, 40, 0), (1, 40, 1), (1, 40, 2)]]
+    );
+    assert_eq!(core.spilled_bytes(), 0, "the file is gone");
+    assert!(!core.in_transaction());
+}
+
+#[tokio::test]
+async fn interleaved_streamed_transactions_apply_in_commit_order_beside_small_ones() {
+    let (mut core, destination, _) = core_with(&[1], 100).await;
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(10, relation(1, "t1", &[("id", true)])),
+            streamed_insert(11, 7, 1, "7a"),
+            stream_stop(12),
+            stream_start(13, 8),
+            at(13, relation(1, "t1", &[("id", true)])),
+            streamed_insert(14, 8, 1, "8a"),
+            stream_stop(15),
+            // A small transaction committed meanwhile is applied at once.
+            at(16, relation(1, "t1", &[("id", true)])),
+            at(17, begin(20, 9)),
+            at(18, insert(1, &["small"])),
+            at(20, commit(20, 21)),
+        ],
+    )
+    .await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(21)));
+    assert_eq!(destination.inserted(), vec![(20, "small".into())]);
+    feed(
+        &mut core,
+        vec![
+            stream_start(22, 7),
+            streamed_insert(23, 7, 1, "7b"),
+            stream_stop(24),
+            stream_commit(30, 8, 30, 31),
+        ],
+    )
+    .await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(31)));
+    feed(&mut core, vec![stream_commit(40, 7, 40, 41)]).await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(
+        destination.inserted(),
+        vec![
+            (20, "small".into()),
+            (30, "8a".into()),
+            (40, "7a".into()),
+            (40, "7b".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_subtransaction_abort_drops_exactly_its_changes() {
+    let (mut core, destination, _) = core_with(&[1], 100).await;
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(10, relation(1, "t1", &[("id", true)])),
+            streamed_insert(11, 7, 1, "kept-1"),
+            // SAVEPOINT s1; insert; SAVEPOINT s2 (a child); insert; ROLLBACK TO s1.
+            streamed_insert(12, 70, 1, "gone-1"),
+            streamed_insert(13, 71, 1, "gone-2"),
+            stream_stop(14),
+            stream_abort(15, 7, 70),
+            stream_start(16, 7),
+            // SAVEPOINT s3; insert; RELEASE; then a rolled back savepoint with no change.
+            streamed_insert(17, 72, 1, "kept-2"),
+            stream_stop(18),
+            stream_abort(19, 7, 73),
+            stream_commit(40, 7, 40, 41),
+        ],
+    )
+    .await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(
+        destination.inserted(),
+        vec![(40, "kept-1".into()), (40, "kept-2".into())]
+    );
+    assert_eq!(
+        writes(&destination.calls()),
+        vec![vec![(1, 40, 0), (1, 40, 1)]],
+        "ordinals count only what committed"
+    );
+}
+
+#[tokio::test]
+async fn a_top_level_abort_deletes_the_transaction_and_lets_the_position_move() {
+    let (mut core, destination, _) = core_with(&[1], 100).await;
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(10, relation(1, "t1", &[("id", true)])),
+            streamed_insert(11, 7, 1, "a"),
+            stream_stop(12),
+        ],
+    )
+    .await;
+    assert!(core.spilled_bytes() > 0);
+    feed(&mut core, vec![stream_abort(13, 7, 7)]).await;
+    assert_eq!(core.spilled_bytes(), 0);
+    assert_eq!(
+        core.step(Input::Message(keepalive(50))).await.unwrap(),
+        Outcome::Durable(Lsn(50))
+    );
+    assert!(destination.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_large_streamed_commit_is_written_in_batches_and_acknowledged_once_at_the_end() {
+    let (mut core, destination, _) = core_with(&[1], 3).await;
+    let mut messages = vec![
+        stream_start(10, 7),
+        at(10, relation(1, "t1", &[("id", true)])),
+    ];
+    for i in 0..10u32 {
+        messages.push(streamed_insert(11 + u64::from(i), 7, 1, &i.to_string()));
+    }
+    messages.push(stream_stop(30));
+    messages.push(stream_commit(40, 7, 40, 41));
+    feed(&mut core, messages).await;
+    let durable = apply_streamed_acks(&mut core).await;
+    assert_eq!(durable, vec![Lsn(41)], "acknowledged only at the commit");
+    let writes = writes(&destination.calls());
+    assert!(writes.iter().all(|w| w.len() <= 3), "{writes:?}");
+    assert_eq!(writes.concat().len(), 10);
+    let ordinals: Vec<u32> = writes.concat().iter().map(|(_, _, o)| *o).collect();
+    assert_eq!(ordinals, (0..10).collect::<Vec<_>>(), "in stream order");
+}
+
+#[tokio::test]
+async fn a_streamed_transaction_past_the_spill_bound_is_an_error_that_applied_nothing() {
+    let (mut core, destination, _) = core_spilling(&[1], 100, 200).await;
+    let mut error = None;
+    let mut messages = vec![
+        stream_start(10, 7),
+        at(10, relation(1, "t1", &[("id", true)])),
+    ];
+    for i in 0..20u32 {
+        messages.push(streamed_insert(11 + u64::from(i), 7, 1, "0123456789"));
+    }
+    for message in messages {
+        if let Err(e) = core.step(Input::Message(message)).await {
+            error = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            error,
+            Some(crate::engine::error::Error::Spill(
+                super::SpillError::Full { xid: 7, .. }
+            ))
+        ),
+        "{error:?}"
+    );
+    assert!(destination.calls().is_empty());
+    assert_eq!(core.durable(), Lsn(1));
+}
+
+#[tokio::test]
+async fn a_new_session_forgets_streamed_transactions_the_server_sends_again() {
+    let (mut core, destination, _) = core_with(&[1], 100).await;
+    let first_half = || {
+        vec![
+            stream_start(10, 7),
+            at(10, relation(1, "t1", &[("id", true)])),
+            streamed_insert(11, 7, 1, "a"),
+            stream_stop(12),
+        ]
+    };
+    feed(&mut core, first_half()).await;
+    core.new_session().await;
+    core.clear_spill().unwrap();
+    assert_eq!(core.spilled_bytes(), 0);
+    // The new stream starts the transaction over.
+    feed(&mut core, first_half()).await;
+    feed(&mut core, vec![stream_commit(40, 7, 40, 41)]).await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(destination.inserted(), vec![(40, "a".into())]);
+}
+
+#[tokio::test]
+async fn a_streamed_transaction_applies_to_a_caught_up_table_only_if_it_commits_after_its_point() {
+    let (mut core, destination, store) = core_with(&[1], 100).await;
+    copying(&mut core, &store, 2).await;
+    // Both transactions stream while table 2 is still being copied.
+    feed(
+        &mut core,
+        vec![
+            stream_start(10, 7),
+            at(10, relation(2, "t2", &[("id", true)])),
+            streamed_insert(11, 7, 2, "before"),
+            stream_stop(12),
+            stream_start(13, 8),
+            at(13, relation(2, "t2", &[("id", true)])),
+            streamed_insert(14, 8, 2, "after"),
+            stream_stop(15),
+        ],
+    )
+    .await;
+    caught_up(&mut core, 2, 30).await;
+    // The catch-up applied what committed before 30; the apply worker what commits after.
+    feed(&mut core, vec![stream_commit(25, 7, 25, 26)]).await;
+    apply_streamed(&mut core).await;
+    feed(&mut core, vec![stream_commit(40, 8, 40, 41)]).await;
+    assert_eq!(apply_streamed(&mut core).await, Some(Lsn(41)));
+    assert_eq!(destination.inserted(), vec![(40, "after".into())]);
+    assert_eq!(core.tables.get(TableId(2)), Some(&TableState::Ready));
 }
