@@ -63,7 +63,10 @@ fn top_level_modules_form_no_cycle() {
         deps.remove(&name);
         graph.insert(name, deps);
     }
-    assert!(graph.contains_key("engine") && graph.contains_key("base"), "{graph:?}");
+    assert!(
+        graph.contains_key("engine") && graph.contains_key("base"),
+        "{graph:?}"
+    );
     // Depth-first search for a back edge.
     fn visit(
         node: &str,
@@ -96,7 +99,10 @@ fn the_engine_owns_the_contract_and_imports_no_destination() {
     assert!(!engine.contains("destinations"), "{engine:?}");
     let source = imports(&src().join("engine").join("source"));
     let allowed: BTreeSet<String> = ["base", "config"].map(String::from).into();
-    assert!(source.is_subset(&allowed), "engine::source imports {source:?}");
+    assert!(
+        source.is_subset(&allowed),
+        "engine::source imports {source:?}"
+    );
     let base = imports(&src().join("base"));
     assert_eq!(base, ["base".to_owned()].into(), "base imports {base:?}");
 }
