@@ -139,7 +139,7 @@ impl Source {
 
     /// Waits until every table of the pipeline is `ready` (and at least `tables` exist).
     pub async fn wait_ready(&self, tables: usize) {
-        wait_for("all tables ready", Duration::from_secs(60), || async {
+        wait_for("all tables ready", Duration::from_secs(120), || async {
             let states = self.states().await;
             states.len() >= tables && states.iter().all(|(_, s)| s == "ready")
         })
