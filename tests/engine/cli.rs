@@ -250,3 +250,41 @@ async fn replicate_once_gives_up_after_the_configured_attempts() {
         started.elapsed()
     );
 }
+
+/// Issue 18: `--once` used to exit 0 when a table ended errored (a partitioned table published
+/// via its root cannot be copied with `COPY … TO`). It exits 4 with one line naming the table.
+#[tokio::test]
+async fn replicate_once_exits_four_naming_the_errored_tables() {
+    let source = Source::create("eng_cli_errored", "pub_cli_errored").await;
+    source
+        .exec(
+            "create table fine (id int primary key); insert into fine values (1), (2); \
+             create table parted (id int primary key) partition by range (id); \
+             create table parted_1 partition of parted for values from (1) to (100); \
+             insert into parted values (5); \
+             create publication pub_cli_errored for table fine, parted \
+             with (publish_via_partition_root = true)",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(4), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(
+        last.contains("caught up, but 1 table(s) ended errored: public.parted: "),
+        "{last}"
+    );
+    assert!(!last.contains("fine"), "{last}");
+    let mut states = source.states().await;
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            ("fine".to_owned(), "ready".to_owned()),
+            ("parted".to_owned(), "errored".to_owned())
+        ]
+    );
+    source.drop().await;
+}

@@ -1,13 +1,19 @@
 //! [`SyncCoordinator`]: the apply worker's side of the table-sync workers. It starts one per
 //! table that needs a copy (up to `max_table_sync_workers`), receives their catch-up requests
 //! and their results, and knows which tables are being copied.
+//!
+//! A table resynced while streaming is *held* until the apply worker has written every change
+//! of it that was routed before the resync was noticed: only then may its copy start (the
+//! destination's `begin_copy` empties the table, and an older change landing after the copy
+//! would undo part of it).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
+use crate::base::lsn::Lsn;
 use crate::base::schema::TableId;
 use crate::config::{PgConnection, PipelineConfig};
 use crate::engine::catalog::PublishedTable;
@@ -31,6 +37,9 @@ pub(crate) struct SyncCoordinator<D> {
     pub catchup_rx: mpsc::UnboundedReceiver<CatchupRequest>,
     pub workers: JoinSet<WorkerResult>,
     running: HashSet<TableId>,
+    /// Resynced tables whose copy waits until the durable position reaches this point
+    /// (`None`: the end of the transaction being routed, not known yet).
+    held: BTreeMap<TableId, Option<Lsn>>,
 }
 
 impl<D: Destination + Clone> SyncCoordinator<D> {
@@ -54,6 +63,7 @@ impl<D: Destination + Clone> SyncCoordinator<D> {
             catchup_rx,
             workers: JoinSet::new(),
             running: HashSet::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -62,12 +72,30 @@ impl<D: Destination + Clone> SyncCoordinator<D> {
         &self.running
     }
 
+    /// Holds `table` (just resynced) until every change of it routed so far is durable:
+    /// `position` is the stream's transaction boundary, `in_transaction` whether a transaction
+    /// is being routed (its end is then the point to wait for).
+    pub fn hold(&mut self, table: TableId, position: Lsn, in_transaction: bool) {
+        self.held
+            .insert(table, (!in_transaction).then_some(position));
+    }
+
+    /// Releases the held tables whose changes routed before their resync are all durable.
+    pub fn release(&mut self, durable: Lsn, position: Lsn, in_transaction: bool) {
+        self.held.retain(|_, until| {
+            if until.is_none() && !in_transaction {
+                *until = Some(position);
+            }
+            until.is_none_or(|until| durable < until)
+        });
+    }
+
     /// Starts workers for tables that need a copy, up to the configured number.
     pub fn spawn(&mut self, tables: &TableStates) {
         let max = usize::from(self.config.max_table_sync_workers);
         let waiting: Vec<TableId> = tables
             .needing_sync()
-            .filter(|id| !self.running.contains(id))
+            .filter(|id| !self.running.contains(id) && !self.held.contains_key(id))
             .collect();
         for id in waiting {
             if self.running.len() >= max {

@@ -390,12 +390,20 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         }
     }
 
-    /// Adds tables new in the publication (copied, then streamed) and forgets removed ones.
+    /// Adds tables new in the publication (copied, then streamed) and forgets removed ones;
+    /// takes the resyncs recorded in the state store since the last tick (the table stops
+    /// being applied now, and is copied again once what was routed of it is durable).
     async fn refresh_publication(&mut self) -> Result<(), Error> {
         let published =
             catalog::publication_tables(&self.pool, &self.config.publication_name).await?;
         let busy = self.coordinator.running().clone();
         self.core.forget_removed(&published, &busy).await?;
+        let (position, in_transaction) = (self.core.position(), self.core.in_transaction());
+        for table in self.core.tables.take_resyncs().await? {
+            self.coordinator.hold(table, position, in_transaction);
+        }
+        self.coordinator
+            .release(self.core.durable(), position, in_transaction);
         self.coordinator.spawn(&self.core.tables);
         Ok(())
     }

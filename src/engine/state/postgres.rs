@@ -124,6 +124,28 @@ impl PgStateStore {
         selection: RollbackSelection,
         target: RollbackTarget,
     ) -> Result<Vec<RolledBack>, Error> {
+        self.move_tables(selection, target, false).await
+    }
+
+    /// Sends the selected tables back to `init` so that they are copied again, safe while the
+    /// pipeline runs: a running apply worker notices on its refresh tick, stops applying them,
+    /// and its table-sync workers copy them under a fresh snapshot. Only `ready` and `errored`
+    /// tables move (see [`StateName::check_resync`]): with [`RollbackSelection::Table`] another
+    /// state is an error, the other selections skip such tables. History is kept.
+    pub async fn resync_tables(
+        &self,
+        selection: RollbackSelection,
+    ) -> Result<Vec<RolledBack>, Error> {
+        self.move_tables(selection, RollbackTarget::Init, true)
+            .await
+    }
+
+    async fn move_tables(
+        &self,
+        selection: RollbackSelection,
+        target: RollbackTarget,
+        settled_only: bool,
+    ) -> Result<Vec<RolledBack>, Error> {
         let exists: bool =
             sqlx::query_scalar("select to_regclass('etl.replication_state') is not null")
                 .fetch_one(&self.pool)
@@ -157,6 +179,13 @@ impl PgStateStore {
                 RollbackSelection::Errored => state == StateName::Errored,
                 RollbackSelection::All => true,
             };
+            if selected && settled_only {
+                match (StateName::check_resync(table, state.as_str()), selection) {
+                    (Ok(()), _) => {}
+                    (Err(error), RollbackSelection::Table(_)) => return Err(error),
+                    (Err(_), _) => continue,
+                }
+            }
             if selected {
                 chosen.push((row, table, state, previous));
             }
@@ -219,6 +248,26 @@ impl PgStateStore {
         }
         tx.commit().await.map_err(query("committing a rollback"))?;
         Ok(done)
+    }
+
+    /// The pipeline's errored tables: id, name (`schema.table`, or the id when the relation
+    /// is gone) and the recorded reason, in id order.
+    pub async fn errored_tables(&self) -> Result<Vec<(TableId, String, String)>, Error> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "select s.table_id::bigint, coalesce((select format('%I.%I', n.nspname, c.relname) \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where c.oid = s.table_id), s.table_id::text), s.error->>'reason' \
+             from etl.replication_state s \
+             where s.pipeline_id = $1 and s.is_current and s.state = 'errored' order by s.table_id",
+        )
+        .bind(self.pipeline_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading errored tables"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, reason)| (TableId(id as u32), name, reason.unwrap_or_default()))
+            .collect())
     }
 
     /// Forgets a table (removed from the publication): its states, schema and mapping.
