@@ -19,4 +19,5 @@ mod invalidated_slot;
 mod private_cluster;
 mod publication_changes;
 mod restart;
+mod resync;
 mod source_restart;
