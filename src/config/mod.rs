@@ -31,7 +31,7 @@ pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
 pub use sections::{
     BatchConfig, DatabaseConfig, DestinationConfig, InvalidatedSlotBehavior, KubernetesConfig,
-    MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig,
+    MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig, TableErrorsConfig,
 };
 
 /// A configuration problem; `Display` is the one line the user sees.

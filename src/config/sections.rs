@@ -74,6 +74,39 @@ pub struct PipelineConfig {
     /// destination unavailable).
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Automatic retries of a table that ended `errored` (each one copies it again).
+    #[serde(default)]
+    pub table_errors: TableErrorsConfig,
+}
+
+/// `pipeline.table_errors`: an errored table is sent back to `init` (copied again) after
+/// `retry_delay_secs`, up to `max_attempts` times in a row; then it stays `errored` for the
+/// operator. `max_attempts: 0` turns automatic retries off. The count restarts when the table
+/// becomes `ready` or an operator resyncs it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableErrorsConfig {
+    #[serde(default = "default_table_error_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_table_error_delay_secs")]
+    pub retry_delay_secs: u64,
+}
+
+impl Default for TableErrorsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_table_error_attempts(),
+            retry_delay_secs: default_table_error_delay_secs(),
+        }
+    }
+}
+
+fn default_table_error_attempts() -> u32 {
+    3
+}
+
+fn default_table_error_delay_secs() -> u64 {
+    60
 }
 
 /// What `etl replicate` does when its apply slot has been invalidated.
@@ -306,6 +339,7 @@ impl PipelineConfig {
             metrics_address: default_metrics_address(),
             invalidated_slot_behavior: InvalidatedSlotBehavior::default(),
             retry: RetryConfig::default(),
+            table_errors: TableErrorsConfig::default(),
         }
     }
 

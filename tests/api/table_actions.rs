@@ -1,4 +1,5 @@
-//! Table actions safe while a pipeline runs (issue 18): `POST /v1/pipelines/{id}/tables/{table_id}/resync`
+//! Table actions safe while a pipeline runs (issue 18), and the retry bookkeeping in
+//! `replication-status`: `POST /v1/pipelines/{id}/tables/{table_id}/resync`
 //! and `rollback-tables` with target `init` while the pipeline runs. Both only write the
 //! source's `etl` state (what the engine does with it is tested in `tests/engine/resync.rs`):
 //! here the "replicator" the local runtime starts is a script that just stays up.
@@ -194,6 +195,38 @@ async fn a_table_is_resynced_through_the_state_and_refused_while_it_is_copied() 
         refused["message"].as_str().unwrap().contains("is running"),
         "{refused}"
     );
+    // replication-status shows the retry bookkeeping of `pipeline.table_errors`.
+    sqlx::query(
+        "update etl.replication_state set attempts = 2, last_error = 'boom', \
+         next_attempt_at = '2030-01-01T00:00:00Z' \
+         where pipeline_id = $1 and table_id = $2::int8::oid and is_current",
+    )
+    .bind(id)
+    .bind(items)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let status = app
+        .get(&format!("{base}/replication-status"), Some("acme"))
+        .await
+        .expect(200);
+    let tables = status["tables"].as_array().unwrap();
+    let of = |table: i64| {
+        tables
+            .iter()
+            .find(|t| t["table_id"] == json!(table))
+            .unwrap()
+    };
+    assert_eq!(of(items)["attempts"], json!(2), "{status}");
+    assert_eq!(of(items)["last_error"], json!("boom"), "{status}");
+    assert!(
+        of(items)["next_attempt_at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2030-01-01T00:00:00")),
+        "{status}"
+    );
+    assert_eq!(of(orders)["attempts"], json!(0), "{status}");
+    assert!(of(orders).get("next_attempt_at").is_none(), "{status}");
     app.post(&format!("{base}/stop"), Some("acme"), json!({}))
         .await
         .expect(200);

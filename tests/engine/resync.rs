@@ -3,13 +3,16 @@
 //! table-sync worker copies it again and hands it back to streaming — under write load, with
 //! no gap (the destination ends equal to the source) and no duplicate (each event once), while
 //! the other tables keep streaming. The same path makes rolling an errored table back to
-//! `init` safe while running.
+//! `init` safe while running, and automatic retries of errored tables (`pipeline.table_errors`)
+//! use it too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use etl::base::schema::TableId;
+use etl::config::TableErrorsConfig;
+use etl::destinations::memory::MemoryDestination;
 use etl::engine::state::postgres::PgStateStore;
 use etl::engine::state::{Error as StateError, RollbackSelection, StateName};
 
@@ -173,6 +176,100 @@ async fn an_errored_table_rolled_back_to_init_while_running_is_copied_again() {
     assert_eq!(moved[0].from, StateName::Errored);
     source.wait_ready(2).await;
     source.exec("insert into bad values (4, 'after')").await;
+    wait_equal(&source, &dest, &public("bad"), &["id", "v"]).await;
+    wait_equal(&source, &dest, &public("good"), &["id", "v"]).await;
+    running.stop().await;
+    source.drop().await;
+}
+
+/// The current row of `table`: state, attempts, last error, whether a retry is scheduled
+/// (empty before the pipeline created its state).
+async fn retry_row(source: &Source, table: TableId) -> (String, i32, Option<String>, bool) {
+    sqlx::query_as(
+        "select state, attempts, last_error, next_attempt_at is not null \
+         from etl.replication_state where pipeline_id = $1 \
+         and table_id = $2::bigint::oid and is_current",
+    )
+    .bind(source.config.id as i64)
+    .bind(i64::from(table.0))
+    .fetch_optional(&source.pool)
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_errored_table_is_retried_up_to_the_configured_attempts_then_waits_for_the_operator() {
+    let mut source = Source::create("eng_retry", "pub_retry").await;
+    source.config.table_errors = TableErrorsConfig {
+        max_attempts: 2,
+        retry_delay_secs: 1,
+    };
+    source
+        .exec(
+            "create table good (id int primary key, v text); \
+             create table bad (id int primary key, v text); \
+             insert into good values (1, 'a'); insert into bad values (1, 'a'); \
+             create publication pub_retry for table good, bad",
+        )
+        .await;
+    let dest = Arc::new(MemoryDestination::with_event_log());
+    dest.fail_writes_for(public("bad"), "value too wide for the destination");
+    let running = source.start(dest.clone());
+    let bad = table_id(&source, "public.bad").await;
+
+    // The first copy and two retries fail; then the table stays errored, nothing scheduled.
+    wait_for("retries exhausted", Duration::from_secs(60), || async {
+        retry_row(&source, bad).await.1 == 3
+    })
+    .await;
+    let (state, attempts, last_error, scheduled) = retry_row(&source, bad).await;
+    assert_eq!((state.as_str(), attempts, scheduled), ("errored", 3, false));
+    assert!(
+        last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("value too wide")),
+        "{last_error:?}"
+    );
+    assert_eq!(times_in(&source, bad, "data_sync").await, 3);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        times_in(&source, bad, "data_sync").await,
+        3,
+        "no fourth copy"
+    );
+    wait_equal(&source, &dest, &public("good"), &["id", "v"]).await;
+
+    // The operator fixes the cause and resyncs: a fresh count.
+    dest.stop_failing(&public("bad"));
+    let store = PgStateStore::new(source.pool.clone(), source.config.id);
+    store
+        .resync_tables(RollbackSelection::Table(bad))
+        .await
+        .unwrap();
+    source.wait_ready(2).await;
+    assert_eq!(
+        retry_row(&source, bad).await,
+        ("ready".to_owned(), 0, None, false)
+    );
+
+    // An error while streaming is retried automatically: it succeeds once the cause is gone,
+    // and the table comes back with the change it missed.
+    dest.fail_writes_for(public("bad"), "destination hiccup");
+    source.exec("insert into bad values (2, 'b')").await;
+    wait_for(
+        "bad errored while streaming",
+        Duration::from_secs(30),
+        || async { retry_row(&source, bad).await.0 == "errored" },
+    )
+    .await;
+    let (_, attempts, last_error, scheduled) = retry_row(&source, bad).await;
+    assert_eq!((attempts, scheduled), (1, true));
+    assert!(last_error.is_some_and(|e| e.contains("hiccup")));
+    dest.stop_failing(&public("bad"));
+    source.wait_ready(2).await;
+    assert_eq!(times_in(&source, bad, "data_sync").await, 5);
     wait_equal(&source, &dest, &public("bad"), &["id", "v"]).await;
     wait_equal(&source, &dest, &public("good"), &["id", "v"]).await;
     running.stop().await;
