@@ -65,6 +65,11 @@ pub enum Command {
     #[command(subcommand)]
     Pipeline(PipelineCommand),
 
+    /// Act on one table of a pipeline, through its state on the source (same configuration as
+    /// `etl replicate`; a running replicator picks the change up).
+    #[command(subcommand)]
+    Tables(TablesCommand),
+
     /// Run the REST control plane (sections `api` and `database`).
     ///
     /// Example: APP_ENVIRONMENT=dev etl serve-api
@@ -100,6 +105,26 @@ pub enum PipelineCommand {
     ///
     /// Example: etl --env dev pipeline reset --yes
     Reset(ResetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TablesCommand {
+    /// Copy a `ready` or `errored` table again under a fresh snapshot and hand it back to
+    /// streaming, while the other tables keep streaming.
+    ///
+    /// Example: etl --env dev tables resync --table public.orders --yes
+    Resync(ResyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResyncArgs {
+    /// The table, as in SQL: `schema.name` (quote mixed-case names: `'"Sales"."Orders"'`).
+    #[arg(long, value_name = "SCHEMA.NAME")]
+    pub table: String,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! How a failed command looks from outside: exit code 2 for usage and configuration errors, 1 for
-//! runtime failures, and one readable line (plus its causes) on stderr.
+//! runtime failures, 4 when `etl replicate --once` ended with errored tables, and one readable
+//! line (plus its causes) on stderr.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,14 @@ use crate::config::ConfigError;
 pub const USAGE: u8 = 2;
 /// Exit code for a failure at run time.
 pub const FAILURE: u8 = 1;
+
+/// Exit code of `etl replicate --once` when it caught up but some tables ended `errored`.
+pub const TABLES_ERRORED: u8 = 4;
+
+/// `etl replicate --once` caught up, but these tables (`name: reason`) ended `errored`.
+#[derive(Debug, thiserror::Error)]
+#[error("caught up, but {} table(s) ended errored: {}", .0.len(), .0.join("; "))]
+pub struct TablesErrored(pub Vec<String>);
 
 /// Marks an error as the user's input being wrong (exit code 2) rather than a runtime failure.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +30,12 @@ impl From<ConfigError> for UsageError {
     }
 }
 
-/// The exit code for `error`: [`USAGE`] when any cause is a configuration or usage error.
+/// The exit code for `error`: [`TABLES_ERRORED`] for [`TablesErrored`], [`USAGE`] when any
+/// cause is a configuration or usage error, else [`FAILURE`].
 pub fn code_for(error: &anyhow::Error) -> ExitCode {
+    if error.chain().any(|cause| cause.is::<TablesErrored>()) {
+        return ExitCode::from(TABLES_ERRORED);
+    }
     let usage = error
         .chain()
         .any(|cause| cause.is::<ConfigError>() || cause.is::<UsageError>());

@@ -33,4 +33,5 @@ pub mod netpolicy;
 pub mod replicate;
 pub mod reset;
 pub mod shutdown;
+pub mod tables;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use clap::Parser as _;
 
 use etl::cli::{
     ApiCommand, Cli, Command, ConfigCommand, K8sCommand, LogFormatArg, MigrateArgs, MigrateCommand,
-    PipelineCommand,
+    PipelineCommand, TablesCommand,
 };
 use etl::config::{
     Config, ConfigError, DatabaseConfig, Environment, KubernetesConfig, PgConnectionConfig,
@@ -75,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replicate(args) => runtime.block_on(etl::replicate::run(load()?, args.once)),
         Command::Pipeline(PipelineCommand::Reset(args)) => {
             runtime.block_on(etl::reset::run(load()?, args.yes))
+        }
+        Command::Tables(TablesCommand::Resync(args)) => {
+            runtime.block_on(etl::tables::resync(load()?, &args.table, args.yes))
         }
         Command::K8s(K8sCommand::Bootstrap(args)) => {
             // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.

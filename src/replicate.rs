@@ -92,6 +92,7 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     };
     // On a worker thread, like the tasks it talks to (polled by `block_on` on the main thread,
     // every read of the stream would be a cross-thread wake-up).
+    let state_source = source.clone();
     let mut run = tokio::spawn({
         let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
@@ -114,7 +115,38 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
         .context("the pipeline task failed")?
         .with_context(|| format!("pipeline {} stopped", pipeline.id))?;
     tracing::info!("replicator stopped");
+    if once && !stop.is_triggered() {
+        return errored_tables(&state_source, pipeline.id).await;
+    }
     Ok(())
+}
+
+/// After `--once`: [`crate::exit::TablesErrored`] (exit code 4) naming the tables that ended
+/// `errored`, if any.
+async fn errored_tables(
+    source: &crate::config::PgConnection,
+    pipeline_id: u64,
+) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(source.sqlx_options())
+        .await
+        .with_context(|| format!("cannot read the table states from {}", source.describe()))?;
+    let errored = crate::engine::state::postgres::PgStateStore::new(pool.clone(), pipeline_id)
+        .errored_tables()
+        .await
+        .context("cannot read the table states")?;
+    pool.close().await;
+    if errored.is_empty() {
+        return Ok(());
+    }
+    Err(crate::exit::TablesErrored(
+        errored
+            .into_iter()
+            .map(|(_, name, reason)| format!("{name}: {reason}"))
+            .collect(),
+    )
+    .into())
 }
 
 /// Checks a connection against the network policy and pins it to the checked address. The

@@ -8,7 +8,7 @@ use super::domain::{destination, image, pipeline, source, tenant};
 use super::error::ErrorBody;
 use super::routes::{
     destinations, health, images, pipeline_actions, pipeline_reset, pipelines, publications,
-    sources, tenants,
+    sources, table_actions, tenants,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use super::routes::{
         pipeline_actions::start_pipeline, pipeline_actions::stop_pipeline,
         pipeline_actions::restart_pipeline, pipeline_actions::pipeline_status,
         pipeline_actions::replication_status, pipeline_actions::rollback_tables,
+        table_actions::resync_table,
         pipeline_reset::reset_pipeline,
     ),
     components(schemas(

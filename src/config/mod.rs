@@ -32,6 +32,7 @@ pub use secret::{Secret, SecretUrl};
 pub use sections::{
     BatchConfig, DatabaseConfig, DestinationConfig, InvalidatedSlotBehavior, KubernetesConfig,
     MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig, SpillConfig, StreamingMode,
+    TableErrorsConfig,
 };
 
 /// A configuration problem; `Display` is the one line the user sees.

@@ -82,6 +82,9 @@ pub struct PipelineConfig {
     /// Where and how much the changes of in-progress (streamed) transactions are spilled.
     #[serde(default)]
     pub spill: SpillConfig,
+    /// Automatic retries of a table that ended `errored` (each one copies it again).
+    #[serde(default)]
+    pub table_errors: TableErrorsConfig,
 }
 
 /// Whether in-progress transactions are streamed (pgoutput protocol 2).
@@ -121,6 +124,28 @@ impl Default for SpillConfig {
     }
 }
 
+/// `pipeline.table_errors`: an errored table is sent back to `init` (copied again) after
+/// `retry_delay_secs`, up to `max_attempts` times in a row; then it stays `errored` for the
+/// operator. `max_attempts: 0` turns automatic retries off. The count restarts when the table
+/// becomes `ready` or an operator resyncs it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableErrorsConfig {
+    #[serde(default = "default_table_error_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_table_error_delay_secs")]
+    pub retry_delay_secs: u64,
+}
+
+impl Default for TableErrorsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_table_error_attempts(),
+            retry_delay_secs: default_table_error_delay_secs(),
+        }
+    }
+}
+
 impl SpillConfig {
     /// The spill directory of pipeline `id`.
     pub fn dir_for(&self, id: u64) -> std::path::PathBuf {
@@ -135,6 +160,14 @@ impl SpillConfig {
 
 fn default_spill_max_bytes() -> u64 {
     10 * 1024 * 1024 * 1024
+}
+
+fn default_table_error_attempts() -> u32 {
+    3
+}
+
+fn default_table_error_delay_secs() -> u64 {
+    60
 }
 
 /// What `etl replicate` does when its apply slot has been invalidated.
@@ -370,6 +403,7 @@ impl PipelineConfig {
             retry: RetryConfig::default(),
             streaming: StreamingMode::default(),
             spill: SpillConfig::default(),
+            table_errors: TableErrorsConfig::default(),
         }
     }
 

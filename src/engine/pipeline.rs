@@ -17,6 +17,7 @@ use super::error::Error;
 use super::observer::Observer;
 use super::retry::Backoff;
 use super::source::{ReplicationClient, SnapshotAction};
+use super::state::postgres::{PgStateStore, TableRetries};
 use super::state::{StateStore, StateWriter, TableState, TableStates};
 use super::{identity, preconditions, slot_monitor};
 use crate::base::error_chain;
@@ -127,7 +128,12 @@ async fn prepare<D: Destination + Clone>(
         let problems = report.critical().map(ToString::to_string).collect();
         return Err(Error::SourceNotReady { problems });
     }
-    let store = StateStore::new(pool.clone(), config.id);
+    let store = StateStore::Postgres(PgStateStore::new(pool.clone(), config.id).with_retries(
+        TableRetries {
+            max_attempts: config.table_errors.max_attempts,
+            delay_secs: config.table_errors.retry_delay_secs,
+        },
+    ));
     identity::check(config.id, &pool, &store, destination).await?;
     let published = catalog::publication_tables(&pool, &config.publication_name).await?;
     if published.is_empty() {

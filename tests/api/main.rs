@@ -21,4 +21,5 @@ mod local_runtime;
 mod pipelines;
 mod rotation;
 mod sources;
+mod table_actions;
 mod tenants;

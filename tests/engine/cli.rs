@@ -18,7 +18,8 @@ pub(crate) fn write_config(dir: &Path, source: &Source) {
 fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
     std::fs::write(
         dir.join("base.yaml"),
-        "pipeline:\n  batch: {max_size: 1000, max_fill_ms: 100}\n  status_update_interval_ms: 200\n",
+        "pipeline:\n  batch: {max_size: 1000, max_fill_ms: 100}\n  status_update_interval_ms: 200\n  \
+         publication_refresh_secs: 1\n",
     )
     .unwrap();
     std::fs::write(
@@ -249,4 +250,182 @@ async fn replicate_once_gives_up_after_the_configured_attempts() {
         "gave up in {:?}",
         started.elapsed()
     );
+}
+
+/// Issue 18: `--once` used to exit 0 when a table ended errored (a partitioned table published
+/// via its root cannot be copied with `COPY … TO`). It exits 4 with one line naming the table.
+#[tokio::test]
+async fn replicate_once_exits_four_naming_the_errored_tables() {
+    let source = Source::create("eng_cli_errored", "pub_cli_errored").await;
+    source
+        .exec(
+            "create table fine (id int primary key); insert into fine values (1), (2); \
+             create table parted (id int primary key) partition by range (id); \
+             create table parted_1 partition of parted for values from (1) to (100); \
+             insert into parted values (5); \
+             create publication pub_cli_errored for table fine, parted \
+             with (publish_via_partition_root = true)",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    assert_eq!(code, Some(4), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(
+        last.contains("caught up, but 1 table(s) ended errored: public.parted: "),
+        "{last}"
+    );
+    assert!(!last.contains("fine"), "{last}");
+    let mut states = source.states().await;
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            ("fine".to_owned(), "ready".to_owned()),
+            ("parted".to_owned(), "errored".to_owned())
+        ]
+    );
+    source.drop().await;
+}
+
+/// Runs `etl tables resync --table <table> --yes` with the test's configuration.
+async fn tables_resync(dir: &Path, table: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_etl"))
+        .arg("--config-dir")
+        .arg(dir)
+        .args([
+            "--env", "dev", "tables", "resync", "--table", table, "--yes",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .expect("run etl tables resync")
+}
+
+/// Rows of `table` in the SQLite destination, ordered by `id`, as (id, v).
+fn sqlite_rows(dir: &Path, table: &str) -> Vec<(i64, i64)> {
+    let db = rusqlite::Connection::open(dir.join("out.db")).unwrap();
+    let mut statement = db
+        .prepare(&format!("select id, v from \"public.{table}\" order by id"))
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+async fn source_rows(source: &Source, table: &str) -> Vec<(i64, i64)> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select id::int8, v::int8 from {table} order by id"
+    )))
+    .fetch_all(&source.pool)
+    .await
+    .unwrap()
+}
+
+/// Issue 18: `etl tables resync` against a running `etl replicate` under write load; the
+/// replicator is SIGKILLed while it copies the table again, restarted, and the destination
+/// ends equal to the source.
+#[tokio::test]
+async fn tables_resync_under_load_survives_a_sigkill_and_ends_equal() {
+    let source = Source::create("eng_cli_resync", "pub_cli_resync").await;
+    source
+        .exec(
+            "create table big (id int primary key, v int, pad text); \
+             insert into big select g, 0, repeat('r', 300) from generate_series(1, 300000) g; \
+             create table small (id int primary key, v int); \
+             insert into small select g, 0 from generate_series(1, 100) g; \
+             create publication pub_cli_resync for table big, small",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &source);
+    let child = replicate(dir.path(), false);
+    source.wait_ready(2).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (pool, stop) = (source.pool.clone(), stop.clone());
+        async move {
+            let mut round = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                let sql = format!(
+                    "begin; update big set v = v + 1 where id % 1000 = {m}; \
+                     insert into big values ({new}, {round}, 'n'); \
+                     delete from big where id = {round}; \
+                     update small set v = v + 1 where id = {s}; commit;",
+                    m = round % 1000,
+                    new = 1_000_000 + round,
+                    s = round % 100 + 1,
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .expect("write load");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let resync = tables_resync(dir.path(), "public.big").await;
+    let printed = String::from_utf8_lossy(&resync.stdout);
+    assert!(
+        resync.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&resync.stderr)
+    );
+    assert!(printed.contains("ready -> init"), "{printed}");
+
+    // Killed while copying the table again.
+    wait_for("resync copy started", Duration::from_secs(30), || async {
+        source
+            .states()
+            .await
+            .contains(&("big".to_owned(), "data_sync".to_owned()))
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = finish(child).await;
+
+    let child = replicate(dir.path(), false);
+    source.wait_ready(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let after = source.current_lsn().await;
+    wait_for("changes acknowledged", Duration::from_secs(60), || async {
+        source
+            .confirmed_flush()
+            .await
+            .is_some_and(|lsn| lsn >= after)
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, stderr) = finish(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    for table in ["big", "small"] {
+        let (expected, actual) = (
+            source_rows(&source, table).await,
+            sqlite_rows(dir.path(), table),
+        );
+        assert_eq!(expected.len(), actual.len(), "{table}: row count");
+        let differing = expected.iter().zip(&actual).find(|(e, a)| e != a);
+        assert!(
+            differing.is_none(),
+            "{table}: rows differ (source, destination): {differing:?}"
+        );
+    }
+
+    // Resyncing an unknown table is one line naming it.
+    let unknown = tables_resync(dir.path(), "public.nope").await;
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("public.nope"), "{stderr}");
+    source.drop().await;
 }

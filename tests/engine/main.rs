@@ -19,5 +19,6 @@ mod invalidated_slot;
 mod private_cluster;
 mod publication_changes;
 mod restart;
+mod resync;
 mod source_restart;
 mod streaming;

@@ -199,6 +199,15 @@ pub struct TableReplicationState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
+    /// Errors in a row since the table was last `ready` (`pipeline.table_errors`).
+    #[serde(default)]
+    pub attempts: i32,
+    /// The reason of the latest of those errors, kept while the table is copied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When an `errored` table with retries left goes back to `init` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 /// The pipeline's apply slot on the source.

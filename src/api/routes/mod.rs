@@ -11,6 +11,7 @@ pub mod pipeline_reset;
 pub mod pipelines;
 pub mod publications;
 pub mod sources;
+pub mod table_actions;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -114,6 +115,10 @@ pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
         .route(
             "/pipelines/{pipeline_id}/rollback-tables",
             post(pa::rollback_tables),
+        )
+        .route(
+            "/pipelines/{pipeline_id}/tables/{table_id}/resync",
+            post(table_actions::resync_table),
         )
         .route(
             "/pipelines/{pipeline_id}/reset",

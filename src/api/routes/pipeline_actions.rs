@@ -10,6 +10,7 @@ use crate::api::db::configured::{self, ConfigTable};
 use crate::api::db::pipelines::{self, PipelineRow};
 use crate::api::domain::pipeline::{
     DesiredState, PipelineStatus, ReplicationStatus, RollbackRequest, RollbackResult,
+    RollbackTarget,
 };
 use crate::api::error::{ApiError, ApiErrors, RuntimeUnavailable};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
@@ -196,8 +197,15 @@ pub async fn rollback_tables(
 ) -> Result<Json<RollbackResult>, ApiError> {
     let row = find(&state, &tenant, id).await?;
     if runtime::is_running(&state.runtime.status(&target(&row)).await?) {
+        // Back to `init` is a resync, which the running replicator picks up safely.
+        if body.target == RollbackTarget::Init {
+            let pool = connect_source(&state, &row).await?;
+            let tables = super::table_actions::resync(&pool, id, &body.tables).await?;
+            return Ok(Json(RollbackResult { tables }));
+        }
         return Err(ApiError::Conflict(format!(
-            "pipeline {id} is running: stop it, roll back, then start it again"
+            "pipeline {id} is running: roll back to `init` (a resync), or stop it, roll back, \
+             then start it again"
         )));
     }
     let pool = connect_source(&state, &row).await?;

@@ -43,12 +43,18 @@ pub async fn table_states(
         String,
         Option<String>,
         Option<Json<Value>>,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
     );
+    // The retry columns read through `to_jsonb`, so a state not yet migrated to them reads too.
     let rows: Vec<Row> = sqlx::query_as(
         "select s.table_id::int8, \
            (select n.nspname || '.' || c.relname from pg_class c \
               join pg_namespace n on n.oid = c.relnamespace where c.oid = s.table_id), \
-           s.state, s.sync_done_lsn::text, s.error \
+           s.state, s.sync_done_lsn::text, s.error, \
+           (to_jsonb(s)->>'attempts')::int4, to_jsonb(s)->>'last_error', \
+           to_jsonb(s)->>'next_attempt_at' \
          from etl.replication_state s where s.pipeline_id = $1 and s.is_current \
          order by s.table_id",
     )
@@ -57,17 +63,22 @@ pub async fn table_states(
     .await
     .map_err(read)?;
     rows.into_iter()
-        .map(|(table_id, table_name, state, sync_done_lsn, error)| {
-            let state = StateName::parse(&state)
-                .map_err(|e| ApiError::Source(format!("table {table_id}: {e}")))?;
-            Ok(TableReplicationState {
-                table_id,
-                table_name,
-                state: state.into(),
-                sync_done_lsn,
-                error: error.map(|Json(v)| v),
-            })
-        })
+        .map(
+            |(table_id, table_name, state, sync_done_lsn, error, attempts, last_error, next)| {
+                let state = StateName::parse(&state)
+                    .map_err(|e| ApiError::Source(format!("table {table_id}: {e}")))?;
+                Ok(TableReplicationState {
+                    table_id,
+                    table_name,
+                    state: state.into(),
+                    sync_done_lsn,
+                    error: error.map(|Json(v)| v),
+                    attempts: attempts.unwrap_or(0),
+                    last_error,
+                    next_attempt_at: next,
+                })
+            },
+        )
         .collect()
 }
 

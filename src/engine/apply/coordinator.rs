@@ -1,13 +1,19 @@
 //! [`SyncCoordinator`]: the apply worker's side of the table-sync workers. It starts one per
 //! table that needs a copy (up to `max_table_sync_workers`), receives their catch-up requests
 //! and their results, and knows which tables are being copied.
+//!
+//! A table resynced while streaming is *held* until the apply worker has written every change
+//! of it that was routed before the resync was noticed: only then may its copy start (the
+//! destination's `begin_copy` empties the table, and an older change landing after the copy
+//! would undo part of it).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
+use crate::base::lsn::Lsn;
 use crate::base::schema::TableId;
 use crate::config::{PgConnection, PipelineConfig};
 use crate::engine::catalog::PublishedTable;
@@ -31,6 +37,31 @@ pub(crate) struct SyncCoordinator<D> {
     pub catchup_rx: mpsc::UnboundedReceiver<CatchupRequest>,
     pub workers: JoinSet<WorkerResult>,
     running: HashSet<TableId>,
+    held: Holds,
+}
+
+/// Resynced tables whose copy waits until the durable position reaches a point (`None`: the
+/// end of the transaction being routed, not known yet).
+#[derive(Debug, Default)]
+struct Holds(BTreeMap<TableId, Option<Lsn>>);
+
+impl Holds {
+    fn hold(&mut self, table: TableId, position: Lsn, in_transaction: bool) {
+        self.0.insert(table, (!in_transaction).then_some(position));
+    }
+
+    fn release(&mut self, durable: Lsn, position: Lsn, in_transaction: bool) {
+        self.0.retain(|_, until| {
+            if until.is_none() && !in_transaction {
+                *until = Some(position);
+            }
+            until.is_none_or(|until| durable < until)
+        });
+    }
+
+    fn contains(&self, table: &TableId) -> bool {
+        self.0.contains_key(table)
+    }
 }
 
 impl<D: Destination + Clone> SyncCoordinator<D> {
@@ -54,6 +85,7 @@ impl<D: Destination + Clone> SyncCoordinator<D> {
             catchup_rx,
             workers: JoinSet::new(),
             running: HashSet::new(),
+            held: Holds::default(),
         }
     }
 
@@ -62,12 +94,24 @@ impl<D: Destination + Clone> SyncCoordinator<D> {
         &self.running
     }
 
+    /// Holds `table` (just resynced) until every change of it routed so far is durable:
+    /// `position` is the stream's transaction boundary, `in_transaction` whether a transaction
+    /// is being routed (its end is then the point to wait for).
+    pub fn hold(&mut self, table: TableId, position: Lsn, in_transaction: bool) {
+        self.held.hold(table, position, in_transaction);
+    }
+
+    /// Releases the held tables whose changes routed before their resync are all durable.
+    pub fn release(&mut self, durable: Lsn, position: Lsn, in_transaction: bool) {
+        self.held.release(durable, position, in_transaction);
+    }
+
     /// Starts workers for tables that need a copy, up to the configured number.
     pub fn spawn(&mut self, tables: &TableStates) {
         let max = usize::from(self.config.max_table_sync_workers);
         let waiting: Vec<TableId> = tables
             .needing_sync()
-            .filter(|id| !self.running.contains(id))
+            .filter(|id| !self.running.contains(id) && !self.held.contains(id))
             .collect();
         for id in waiting {
             if self.running.len() >= max {
@@ -123,5 +167,35 @@ impl<D: Destination + Clone> SyncCoordinator<D> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_table_is_released_once_what_was_routed_before_is_durable() {
+        let mut holds = Holds::default();
+        holds.hold(TableId(1), Lsn(100), false);
+        holds.release(Lsn(99), Lsn(120), false);
+        assert!(holds.contains(&TableId(1)), "durable has not reached 100");
+        holds.release(Lsn(100), Lsn(120), false);
+        assert!(!holds.contains(&TableId(1)));
+    }
+
+    #[test]
+    fn a_table_held_mid_transaction_waits_for_the_end_of_that_transaction() {
+        let mut holds = Holds::default();
+        holds.hold(TableId(2), Lsn(100), true);
+        // Still in the transaction: its end is unknown, even a durable position past the
+        // hold point does not release it.
+        holds.release(Lsn(150), Lsn(100), true);
+        assert!(holds.contains(&TableId(2)));
+        // The transaction ended at 200: released once 200 is durable.
+        holds.release(Lsn(150), Lsn(200), false);
+        assert!(holds.contains(&TableId(2)));
+        holds.release(Lsn(200), Lsn(200), false);
+        assert!(!holds.contains(&TableId(2)));
     }
 }

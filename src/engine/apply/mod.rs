@@ -433,12 +433,25 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         }
     }
 
-    /// Adds tables new in the publication (copied, then streamed) and forgets removed ones.
+    /// Adds tables new in the publication (copied, then streamed) and forgets removed ones;
+    /// sends errored tables whose automatic retry is due back to `init`; takes the resyncs
+    /// recorded in the state store since the last tick (the table stops
+    /// being applied now, and is copied again once what was routed of it is durable).
     async fn refresh_publication(&mut self) -> Result<(), Error> {
         let published =
             catalog::publication_tables(&self.pool, &self.config.publication_name).await?;
         let busy = self.coordinator.running().clone();
         self.core.forget_removed(&published, &busy).await?;
+        let retried = self.core.tables.writer().store().retry_due().await?;
+        if !retried.is_empty() {
+            tracing::info!(tables = ?retried, "retrying errored tables (pipeline.table_errors)");
+        }
+        let (position, in_transaction) = (self.core.position(), self.core.in_transaction());
+        for table in self.core.tables.take_resyncs().await? {
+            self.coordinator.hold(table, position, in_transaction);
+        }
+        self.coordinator
+            .release(self.core.durable(), position, in_transaction);
         self.coordinator.spawn(&self.core.tables);
         Ok(())
     }

@@ -103,6 +103,21 @@ impl StateName {
     }
 }
 
+impl StateName {
+    /// Which tables can be resynced (copied again while the pipeline runs): a `ready` or an
+    /// `errored` one. A table in `init`, `data_sync`, `finished_copy` or `sync_done` is being
+    /// (or about to be) copied by a table-sync worker, which a second copy must not disturb.
+    pub fn check_resync(table: TableId, current: &str) -> Result<(), Error> {
+        match Self::parse(current)? {
+            StateName::Ready | StateName::Errored => Ok(()),
+            other => Err(Error::BeingCopied {
+                table: table.0,
+                state: other.as_str().to_owned(),
+            }),
+        }
+    }
+}
+
 impl std::fmt::Display for StateName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -224,6 +239,11 @@ pub enum Error {
     UnknownTable { table: u32 },
     #[error("table {table} has no previous state to roll back to")]
     NoPreviousState { table: u32 },
+    #[error(
+        "table {table} is being copied (state `{state}`): wait until it is `ready` or `errored`, \
+         then resync it"
+    )]
+    BeingCopied { table: u32, state: String },
 }
 
 impl Error {
@@ -242,7 +262,8 @@ impl Error {
             Error::Corrupt(_)
             | Error::RollbackWouldSkipChanges { .. }
             | Error::UnknownTable { .. }
-            | Error::NoPreviousState { .. } => false,
+            | Error::NoPreviousState { .. }
+            | Error::BeingCopied { .. } => false,
         }
     }
 }

@@ -17,6 +17,15 @@ use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, Tab
 pub struct PgStateStore {
     pool: PgPool,
     pipeline_id: i64,
+    retries: TableRetries,
+}
+
+/// How an `errored` table is retried automatically (`pipeline.table_errors`): up to
+/// `max_attempts` errors in a row, each followed by a new copy after `delay_secs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableRetries {
+    pub max_attempts: u32,
+    pub delay_secs: u64,
 }
 
 fn query(action: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
@@ -34,7 +43,15 @@ impl PgStateStore {
             pool,
             // Pipeline ids are stored as bigint; ids above i64::MAX wrap, consistently.
             pipeline_id: pipeline_id as i64,
+            retries: TableRetries::default(),
         }
+    }
+
+    /// The same store, scheduling automatic retries of errored tables per `retries`
+    /// (without it, an errored table waits for an operator).
+    pub fn with_retries(mut self, retries: TableRetries) -> Self {
+        self.retries = retries;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -83,10 +100,20 @@ impl PgStateStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(query("replacing a table state"))?;
+        // The retry bookkeeping follows the previous row: `ready` clears it, `errored` counts
+        // one more error and, with retries left (and a retryable error), schedules the next.
         sqlx::query(
-            "insert into etl.replication_state \
-             (pipeline_id, table_id, state, sync_done_lsn, error, prev_id) \
-             values ($1, $2::bigint::oid, $3, $4::text::pg_lsn, $5, $6)",
+            "insert into etl.replication_state (pipeline_id, table_id, state, sync_done_lsn, \
+             error, prev_id, attempts, last_error, next_attempt_at) \
+             select $1, $2::bigint::oid, $3, $4::text::pg_lsn, $5, $6, \
+             case $3 when 'ready' then 0 when 'errored' then coalesce(p.attempts, 0) + 1 \
+                  else coalesce(p.attempts, 0) end, \
+             case $3 when 'ready' then null when 'errored' then $5->>'reason' \
+                  else p.last_error end, \
+             case when $3 = 'errored' and $5->'retry'->>'policy' = 'manual' \
+                  and coalesce(p.attempts, 0) + 1 <= $7 \
+                  then now() + make_interval(secs => $8) end \
+             from (select 1) as one left join etl.replication_state p on p.id = $6",
         )
         .bind(self.pipeline_id)
         .bind(i64::from(table.0))
@@ -94,6 +121,8 @@ impl PgStateStore {
         .bind(lsn)
         .bind(error)
         .bind(previous)
+        .bind(i64::from(self.retries.max_attempts))
+        .bind(self.retries.delay_secs as f64)
         .execute(&mut *tx)
         .await
         .map_err(query("storing a table state"))?;
@@ -123,6 +152,28 @@ impl PgStateStore {
         &self,
         selection: RollbackSelection,
         target: RollbackTarget,
+    ) -> Result<Vec<RolledBack>, Error> {
+        self.move_tables(selection, target, false).await
+    }
+
+    /// Sends the selected tables back to `init` so that they are copied again, safe while the
+    /// pipeline runs: a running apply worker notices on its refresh tick, stops applying them,
+    /// and its table-sync workers copy them under a fresh snapshot. Only `ready` and `errored`
+    /// tables move (see [`StateName::check_resync`]): with [`RollbackSelection::Table`] another
+    /// state is an error, the other selections skip such tables. History is kept.
+    pub async fn resync_tables(
+        &self,
+        selection: RollbackSelection,
+    ) -> Result<Vec<RolledBack>, Error> {
+        self.move_tables(selection, RollbackTarget::Init, true)
+            .await
+    }
+
+    async fn move_tables(
+        &self,
+        selection: RollbackSelection,
+        target: RollbackTarget,
+        settled_only: bool,
     ) -> Result<Vec<RolledBack>, Error> {
         let exists: bool =
             sqlx::query_scalar("select to_regclass('etl.replication_state') is not null")
@@ -157,6 +208,13 @@ impl PgStateStore {
                 RollbackSelection::Errored => state == StateName::Errored,
                 RollbackSelection::All => true,
             };
+            if selected && settled_only {
+                match (StateName::check_resync(table, state.as_str()), selection) {
+                    (Ok(()), _) => {}
+                    (Err(error), RollbackSelection::Table(_)) => return Err(error),
+                    (Err(_), _) => continue,
+                }
+            }
             if selected {
                 chosen.push((row, table, state, previous));
             }
@@ -219,6 +277,47 @@ impl PgStateStore {
         }
         tx.commit().await.map_err(query("committing a rollback"))?;
         Ok(done)
+    }
+
+    /// Sends every errored table whose retry is due back to `init` (copied again by the
+    /// running replicator, like a resync), keeping its attempt count and last error. Returns
+    /// those tables.
+    pub async fn retry_due(&self) -> Result<Vec<TableId>, Error> {
+        let tables: Vec<i64> = sqlx::query_scalar(
+            "with due as (update etl.replication_state set is_current = false \
+               where pipeline_id = $1 and is_current and state = 'errored' \
+               and next_attempt_at <= now() \
+               returning id, table_id, attempts, last_error) \
+             insert into etl.replication_state \
+               (pipeline_id, table_id, state, prev_id, attempts, last_error) \
+             select $1, table_id, 'init', id, attempts, last_error from due \
+             returning table_id::bigint",
+        )
+        .bind(self.pipeline_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("scheduling due table retries"))?;
+        Ok(tables.into_iter().map(|t| TableId(t as u32)).collect())
+    }
+
+    /// The pipeline's errored tables: id, name (`schema.table`, or the id when the relation
+    /// is gone) and the recorded reason, in id order.
+    pub async fn errored_tables(&self) -> Result<Vec<(TableId, String, String)>, Error> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "select s.table_id::bigint, coalesce((select format('%I.%I', n.nspname, c.relname) \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where c.oid = s.table_id), s.table_id::text), s.error->>'reason' \
+             from etl.replication_state s \
+             where s.pipeline_id = $1 and s.is_current and s.state = 'errored' order by s.table_id",
+        )
+        .bind(self.pipeline_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading errored tables"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, reason)| (TableId(id as u32), name, reason.unwrap_or_default()))
+            .collect())
     }
 
     /// Forgets a table (removed from the publication): its states, schema and mapping.

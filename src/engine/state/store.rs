@@ -53,6 +53,15 @@ impl StateStore {
         }
     }
 
+    /// Sends the errored tables whose automatic retry is due back to `init`; see
+    /// [`super::postgres::PgStateStore::retry_due`]. The memory store schedules no retries.
+    pub async fn retry_due(&self) -> Result<Vec<TableId>, Error> {
+        match self {
+            StateStore::Postgres(store) => store.retry_due().await,
+            StateStore::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Forgets a table (removed from the publication): its states and schema.
     pub async fn remove_table(&self, table: TableId) -> Result<(), Error> {
         match self {

@@ -189,6 +189,37 @@ impl TableStates {
         Ok(())
     }
 
+    /// Re-reads the stored states and takes the resyncs someone else recorded while the
+    /// pipeline runs (`etl tables resync`, the control plane's resync or rollback to `init`):
+    /// a table this map has as `ready`, `sync_done` or `errored` whose stored state is `init`
+    /// becomes `init` here too, so the apply worker stops applying it and a table-sync worker
+    /// copies it again. Tables a worker is copying are left alone (their worker owns them).
+    /// Returns the tables taken.
+    pub async fn take_resyncs(&mut self) -> Result<Vec<TableId>, Error> {
+        let stored = self.writer.store.table_states().await?;
+        Ok(self.adopt_resyncs(&stored))
+    }
+
+    /// [`Self::take_resyncs`] on already read states.
+    pub fn adopt_resyncs(&mut self, stored: &BTreeMap<TableId, TableState>) -> Vec<TableId> {
+        let mut taken = Vec::new();
+        for (id, state) in &mut self.states {
+            let settled = matches!(
+                state,
+                TableState::Ready | TableState::SyncDone(_) | TableState::Errored(_)
+            );
+            if settled && stored.get(id) == Some(&TableState::Init) {
+                *state = TableState::Init;
+                if let Some(name) = self.names.get(id) {
+                    self.writer.observe(name, state);
+                    tracing::info!(table = %name, "table resync requested: copying it again");
+                }
+                taken.push(*id);
+            }
+        }
+        taken
+    }
+
     /// Every table goes back to `init` (the apply slot was lost or recreated: every copy is
     /// redone).
     pub async fn reset_all(&mut self) -> Result<(), Error> {
@@ -301,6 +332,60 @@ mod tests {
             Some(&TableState::SyncDone(Lsn(300)))
         );
         assert!(!tables.all_settled());
+    }
+
+    #[tokio::test]
+    async fn a_resync_recorded_in_the_store_is_taken_by_settled_tables_only() {
+        let mut tables = TableStates::load(
+            writer(),
+            &[table(1, "a"), table(2, "b"), table(3, "c"), table(4, "d")],
+        )
+        .await
+        .unwrap();
+        tables.set(TableId(1), TableState::Ready).await.unwrap();
+        tables.mark_errored(TableId(2), "bad", "fix").await.unwrap();
+        tables.set(TableId(3), TableState::DataSync).await.unwrap();
+        tables.set(TableId(4), TableState::Ready).await.unwrap();
+        assert!(tables.take_resyncs().await.unwrap().is_empty());
+        let store = tables.writer().store().clone();
+        for id in [1, 2, 3] {
+            store
+                .set_table_state(TableId(id), &TableState::Init)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            tables.take_resyncs().await.unwrap(),
+            vec![TableId(1), TableId(2)]
+        );
+        assert_eq!(tables.get(TableId(1)), Some(&TableState::Init));
+        assert_eq!(tables.get(TableId(2)), Some(&TableState::Init));
+        assert_eq!(
+            tables.get(TableId(3)),
+            Some(&TableState::DataSync),
+            "its worker owns it"
+        );
+        assert_eq!(tables.get(TableId(4)), Some(&TableState::Ready));
+        assert!(!tables.applies(TableId(1), Lsn(u64::MAX)));
+        assert_eq!(
+            tables.needing_sync().collect::<Vec<_>>(),
+            vec![TableId(1), TableId(2), TableId(3)]
+        );
+    }
+
+    #[test]
+    fn only_ready_or_errored_tables_can_be_resynced() {
+        for (state, allowed) in [
+            ("ready", true),
+            ("errored", true),
+            ("init", false),
+            ("data_sync", false),
+            ("finished_copy", false),
+            ("sync_done", false),
+        ] {
+            let checked = StateName::check_resync(TableId(7), state);
+            assert_eq!(checked.is_ok(), allowed, "{state}: {checked:?}");
+        }
     }
 
     #[tokio::test]
