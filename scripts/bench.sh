@@ -636,6 +636,16 @@ bench_big() {
     slot="$(apply_slot "$pipeline")"
     create_slot bench_recv_big
     log "big: one transaction of $big_rows rows"
+    # With protocol 2 the transaction arrives while it runs and waits in spill files: sample
+    # their size (every 0.2 s) until the commit is confirmed.
+    local spill_dir="${TMPDIR:-/tmp}/etl-spill/pipeline-$pipeline" spill_max="$work/spill-max"
+    echo 0 > "$spill_max"
+    ( while :; do
+          size="$(du -sb "$spill_dir" 2>/dev/null | cut -f1)"
+          [ -z "$size" ] || [ "$size" -le "$(cat "$spill_max")" ] || echo "$size" > "$spill_max"
+          sleep 0.2
+      done ) &
+    local sampler=$!
     read -r lsn committed_at <<< "$(psql -X -q -A -t -v ON_ERROR_STOP=1 \
         -c "insert into bench_big select g, g, repeat('b', 84) from generate_series(1, $big_rows) g" \
         -c "select pg_current_wal_insert_lsn() || ' ' || extract(epoch from clock_timestamp())")"
@@ -643,6 +653,8 @@ bench_big() {
     done_at="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
     perf_stop
     etl_secs="$(calc "$done_at - $committed_at" 3)"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
     hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$etl_pid/status")"
     stop_etl "$etl_pid"
     read -r recv_secs _ <<< "$(recvlogical_measured bench_recv_big pub_big "$lsn")"
@@ -653,6 +665,8 @@ bench_big() {
     recv_rate="$(calc "$big_rows / $recv_secs" 0)"
     record "big txn rows/s (commit to confirm)" "$etl_rate" "pg_recvlogical --endpos rows/s" \
         "$recv_rate" "$(calc "$etl_rate / $recv_rate")" "" "$(load1)"
+    record "  (commit to confirm, s)" "$etl_secs" "(pg_recvlogical, s)" "$recv_secs" "" ""
+    record "  (peak spill, MiB)" "$(calc "$(cat "$spill_max") / 1048576" 1)" "" "" "" ""
 }
 
 # Runs the selected parts with etl writing to $destination.

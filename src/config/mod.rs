@@ -31,8 +31,8 @@ pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
 pub use sections::{
     BatchConfig, DatabaseConfig, DestinationConfig, InvalidatedSlotBehavior, KubernetesConfig,
-    MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig, SpillConfig, StreamingMode,
-    TableErrorsConfig,
+    LostCopyBehavior, MAX_PIPELINE_ID, PipelineConfig, ResourceSettings, RetryConfig, SpillConfig,
+    StreamingMode, TableErrorsConfig,
 };
 
 /// A configuration problem; `Display` is the one line the user sees.

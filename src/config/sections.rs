@@ -85,6 +85,23 @@ pub struct PipelineConfig {
     /// Automatic retries of a table that ended `errored` (each one copies it again).
     #[serde(default)]
     pub table_errors: TableErrorsConfig,
+    /// What start-up does with a table the state streams (`sync_done`, `ready`) but whose
+    /// copy the destination no longer holds (dropped, truncated, file replaced): `recopy` it,
+    /// or `refuse` to start with an error naming the tables.
+    #[serde(default)]
+    pub lost_copy: LostCopyBehavior,
+}
+
+/// What start-up does with a table whose copy the destination lost.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LostCopyBehavior {
+    /// Copy the table again (its state goes back to `init`).
+    #[default]
+    Recopy,
+    /// Stop with an error naming the tables; the operator decides (`etl tables resync`,
+    /// `etl pipeline reset`).
+    Refuse,
 }
 
 /// Whether in-progress transactions are streamed (pgoutput protocol 2).
@@ -404,6 +421,7 @@ impl PipelineConfig {
             streaming: StreamingMode::default(),
             spill: SpillConfig::default(),
             table_errors: TableErrorsConfig::default(),
+            lost_copy: LostCopyBehavior::default(),
         }
     }
 

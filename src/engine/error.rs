@@ -47,6 +47,17 @@ pub enum Error {
     },
     #[error("the source {target} did not answer within {seconds} s")]
     SourceTimeout { target: String, seconds: u64 },
+    #[error(
+        "the destination `{destination}` no longer holds the copy of {} that the pipeline's \
+         state streams (dropped, truncated or replaced); with pipeline.lost_copy: refuse the \
+         pipeline stops here: copy them again with `etl tables resync --table …` (or \
+         pipeline.lost_copy: recopy), or start over with `etl pipeline reset`",
+        tables.join(", ")
+    )]
+    LostCopy {
+        destination: String,
+        tables: Vec<String>,
+    },
     #[error("the source reported a WAL position that is not an LSN")]
     BadLsn(#[source] crate::base::lsn::InvalidLsn),
     #[error("a table-sync worker stopped unexpectedly")]

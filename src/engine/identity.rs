@@ -37,6 +37,7 @@ use super::destination::Destination;
 use super::error::Error;
 use super::state::{StateStore, TableState, TableStates};
 use crate::base::schema::TableId;
+use crate::config::LostCopyBehavior;
 
 /// What a pipeline's state and its destination both record, so each knows the other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +247,7 @@ fn was_copied(state: &TableState) -> bool {
 pub(crate) async fn recopy_lost_tables<D: Destination>(
     destination: &D,
     tables: &mut TableStates,
+    behavior: LostCopyBehavior,
 ) -> Result<(), Error> {
     let Some(held) = destination.copied_tables().await? else {
         return Ok(());
@@ -257,6 +259,20 @@ pub(crate) async fn recopy_lost_tables<D: Destination>(
         })
         .map(|(id, state)| (*id, state.name()))
         .collect();
+    if behavior == LostCopyBehavior::Refuse && !lost.is_empty() {
+        let names = lost
+            .iter()
+            .map(|(id, _)| {
+                tables
+                    .name(*id)
+                    .map_or_else(|| format!("relation {id}"), ToString::to_string)
+            })
+            .collect();
+        return Err(Error::LostCopy {
+            destination: destination.describe(),
+            tables: names,
+        });
+    }
     for (id, state) in lost {
         tracing::warn!(table_id = id.0, state, destination = %destination.describe(),
             "the destination holds no finished copy of this table (dropped, truncated or \

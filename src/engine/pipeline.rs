@@ -144,7 +144,7 @@ async fn prepare<D: Destination + Clone>(
     let mut tables = TableStates::load(writer, &published).await?;
     let slot = apply_slot_name(config.id);
     let confirmed = ensure_apply_slot(config, connection, &pool, &mut tables, &slot).await?;
-    identity::recopy_lost_tables(destination, &mut tables).await?;
+    identity::recopy_lost_tables(destination, &mut tables, config.lost_copy).await?;
     let schemas = store.table_schemas().await?;
     let mut shapes = Vec::new();
     for (id, state) in tables.iter() {

@@ -303,3 +303,40 @@ async fn jsonl_keeps_the_identity_beside_its_file_and_stdout_is_compared_by_desc
     );
     pipeline.drop().await;
 }
+
+#[tokio::test]
+async fn a_lost_copy_refuses_to_start_when_configured_to() {
+    let pipeline = Pipeline::create("dst_id_lost_refuse").await;
+    let file = pipeline.sqlite_file();
+    pipeline.configure(&format!("sqlite: {{path: '{}'}}", file.display()));
+    pipeline.once().await;
+    {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch(r#"DROP TABLE "public.t""#).unwrap();
+    }
+    let config = pipeline.dir.path().join("dev.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        yaml.replace(
+            "  metrics_address: null\n",
+            "  metrics_address: null\n  lost_copy: refuse\n",
+        ),
+    )
+    .unwrap();
+    let before = pipeline.confirmed_flush().await;
+    let run = pipeline.etl(&["replicate", "--once"]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no longer holds the copy of public.t"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("etl tables resync"), "{}", run.stderr);
+    assert_eq!(
+        pipeline.confirmed_flush().await,
+        before,
+        "the slot did not move"
+    );
+    pipeline.drop().await;
+}
