@@ -45,6 +45,12 @@ pub async fn run<D: Destination + Clone>(
     shutdown: Shutdown,
     options: RunOptions,
 ) -> Result<(), Error> {
+    // Columns added with a default need the source catalog to fill in the rows already there.
+    let catalog_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy_with(connection.sqlx_options());
+    let destination = catalog::WithSourceDefaults::new(destination, catalog_pool);
     loop {
         let mut backoff = Backoff::new(&config.retry);
         let mut stop = shutdown.clone();

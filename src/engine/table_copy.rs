@@ -108,6 +108,7 @@ mod tests {
                 type_modifier: -1,
                 nullable: true,
                 primary_key_position: None,
+                existing_rows_value: None,
             }],
             replica_identity: ReplicaIdentity::Default,
         }

@@ -10,9 +10,11 @@ mod helpers;
 
 mod cleanup;
 mod cli;
+mod column_defaults;
 mod copy_and_stream;
 mod during_copy;
 mod errors;
+mod feature_destinations;
 mod idle;
 mod invalidated_slot;
 mod private_cluster;
