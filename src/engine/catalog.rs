@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use super::destination::{Destination, Error as DestinationError, Result as DestinationResult};
 use super::error::Error;
 use super::source::ReplicationClient;
+use super::table_copy::CopySource;
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::quote::quote_literal;
 use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
@@ -78,12 +79,11 @@ pub async fn estimated_rows(pool: &PgPool, table: TableId) -> Result<Option<u64>
     Ok(rows.filter(|r| *r >= 0.0).map(|r| r as u64))
 }
 
-/// A table's replicated schema and publication row filter, read in the session's snapshot.
+/// A table's replicated schema and what its copy reads, read in the session's snapshot.
 #[derive(Debug, Clone)]
 pub struct SnapshotSchema {
     pub schema: TableSchema,
-    /// The publication's `WHERE` expression for the table (PG 15+), applied to the copy.
-    pub row_filter: Option<String>,
+    pub source: CopySource,
 }
 
 /// Reads `table`'s schema inside the session's current transaction (the copy snapshot).
@@ -95,7 +95,7 @@ pub async fn read_table_schema(
     let oid = table.0;
     let rows = client
         .simple_query(&format!(
-            "select n.nspname, c.relname, c.relreplident from pg_class c \
+            "select n.nspname, c.relname, c.relreplident, c.relkind from pg_class c \
              join pg_namespace n on n.oid = c.relnamespace where c.oid = {oid}"
         ))
         .await?;
@@ -112,6 +112,7 @@ pub async fn read_table_schema(
         .and_then(|code| code.bytes().next())
         .and_then(ReplicaIdentity::from_code)
         .unwrap_or(ReplicaIdentity::Default);
+    let partitioned = field(row, 3) == Some("p");
     let pg15 = client.server_major_version() >= 15;
     let publication = quote_literal(publication);
     let column_list = if pg15 {
@@ -172,7 +173,10 @@ pub async fn read_table_schema(
             columns: schema_columns,
             replica_identity,
         },
-        row_filter,
+        source: CopySource {
+            row_filter,
+            partitioned,
+        },
     })
 }
 

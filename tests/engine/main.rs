@@ -17,6 +17,7 @@ mod errors;
 mod feature_destinations;
 mod idle;
 mod invalidated_slot;
+mod partitions;
 mod private_cluster;
 mod publication_changes;
 mod restart;
