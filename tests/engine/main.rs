@@ -21,4 +21,6 @@ mod partitions;
 mod private_cluster;
 mod publication_changes;
 mod restart;
+mod row_filters;
 mod source_restart;
+mod versions;

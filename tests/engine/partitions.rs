@@ -10,6 +10,7 @@ use std::time::Duration;
 use etl::base::event::Cell;
 
 use crate::helpers::{Source, dest_rows, public, wait_equal, wait_for};
+use crate::versions::requires;
 
 const SETUP: &str = "
     create table m (id int, region text, v text, primary key (id, region))
@@ -55,7 +56,15 @@ async fn a_table_published_via_its_root_is_copied_from_every_partition_and_strea
         .await;
     wait_equal(&source, &dest, &public("m"), &columns).await;
 
-    // A detached partition's later changes are no longer the root's; its rows stay.
+    // A detached partition's later changes are no longer the root's; its rows stay. PostgreSQL
+    // 14's walsender keeps publishing them as the root's (measured on 14.23).
+    let test = "a_table_published_via_its_root_is_copied_from_every_partition_and_streamed_as_one";
+    let feature = "a detached partition leaving the root's stream";
+    if !requires(&source, 15, test, feature).await {
+        running.stop().await;
+        source.drop().await;
+        return;
+    }
     let before = dest_rows(&dest, "public", "m").len();
     source
         .exec(
