@@ -1,4 +1,4 @@
-//! The mirror destinations (sqlite, postgres) as the source-feature tests see them: each opened
+//! The destinations (memory, sqlite, postgres) as the source-feature tests see them: each opened
 //! fresh for one test, and its copy of a table read back as text cells in Postgres's output
 //! form, so it compares with [`Source::rows`].
 
@@ -9,14 +9,17 @@ use std::time::{Duration, Instant};
 
 use etl::base::event::{Cell, Row};
 use etl::config::PgConnectionConfig;
+use etl::destinations::memory::MemoryDestination;
 use etl::destinations::postgres::PostgresDestination;
 use etl::destinations::sqlite::SqliteDestination;
+use etl::engine::Destination;
 use rusqlite::types::ValueRef;
 
-use crate::helpers::Source;
+use crate::helpers::{Running, Source, dest_rows, public};
 
-/// A mirror destination of one test, and how to read it back.
+/// A destination of one test, and how to read it back.
 pub enum Mirror {
+    Memory(Arc<MemoryDestination>),
     Sqlite {
         _dir: tempfile::TempDir,
         path: PathBuf,
@@ -27,6 +30,11 @@ pub enum Mirror {
 }
 
 impl Mirror {
+    pub fn memory() -> (Mirror, Arc<MemoryDestination>) {
+        let destination = Arc::new(MemoryDestination::new());
+        (Mirror::Memory(destination.clone()), destination)
+    }
+
     pub fn sqlite() -> (Mirror, Arc<SqliteDestination>) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("mirror.db");
@@ -51,6 +59,23 @@ impl Mirror {
     /// The mirror's rows of `public.table` (`columns` in that order), ordered by the first.
     pub async fn rows(&self, table: &str, columns: &[&str]) -> Vec<Row> {
         match self {
+            Mirror::Memory(destination) => {
+                let Some(schema) = destination.schema(&public(table)) else {
+                    return Vec::new();
+                };
+                let positions: Option<Vec<usize>> = columns
+                    .iter()
+                    .map(|name| schema.columns.iter().position(|c| c.name == *name))
+                    .collect();
+                // Not there yet (a column being added): nothing to read.
+                let Some(positions) = positions else {
+                    return Vec::new();
+                };
+                dest_rows(destination, "public", table)
+                    .into_iter()
+                    .map(|row| positions.iter().map(|&i| row[i].clone()).collect())
+                    .collect()
+            }
             Mirror::Postgres { target } => {
                 // Not there yet (the table, or a column being added): nothing to read.
                 let present: i64 = sqlx::query_scalar(
@@ -108,6 +133,21 @@ fn cell(value: ValueRef<'_>) -> Cell {
     }
 }
 
+/// A source database set up by `setup` (which creates `publication` over one table), and a
+/// pipeline streaming it into `destination` once that table is ready.
+pub async fn start_one_table<D: Destination + Clone>(
+    prefix: &str,
+    publication: &str,
+    setup: &str,
+    destination: D,
+) -> (Source, Running) {
+    let source = Source::create(prefix, publication).await;
+    source.exec(setup).await;
+    let running = source.start_with(destination, false);
+    source.wait_ready(1).await;
+    (source, running)
+}
+
 /// Reads with `read` until `done` holds for what it returns, which it then returns; panics
 /// naming `what` after a minute.
 pub async fn read_until<F, Fut>(what: &str, mut read: F, done: impl Fn(&[Row]) -> bool) -> Vec<Row>
@@ -128,3 +168,31 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// One `#[tokio::test]` per destination (memory, sqlite, postgres), each running
+/// `scenario(database_prefix, &mirror, destination)`.
+macro_rules! test_in_every_destination {
+    ($scenario:ident, $prefix:literal, $memory:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $memory() {
+            let (mirror, destination) = $crate::feature_destinations::Mirror::memory();
+            $scenario(concat!($prefix, "_memory"), &mirror, destination).await;
+        }
+
+        #[tokio::test]
+        async fn $sqlite() {
+            let (mirror, destination) = $crate::feature_destinations::Mirror::sqlite();
+            $scenario(concat!($prefix, "_sqlite"), &mirror, destination).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let (mirror, destination) =
+                $crate::feature_destinations::Mirror::postgres(concat!($prefix, "_pg_target"))
+                    .await;
+            $scenario(concat!($prefix, "_pg"), &mirror, destination).await;
+            mirror.drop().await;
+        }
+    };
+}
+pub(crate) use test_in_every_destination;

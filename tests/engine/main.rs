@@ -20,6 +20,7 @@ mod invalidated_slot;
 mod partitions;
 mod private_cluster;
 mod publication_changes;
+mod replica_identity;
 mod restart;
 mod row_filters;
 mod source_restart;
