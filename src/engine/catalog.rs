@@ -124,16 +124,24 @@ pub async fn read_table_schema(
     } else {
         String::new()
     };
+    // Stored generated columns are published only by PostgreSQL 18 (`publish_generated_columns
+    // = stored`, or named in a column list), and then the publication's column names list them.
+    let generated = if client.server_major_version() >= 18 {
+        ""
+    } else {
+        "and a.attgenerated = ''"
+    };
     let columns = client
         .simple_query(&format!(
             "select a.attname, a.atttypid::bigint, a.atttypmod, a.attnotnull, \
              (select k.pos from pg_index i, unnest(i.indkey::int2[]) with ordinality k(attnum, pos) \
               where i.indrelid = a.attrelid and k.attnum = a.attnum and \
-              case when c.relreplident = 'i' then i.indisreplident else i.indisprimary end) \
+              case when c.relreplident = 'i' then i.indisreplident else i.indisprimary end), \
+             a.attgenerated <> '' \
              from pg_attribute a join pg_class c on c.oid = a.attrelid \
              join pg_namespace n on n.oid = c.relnamespace \
              where a.attrelid = {oid} and a.attnum > 0 and not a.attisdropped \
-             and a.attgenerated = '' {column_list} order by a.attnum"
+             {generated} {column_list} order by a.attnum"
         ))
         .await?;
     let bad = |what: &str| Error::Schema {
@@ -176,6 +184,7 @@ pub async fn read_table_schema(
         source: CopySource {
             row_filter,
             partitioned,
+            generated: columns.iter().any(|row| field(row, 5) == Some("t")),
         },
     })
 }

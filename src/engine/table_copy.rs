@@ -42,6 +42,9 @@ pub struct CopySource {
     /// reads every partition (under the root's column list and row filter), which is what its
     /// stream carries too.
     pub partitioned: bool,
+    /// Stored generated columns are replicated (PostgreSQL 18 publishes them): `COPY table (…)`
+    /// refuses them, a query reads them.
+    pub generated: bool,
 }
 
 /// `COPY … TO STDOUT` for the replicated columns of `schema`, limited by the publication's row
@@ -68,7 +71,7 @@ pub fn copy_statement(
     if let Some(filter) = &source.row_filter {
         conditions.push(format!("({filter})"));
     }
-    if conditions.is_empty() && source.partitioned {
+    if conditions.is_empty() && (source.partitioned || source.generated) {
         format!("COPY (SELECT {columns} FROM {table}) TO STDOUT")
     } else if conditions.is_empty() {
         format!("COPY {table} ({columns}) TO STDOUT")
@@ -134,8 +137,8 @@ mod tests {
             r#"COPY "my schema"."Weird ""Name""" ("a b") TO STDOUT"#
         );
         let root = CopySource {
-            row_filter: None,
             partitioned: true,
+            ..CopySource::default()
         };
         assert_eq!(
             copy_statement(&schema(), &root, None),
@@ -150,7 +153,7 @@ mod tests {
                 &schema(),
                 &CopySource {
                     row_filter: Some("x > 1".into()),
-                    partitioned: false
+                    ..CopySource::default()
                 },
                 Some(range)
             ),

@@ -148,6 +148,25 @@ pub async fn start_one_table<D: Destination + Clone>(
     (source, running)
 }
 
+/// Waits until `mirror`'s rows of `public.table` equal the source's (`columns`, the first an
+/// integer key); `what` names the wait.
+pub async fn wait_mirrored(
+    source: &Source,
+    mirror: &Mirror,
+    table: &str,
+    columns: &[&str],
+    what: &str,
+) {
+    let expected = source.rows(table, columns, columns[0]).await;
+    let actual = read_until(
+        what,
+        || mirror.rows(table, columns),
+        |rows| rows == expected.as_slice(),
+    )
+    .await;
+    assert_eq!(actual, expected, "{what}");
+}
+
 /// Reads with `read` until `done` holds for what it returns, which it then returns; panics
 /// naming `what` after a minute.
 pub async fn read_until<F, Fut>(what: &str, mut read: F, done: impl Fn(&[Row]) -> bool) -> Vec<Row>

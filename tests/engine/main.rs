@@ -15,6 +15,7 @@ mod copy_and_stream;
 mod during_copy;
 mod errors;
 mod feature_destinations;
+mod generated_columns;
 mod idle;
 mod invalidated_slot;
 mod partitions;
