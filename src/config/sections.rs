@@ -74,6 +74,11 @@ pub struct PipelineConfig {
     /// destination unavailable).
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Create (or alter) the apply slot with `FAILOVER` (PostgreSQL 17+), so a standby with
+    /// `sync_replication_slots = on` keeps a copy of it and the pipeline can continue on the
+    /// standby after a failover. The preconditions check says what the source lacks for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failover_slot: bool,
 }
 
 /// What `etl replicate` does when its apply slot has been invalidated.
@@ -297,6 +302,7 @@ impl PipelineConfig {
             metrics_address: default_metrics_address(),
             invalidated_slot_behavior: InvalidatedSlotBehavior::default(),
             retry: RetryConfig::default(),
+            failover_slot: false,
         }
     }
 

@@ -14,6 +14,7 @@ mod column_defaults;
 mod copy_and_stream;
 mod during_copy;
 mod errors;
+mod failover_slot;
 mod feature_destinations;
 mod generated_columns;
 mod idle;
