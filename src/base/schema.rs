@@ -61,6 +61,13 @@ pub struct ColumnSchema {
     pub nullable: bool,
     /// 1-based position in the primary key (or the replica identity index); `None` otherwise.
     pub primary_key_position: Option<u16>,
+    /// In a schema change that adds this column: the value the rows that existed before read
+    /// (text form), when the source knows one. `ADD COLUMN … DEFAULT x` with a non-volatile
+    /// default does not rewrite the table nor write WAL: Postgres keeps `x` aside
+    /// (`pg_attribute.attmissingval`) and old rows read it, so a mirror must fill it in itself.
+    /// `None` everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_rows_value: Option<String>,
 }
 
 /// `REPLICA IDENTITY` of a table: which old values updates and deletes carry.

@@ -90,6 +90,11 @@ pub struct PipelineConfig {
     /// or `refuse` to start with an error naming the tables.
     #[serde(default)]
     pub lost_copy: LostCopyBehavior,
+    /// Create (or alter) the apply slot with `FAILOVER` (PostgreSQL 17+), so a standby with
+    /// `sync_replication_slots = on` keeps a copy of it and the pipeline can continue on the
+    /// standby after a failover. The preconditions check says what the source lacks for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failover_slot: bool,
 }
 
 /// What start-up does with a table whose copy the destination lost.
@@ -422,6 +427,7 @@ impl PipelineConfig {
             spill: SpillConfig::default(),
             table_errors: TableErrorsConfig::default(),
             lost_copy: LostCopyBehavior::default(),
+            failover_slot: false,
         }
     }
 

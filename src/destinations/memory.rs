@@ -329,10 +329,14 @@ impl Destination for MemoryDestination {
         for (_, row) in rows {
             let row = sources
                 .iter()
-                .map(|source| {
-                    source
-                        .and_then(|i| row.get(i).cloned())
-                        .unwrap_or(Cell::Null)
+                .zip(&new.columns)
+                .map(|(source, column)| {
+                    source.and_then(|i| row.get(i).cloned()).unwrap_or_else(|| {
+                        column
+                            .existing_rows_value
+                            .clone()
+                            .map_or(Cell::Null, Cell::Text)
+                    })
                 })
                 .collect();
             table.insert(row);

@@ -120,6 +120,7 @@ mod tests {
                     type_modifier: -1,
                     nullable: key.is_none(),
                     primary_key_position: *key,
+                    existing_rows_value: None,
                 })
                 .collect(),
             replica_identity: ReplicaIdentity::Default,

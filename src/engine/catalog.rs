@@ -1,11 +1,15 @@
 //! What the engine reads from the source's catalog: the tables of the publication (through an
 //! ordinary connection) and, inside a copy snapshot, one table's replicated schema, publication
-//! column list and row filter (through the replication session that holds the snapshot).
+//! column list and row filter (through the replication session that holds the snapshot); and,
+//! through [`WithSourceDefaults`], what rows already in a table hold in a column just added.
 
 use sqlx::PgPool;
 
+use super::destination::{Destination, Error as DestinationError, Result as DestinationResult};
 use super::error::Error;
 use super::source::ReplicationClient;
+use super::table_copy::CopySource;
+use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::quote::quote_literal;
 use crate::base::schema::{ColumnSchema, ReplicaIdentity, TableId, TableName, TableSchema};
 
@@ -75,12 +79,11 @@ pub async fn estimated_rows(pool: &PgPool, table: TableId) -> Result<Option<u64>
     Ok(rows.filter(|r| *r >= 0.0).map(|r| r as u64))
 }
 
-/// A table's replicated schema and publication row filter, read in the session's snapshot.
+/// A table's replicated schema and what its copy reads, read in the session's snapshot.
 #[derive(Debug, Clone)]
 pub struct SnapshotSchema {
     pub schema: TableSchema,
-    /// The publication's `WHERE` expression for the table (PG 15+), applied to the copy.
-    pub row_filter: Option<String>,
+    pub source: CopySource,
 }
 
 /// Reads `table`'s schema inside the session's current transaction (the copy snapshot).
@@ -92,7 +95,7 @@ pub async fn read_table_schema(
     let oid = table.0;
     let rows = client
         .simple_query(&format!(
-            "select n.nspname, c.relname, c.relreplident from pg_class c \
+            "select n.nspname, c.relname, c.relreplident, c.relkind from pg_class c \
              join pg_namespace n on n.oid = c.relnamespace where c.oid = {oid}"
         ))
         .await?;
@@ -109,6 +112,7 @@ pub async fn read_table_schema(
         .and_then(|code| code.bytes().next())
         .and_then(ReplicaIdentity::from_code)
         .unwrap_or(ReplicaIdentity::Default);
+    let partitioned = field(row, 3) == Some("p");
     let pg15 = client.server_major_version() >= 15;
     let publication = quote_literal(publication);
     let column_list = if pg15 {
@@ -120,16 +124,24 @@ pub async fn read_table_schema(
     } else {
         String::new()
     };
+    // Stored generated columns are published only by PostgreSQL 18 (`publish_generated_columns
+    // = stored`, or named in a column list), and then the publication's column names list them.
+    let generated = if client.server_major_version() >= 18 {
+        ""
+    } else {
+        "and a.attgenerated = ''"
+    };
     let columns = client
         .simple_query(&format!(
             "select a.attname, a.atttypid::bigint, a.atttypmod, a.attnotnull, \
              (select k.pos from pg_index i, unnest(i.indkey::int2[]) with ordinality k(attnum, pos) \
               where i.indrelid = a.attrelid and k.attnum = a.attnum and \
-              case when c.relreplident = 'i' then i.indisreplident else i.indisprimary end) \
+              case when c.relreplident = 'i' then i.indisreplident else i.indisprimary end), \
+             a.attgenerated <> '' \
              from pg_attribute a join pg_class c on c.oid = a.attrelid \
              join pg_namespace n on n.oid = c.relnamespace \
              where a.attrelid = {oid} and a.attnum > 0 and not a.attisdropped \
-             and a.attgenerated = '' {column_list} order by a.attnum"
+             {generated} {column_list} order by a.attnum"
         ))
         .await?;
     let bad = |what: &str| Error::Schema {
@@ -144,6 +156,7 @@ pub async fn read_table_schema(
             type_modifier: parse(field(row, 2)).ok_or_else(|| bad("atttypmod"))?,
             nullable: field(row, 3) != Some("t"),
             primary_key_position: field(row, 4).and_then(|p| p.parse().ok()),
+            existing_rows_value: None,
         });
     }
     let row_filter = if pg15 {
@@ -168,7 +181,11 @@ pub async fn read_table_schema(
             columns: schema_columns,
             replica_identity,
         },
-        row_filter,
+        source: CopySource {
+            row_filter,
+            partitioned,
+            generated: columns.iter().any(|row| field(row, 5) == Some("t")),
+        },
     })
 }
 
@@ -178,4 +195,138 @@ fn field(row: &[Option<String>], index: usize) -> Option<&str> {
 
 fn parse<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
     value.and_then(|v| v.parse().ok())
+}
+
+/// A destination that learns, when a table gains columns, what the rows already there hold in
+/// the source (see [`ColumnSchema::existing_rows_value`]) before passing the change on.
+///
+/// `ADD COLUMN … DEFAULT x` with a non-volatile `x` writes no WAL for the rows already in the
+/// table: only the source catalog knows their value. A volatile default (`random()`,
+/// `clock_timestamp()`) rewrites the table instead, also without WAL for logical decoding, so
+/// the per-row values cannot be learned: the column is added empty and a warning says how to
+/// copy the table again. The catalog is read when the change reaches the destination, which is
+/// right unless the column was dropped or the table rewritten in between (then: empty, warned).
+#[derive(Clone)]
+pub struct WithSourceDefaults<D> {
+    inner: D,
+    pool: PgPool,
+}
+
+impl<D> WithSourceDefaults<D> {
+    /// `pool` connects lazily, so a source that is down delays only the next schema change.
+    pub fn new(inner: D, pool: PgPool) -> Self {
+        Self { inner, pool }
+    }
+}
+
+/// What the catalog says about a column `ALTER TABLE` just added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AddedColumn {
+    /// Old rows read this value (text form).
+    Missing(String),
+    /// The column has a default but old rows were rewritten (a volatile default), or the column
+    /// is gone: their values are unknown here.
+    Unknown,
+    /// No default: old rows read NULL.
+    Null,
+}
+
+/// The added columns of `new` (by name, absent from `old`) and what the catalog says of each.
+async fn added_columns(
+    pool: &PgPool,
+    old: &TableSchema,
+    new: &TableSchema,
+) -> Result<Vec<(usize, AddedColumn)>, sqlx::Error> {
+    let added: Vec<usize> = (0..new.columns.len())
+        .filter(|&i| !old.columns.iter().any(|c| c.name == new.columns[i].name))
+        .collect();
+    if added.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = added
+        .iter()
+        .map(|&i| new.columns[i].name.as_str())
+        .collect();
+    let mut tx = pool.begin().await?;
+    // The text form pgoutput and COPY use (see the source session settings).
+    sqlx::raw_sql(
+        "set local timezone = 'UTC'; set local datestyle = 'ISO'; \
+         set local intervalstyle = 'postgres'; set local extra_float_digits = 3",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let rows: Vec<(String, bool, bool, Option<String>)> = sqlx::query_as(
+        "select attname::text, atthasmissing, atthasdef, array_to_string(attmissingval, '') \
+         from pg_attribute where attrelid = $1::bigint::oid and attname = any($2) \
+         and not attisdropped",
+    )
+    .bind(i64::from(new.id.0))
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(added
+        .into_iter()
+        .map(|i| {
+            let row = rows.iter().find(|r| r.0 == new.columns[i].name);
+            let what = match row {
+                Some((_, true, _, Some(value))) => AddedColumn::Missing(value.clone()),
+                Some((_, false, false, _)) => AddedColumn::Null,
+                _ => AddedColumn::Unknown,
+            };
+            (i, what)
+        })
+        .collect())
+}
+
+impl<D: Destination> Destination for WithSourceDefaults<D> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn prepare_table(&self, schema: &TableSchema) -> DestinationResult<()> {
+        self.inner.prepare_table(schema).await
+    }
+
+    async fn begin_copy(&self, schema: &TableSchema) -> DestinationResult<()> {
+        self.inner.begin_copy(schema).await
+    }
+
+    async fn write_copy_rows(
+        &self,
+        schema: &TableSchema,
+        chunk: CopyChunk,
+    ) -> DestinationResult<()> {
+        self.inner.write_copy_rows(schema, chunk).await
+    }
+
+    async fn finish_copy(&self, schema: &TableSchema) -> DestinationResult<()> {
+        self.inner.finish_copy(schema).await
+    }
+
+    async fn alter_table(&self, old: &TableSchema, new: &TableSchema) -> DestinationResult<()> {
+        let added = added_columns(&self.pool, old, new)
+            .await
+            .map_err(|e| DestinationError::transient("reading added columns from the source", e))?;
+        let mut new = new.clone();
+        for (index, what) in added {
+            let column = &mut new.columns[index];
+            match what {
+                AddedColumn::Missing(value) => column.existing_rows_value = Some(value),
+                AddedColumn::Null => {}
+                AddedColumn::Unknown => tracing::warn!(
+                    table = %new.name,
+                    column = %column.name,
+                    "the source gave the rows it already had values this pipeline cannot see \
+                     (a volatile default rewrote the table); they stay NULL in the destination \
+                     until changed: roll the table back to init to copy it again"
+                ),
+            }
+        }
+        self.inner.alter_table(old, &new).await
+    }
+
+    async fn write_events(&self, events: Vec<ChangeEvent>) -> DestinationResult<()> {
+        self.inner.write_events(events).await
+    }
 }

@@ -133,6 +133,7 @@ pub(crate) fn relation_schema(
                 type_modifier: column.type_modifier,
                 nullable: previous.is_none_or(|p| p.nullable),
                 primary_key_position: key,
+                existing_rows_value: None,
             }
         })
         .collect();

@@ -49,6 +49,12 @@ pub async fn run<D: Destination + Clone>(
     shutdown: Shutdown,
     options: RunOptions,
 ) -> Result<(), Error> {
+    // Columns added with a default need the source catalog to fill in the rows already there.
+    let catalog_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy_with(connection.sqlx_options());
+    let destination = catalog::WithSourceDefaults::new(destination, catalog_pool);
     loop {
         let mut backoff = Backoff::new(&config.retry);
         let mut stop = shutdown.clone();
@@ -120,7 +126,12 @@ async fn prepare<D: Destination + Clone>(
         )
         .await?;
     }
-    let report = preconditions::check(&pool, Some(&config.publication_name)).await?;
+    let mut report = preconditions::check(&pool, Some(&config.publication_name)).await?;
+    if config.failover_slot {
+        report
+            .findings
+            .extend(preconditions::check_failover(&pool).await?);
+    }
     for warning in report.warnings() {
         tracing::warn!(code = warning.code, hint = %warning.hint, "{}", warning.message);
     }
@@ -217,6 +228,7 @@ async fn ensure_apply_slot(
                 }
             }
         } else if let Some(confirmed) = info.confirmed_flush_lsn {
+            set_slot_failover(config, connection, pool, slot).await?;
             return Ok(confirmed);
         }
     }
@@ -231,11 +243,44 @@ async fn ensure_apply_slot(
     tables.writer().store().clear_progress().await?;
     let mut client = ReplicationClient::connect(connection).await?;
     let created = client
-        .create_slot(slot, false, SnapshotAction::Nothing)
+        .create_slot_with(slot, false, SnapshotAction::Nothing, config.failover_slot)
         .await?;
     let _ = client.close().await;
     tracing::info!(slot, lsn = %created.consistent_point, "apply slot created");
     Ok(created.consistent_point)
+}
+
+/// Makes an existing apply slot's `FAILOVER` flag follow `pipeline.failover_slot` (PostgreSQL
+/// 17+; before 17 no slot has the flag and the preconditions refuse `failover_slot: true`).
+async fn set_slot_failover(
+    config: &PipelineConfig,
+    connection: &PgConnection,
+    pool: &PgPool,
+    slot: &str,
+) -> Result<(), Error> {
+    let failover: Option<bool> = sqlx::query_scalar(
+        "select (to_jsonb(s) ->> 'failover')::bool from pg_replication_slots s \
+         where slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(Error::query("reading the slot's failover flag"))?
+    .flatten();
+    if failover.is_none_or(|failover| failover == config.failover_slot) {
+        return Ok(());
+    }
+    let mut client = ReplicationClient::connect(connection).await?;
+    client
+        .alter_slot_failover(slot, config.failover_slot)
+        .await?;
+    let _ = client.close().await;
+    tracing::info!(
+        slot,
+        failover = config.failover_slot,
+        "apply slot failover flag changed"
+    );
+    Ok(())
 }
 
 /// Drops `slot`, first terminating a session still using it.

@@ -359,6 +359,96 @@ pub fn evaluate(facts: &ServerFacts) -> Report {
     Report { findings }
 }
 
+/// What [`evaluate_failover`] judges: the primary's side of failover slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverFacts {
+    /// `server_version_num / 10000`.
+    pub server_major: u32,
+    /// The names in `synchronized_standby_slots` (PostgreSQL 17+; empty when unset).
+    pub synchronized_standby_slots: Vec<String>,
+    /// The physical replication slots that exist.
+    pub physical_slots: Vec<String>,
+}
+
+const FAILOVER_FACTS: &str = "\
+select current_setting('server_version_num')::int / 10000,
+       coalesce(current_setting('synchronized_standby_slots', true), ''),
+       array(select slot_name::text from pg_replication_slots where slot_type = 'physical')";
+
+/// Reads and judges what `pipeline.failover_slot: true` needs from the source.
+pub async fn check_failover(pool: &PgPool) -> Result<Vec<Finding>, Error> {
+    let (server_major, standby_slots, physical_slots): (i32, String, Vec<String>) =
+        sqlx::query_as(FAILOVER_FACTS)
+            .fetch_one(pool)
+            .await
+            .map_err(|source| Error::Query {
+                what: "the failover slot settings",
+                source,
+            })?;
+    let facts = FailoverFacts {
+        server_major: server_major.max(0) as u32,
+        synchronized_standby_slots: standby_slots
+            .split(',')
+            .map(|name| name.trim().trim_matches('"').to_owned())
+            .filter(|name| !name.is_empty())
+            .collect(),
+        physical_slots,
+    };
+    Ok(evaluate_failover(&facts))
+}
+
+/// Judges the primary for a failover apply slot. The standby's side (`sync_replication_slots =
+/// on`, `hot_standby_feedback = on`, `primary_slot_name`, a `dbname` in `primary_conninfo`) is
+/// not visible from here; the README lists it.
+pub fn evaluate_failover(facts: &FailoverFacts) -> Vec<Finding> {
+    if facts.server_major < 17 {
+        return vec![Finding {
+            level: Level::Critical,
+            code: "failover_slot_unsupported",
+            message: format!(
+                "pipeline.failover_slot needs PostgreSQL 17 or later (slots with FAILOVER), the \
+                 source runs {}",
+                facts.server_major
+            ),
+            hint: "upgrade the source, or set pipeline.failover_slot: false".into(),
+        }];
+    }
+    let mut findings = Vec::new();
+    for missing in facts
+        .synchronized_standby_slots
+        .iter()
+        .filter(|name| !facts.physical_slots.contains(name))
+    {
+        findings.push(Finding {
+            level: Level::Critical,
+            code: "failover_standby_slot_missing",
+            message: format!(
+                "synchronized_standby_slots names `{missing}`, which is not a physical \
+                 replication slot here: logical decoding waits for it forever"
+            ),
+            hint: format!(
+                "create it (SELECT pg_create_physical_replication_slot('{missing}')) and point \
+                 the standby's primary_slot_name at it, or remove it from \
+                 synchronized_standby_slots"
+            ),
+        });
+    }
+    if facts.synchronized_standby_slots.is_empty() {
+        findings.push(Finding {
+            level: Level::Warning,
+            code: "failover_standby_slots_unset",
+            message: "synchronized_standby_slots is empty: the pipeline may receive changes \
+                      a standby does not have yet, and after a failover to it the slot there \
+                      would be behind what was already delivered"
+                .into(),
+            hint: "ALTER SYSTEM SET synchronized_standby_slots = '<the standby's physical \
+                   slot>'; SELECT pg_reload_conf();"
+                .into(),
+        });
+    }
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +548,29 @@ mod tests {
             ..healthy()
         };
         assert_eq!(evaluate(&facts).findings, vec![]);
+    }
+
+    #[test]
+    fn failover_needs_17_and_the_standby_slots_to_exist() {
+        let facts = |major, standby: &[&str], physical: &[&str]| FailoverFacts {
+            server_major: major,
+            synchronized_standby_slots: standby.iter().map(|s| s.to_string()).collect(),
+            physical_slots: physical.iter().map(|s| s.to_string()).collect(),
+        };
+        let codes = |findings: Vec<Finding>| findings.iter().map(|f| f.code).collect::<Vec<_>>();
+        assert_eq!(
+            codes(evaluate_failover(&facts(16, &[], &[]))),
+            ["failover_slot_unsupported"]
+        );
+        assert_eq!(
+            codes(evaluate_failover(&facts(17, &[], &["s1"]))),
+            ["failover_standby_slots_unset"]
+        );
+        assert_eq!(
+            codes(evaluate_failover(&facts(18, &["s1", "gone"], &["s1"]))),
+            ["failover_standby_slot_missing"]
+        );
+        assert!(evaluate_failover(&facts(17, &["s1"], &["s1"])).is_empty());
     }
 
     #[test]

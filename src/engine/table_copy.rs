@@ -1,5 +1,5 @@
 //! The initial copy of one table inside a snapshot: the `COPY` statement (publication column
-//! list and row filter, optional CTID range) and the loop that moves its chunks into the
+//! list and row filter, optional CTID range, every partition of a partitioned table) and the loop that moves its chunks into the
 //! destination, reading the next chunk while the previous one is written.
 
 use std::sync::Arc;
@@ -33,11 +33,25 @@ pub fn split_pages(pages: u64, parts: u16) -> Vec<PageRange> {
         .collect()
 }
 
+/// What a table's copy reads beyond its columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopySource {
+    /// The publication's `WHERE` expression for the table (PG 15+).
+    pub row_filter: Option<String>,
+    /// A partitioned table published via its root: `COPY table TO` refuses it, a query over it
+    /// reads every partition (under the root's column list and row filter), which is what its
+    /// stream carries too.
+    pub partitioned: bool,
+    /// Stored generated columns are replicated (PostgreSQL 18 publishes them): `COPY table (…)`
+    /// refuses them, a query reads them.
+    pub generated: bool,
+}
+
 /// `COPY … TO STDOUT` for the replicated columns of `schema`, limited by the publication's row
 /// filter and an optional page range.
 pub fn copy_statement(
     schema: &TableSchema,
-    row_filter: Option<&str>,
+    source: &CopySource,
     range: Option<PageRange>,
 ) -> String {
     let columns = schema
@@ -54,10 +68,12 @@ pub fn copy_statement(
             conditions.push(format!("ctid < '({end},0)'::tid"));
         }
     }
-    if let Some(filter) = row_filter {
+    if let Some(filter) = &source.row_filter {
         conditions.push(format!("({filter})"));
     }
-    if conditions.is_empty() {
+    if conditions.is_empty() && (source.partitioned || source.generated) {
+        format!("COPY (SELECT {columns} FROM {table}) TO STDOUT")
+    } else if conditions.is_empty() {
         format!("COPY {table} ({columns}) TO STDOUT")
     } else {
         format!(
@@ -108,6 +124,7 @@ mod tests {
                 type_modifier: -1,
                 nullable: true,
                 primary_key_position: None,
+                existing_rows_value: None,
             }],
             replica_identity: ReplicaIdentity::Default,
         }
@@ -116,15 +133,30 @@ mod tests {
     #[test]
     fn copy_statements_quote_names_and_add_ranges_and_filters() {
         assert_eq!(
-            copy_statement(&schema(), None, None),
+            copy_statement(&schema(), &CopySource::default(), None),
             r#"COPY "my schema"."Weird ""Name""" ("a b") TO STDOUT"#
+        );
+        let root = CopySource {
+            partitioned: true,
+            ..CopySource::default()
+        };
+        assert_eq!(
+            copy_statement(&schema(), &root, None),
+            r#"COPY (SELECT "a b" FROM "my schema"."Weird ""Name""") TO STDOUT"#
         );
         let range = PageRange {
             start: 10,
             end: Some(20),
         };
         assert_eq!(
-            copy_statement(&schema(), Some("x > 1"), Some(range)),
+            copy_statement(
+                &schema(),
+                &CopySource {
+                    row_filter: Some("x > 1".into()),
+                    ..CopySource::default()
+                },
+                Some(range)
+            ),
             "COPY (SELECT \"a b\" FROM \"my schema\".\"Weird \"\"Name\"\"\" WHERE ctid >= \
              '(10,0)'::tid AND ctid < '(20,0)'::tid AND (x > 1)) TO STDOUT"
         );

@@ -219,11 +219,11 @@ async fn sync_once<D: Destination + Clone>(
     let counter = ctx.states.observer().copy_counter(&schema.name, estimate);
     let on_rows = |rows: u64| counter.add(rows);
 
-    let filter = snapshot_schema.row_filter.as_deref();
+    let source = &snapshot_schema.source;
     let rows = if parallel {
         let ranges = table_copy::split_pages(pages, helpers.len() as u16);
         let copies = helpers.iter_mut().zip(ranges).map(|(client, range)| {
-            let sql = table_copy::copy_statement(&schema, filter, Some(range));
+            let sql = table_copy::copy_statement(&schema, source, Some(range));
             let schema = schema.clone();
             let destination = &ctx.destination;
             let on_rows = &on_rows;
@@ -236,7 +236,7 @@ async fn sync_once<D: Destination + Clone>(
         });
         try_join_all(copies).await?.into_iter().sum()
     } else {
-        let sql = table_copy::copy_statement(&schema, filter, None);
+        let sql = table_copy::copy_statement(&schema, source, None);
         let rows =
             table_copy::copy_into(&mut main, &sql, &schema, &ctx.destination, &on_rows).await?;
         main.simple_query("COMMIT").await?;

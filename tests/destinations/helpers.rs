@@ -115,6 +115,7 @@ pub async fn table_schema(pool: &PgPool, table: &str) -> TableSchema {
                 type_modifier: c.get(2),
                 nullable: c.get(3),
                 primary_key_position: c.get::<Option<i32>, _>(4).map(|p| p as u16),
+                existing_rows_value: None,
             })
             .collect(),
         replica_identity: ReplicaIdentity::from_code(identity.as_bytes()[0])
@@ -194,6 +195,7 @@ pub fn simple_table(
         type_modifier: -1,
         nullable: key.is_none(),
         primary_key_position: key,
+        existing_rows_value: None,
     };
     TableSchema {
         id: TableId(oid),

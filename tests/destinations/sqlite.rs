@@ -438,6 +438,7 @@ async fn columns_added_dropped_renamed_and_retyped_in_the_source_follow_in_sqlit
         type_modifier: -1,
         nullable: true,
         primary_key_position: None,
+        existing_rows_value: None,
     });
     destination.alter_table(&v1, &v2).await.unwrap();
     let v2 = Arc::new(v2);

@@ -10,7 +10,7 @@ use etl::base::quote::quote_identifier;
 use etl::base::schema::TableName;
 use etl::config::PipelineConfig;
 use etl::destinations::memory::MemoryDestination;
-use etl::engine::{self, RunOptions};
+use etl::engine::{self, Destination, RunOptions};
 use etl::shutdown::{self, ShutdownTrigger};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -85,7 +85,8 @@ impl Source {
         self.start_with(destination, false)
     }
 
-    pub fn start_with(&self, destination: Arc<MemoryDestination>, once: bool) -> Running {
+    /// Starts the pipeline into any destination (`once`: stop when caught up).
+    pub fn start_with<D: Destination + Clone>(&self, destination: D, once: bool) -> Running {
         let (trigger, shutdown) = shutdown::channel();
         let config = self.config.clone();
         let handle = tokio::spawn(async move {

@@ -123,14 +123,14 @@ impl PrivateCluster {
                  cp server.crt server.key data/
                  if [ \"$(id -u)\" = 0 ]; then chown postgres: data/server.crt data/server.key; fi
                  chmod 600 data/server.key
-                 \"$(pg_bindir)/psql\" -h /tmp -p {port} -U postgres -d postgres -qAt \
+                 pg_psql -h /tmp -p {port} -U postgres -d postgres -qAt \
                     -c \"alter system set ssl = on\" \
                     -c \"create role trust_user login replication\" \
                     -c \"create role clear_user login replication password 'clear_user-pw'\" \
                     -c \"set password_encryption = 'md5'; create role md5_user login replication password 'md5_user-pw'\" >/dev/null
                  {{ printf 'host all trust_user 127.0.0.1/32 trust\\nhost all clear_user 127.0.0.1/32 password\\nhost all md5_user 127.0.0.1/32 md5\\n'; cat data/pg_hba.conf; }} > hba.new
                  cat hba.new > data/pg_hba.conf
-                 \"$(pg_bindir)/psql\" -h /tmp -p {port} -U postgres -d postgres -qAt -c \"select pg_reload_conf()\" >/dev/null
+                 pg_psql -h /tmp -p {port} -U postgres -d postgres -qAt -c \"select pg_reload_conf()\" >/dev/null
                  sleep 1"
             ),
             path,

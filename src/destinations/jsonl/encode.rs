@@ -463,6 +463,7 @@ mod tests {
             type_modifier: -1,
             nullable: key.is_none(),
             primary_key_position: key,
+            existing_rows_value: None,
         };
         let table = Arc::new(TableSchema {
             id: TableId(1),

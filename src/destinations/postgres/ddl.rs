@@ -1,5 +1,6 @@
 //! Creating mirror tables in the target and making them follow the source's schema changes
-//! (`ADD`/`DROP`/`RENAME COLUMN`, `ALTER COLUMN … TYPE`, a new primary key, a renamed table).
+//! (`ADD`/`DROP`/`RENAME COLUMN`, `ALTER COLUMN … TYPE`, a new primary key, a renamed table);
+//! an added column gives the rows already there the value the source's old rows read.
 //!
 //! Column types are the source's: built-in types (OIDs below 16384 are the same in every
 //! database) are named by the target's own `format_type`, with their modifiers
@@ -8,7 +9,7 @@
 
 use sqlx::PgConnection;
 
-use crate::base::quote::quote_identifier;
+use crate::base::quote::{quote_identifier, quote_literal};
 use crate::base::schema::{ColumnSchema, TableName, TableSchema};
 use crate::destinations::schema_diff::SchemaDiff;
 use crate::engine::destination::Error;
@@ -205,11 +206,23 @@ async fn alter(
         ));
     }
     for &n in &diff.added {
-        statements.push(format!(
-            "ALTER TABLE {table} ADD COLUMN {} {}",
-            name(&new.schema, n),
-            new.types[n]
-        ));
+        let column = name(&new.schema, n);
+        let ty = &new.types[n];
+        // The rows already here read what the source's old rows read (`ADD COLUMN … DEFAULT x`).
+        // Added and dropped as a default, the value is kept aside like Postgres's own fast
+        // default: no rewrite, and later inserts still carry every column themselves.
+        match &new.schema.columns[n].existing_rows_value {
+            None => statements.push(format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")),
+            Some(value) => {
+                let value = quote_literal(value);
+                statements.push(format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {ty} DEFAULT {value}::{ty}"
+                ));
+                statements.push(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"
+                ));
+            }
+        }
     }
     for statement in statements {
         execute(conn, new, statement).await?;

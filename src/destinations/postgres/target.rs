@@ -211,6 +211,7 @@ mod tests {
             type_modifier: -1,
             nullable: key.is_none(),
             primary_key_position: key,
+            existing_rows_value: None,
         };
         let schema = TableSchema {
             id: TableId(1),

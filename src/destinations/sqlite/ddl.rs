@@ -1,6 +1,8 @@
 //! Creating mirrored tables and making them follow the source's schema changes.
 //!
-//! Added columns and renames (of columns or of the table) are done in place with `ALTER TABLE`.
+//! Added columns and renames (of columns or of the table) are done in place with `ALTER TABLE`;
+//! an added column whose source rows read a default (`ADD COLUMN … DEFAULT x`) gets that value
+//! in the rows already here.
 //! Everything else (a dropped column, a type change that changes the affinity, a different key)
 //! rebuilds the table: a new table of the new shape is filled from the old one inside the same
 //! transaction, which then replaces it. Kept values are copied as stored; under a new affinity
@@ -15,6 +17,7 @@ use crate::destinations::schema_diff::SchemaDiff;
 use super::metadata;
 use super::naming::quote;
 use super::table::MirrorTable;
+use super::types::to_sqlite;
 
 /// The name a rebuild fills before it replaces the table (no dot: cannot be a mirrored table).
 const REBUILD_NAME: &str = "etl_rebuild";
@@ -68,8 +71,35 @@ pub fn alter(
     } else {
         rebuild(conn, old, &table, &diff)?;
     }
+    fill_existing_rows(conn, &table, &diff.added)?;
     metadata::save_table(conn, &table)?;
     Ok(table)
+}
+
+/// Gives the rows already in the table the value the source's old rows read in each added
+/// column that has one (`ADD COLUMN … DEFAULT x`), instead of NULL.
+fn fill_existing_rows(
+    conn: &Connection,
+    table: &MirrorTable,
+    added: &[usize],
+) -> Result<(), rusqlite::Error> {
+    for &index in added {
+        let column = &table.schema.columns[index];
+        let Some(text) = &column.existing_rows_value else {
+            continue;
+        };
+        let value = to_sqlite(column.type_oid, text)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        conn.execute(
+            &format!(
+                "UPDATE {} SET {} = ?1",
+                table.quoted(),
+                quote(&table.columns[index])
+            ),
+            [value],
+        )?;
+    }
+    Ok(())
 }
 
 /// The column renames that turn `old` into `new` in place, or `None` when the change needs a

@@ -80,6 +80,18 @@ pub enum ReplicationMessage {
 
 /// Slot names: what Postgres accepts (`[a-z0-9_]`, at most 63 bytes), checked here so they can
 /// be put in commands without quoting issues.
+/// Names the replication command a server error answered (`action`).
+fn server_action(action: String) -> impl FnOnce(Error) -> Error {
+    move |e| match e {
+        Error::Server { target, error, .. } => Error::Server {
+            target,
+            action,
+            error,
+        },
+        other => other,
+    }
+}
+
 fn check_slot_name(name: &str) -> Result<(), Error> {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -132,18 +144,33 @@ impl ReplicationClient {
         temporary: bool,
         snapshot: SnapshotAction,
     ) -> Result<CreatedSlot, Error> {
+        self.create_slot_with(name, temporary, snapshot, false)
+            .await
+    }
+
+    /// [`Self::create_slot`], with `failover`: a slot standbys synchronize (PostgreSQL 17+,
+    /// whose server refuses the option otherwise).
+    pub async fn create_slot_with(
+        &mut self,
+        name: &str,
+        temporary: bool,
+        snapshot: SnapshotAction,
+        failover: bool,
+    ) -> Result<CreatedSlot, Error> {
         check_slot_name(name)?;
         let temporary = if temporary { " TEMPORARY" } else { "" };
         // PostgreSQL 15 introduced the parenthesized option list; older servers know only the
         // keyword form, which 15+ still accepts.
-        let command = if self.server_major >= 15 || self.server_major == 0 {
+        let command = if self.server_major >= 15 || self.server_major == 0 || failover {
             let snapshot = match snapshot {
                 SnapshotAction::Use => "use",
                 SnapshotAction::Export => "export",
                 SnapshotAction::Nothing => "nothing",
             };
+            let failover = if failover { ", FAILOVER true" } else { "" };
             format!(
-                "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput (SNAPSHOT '{snapshot}')",
+                "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput \
+                 (SNAPSHOT '{snapshot}'{failover})",
                 quote_identifier(name)
             )
         } else {
@@ -157,14 +184,10 @@ impl ReplicationClient {
                 quote_identifier(name)
             )
         };
-        let rows = self.simple_query(&command).await.map_err(|e| match e {
-            Error::Server { target, error, .. } => Error::Server {
-                target,
-                action: format!("creating replication slot `{name}`"),
-                error,
-            },
-            other => other,
-        })?;
+        let rows = self
+            .simple_query(&command)
+            .await
+            .map_err(server_action(format!("creating replication slot `{name}`")))?;
         let row = match rows.as_slice() {
             [row] if row.len() >= 3 => row,
             _ => return Err(self.protocol("CREATE_REPLICATION_SLOT did not return one row")),
@@ -174,6 +197,21 @@ impl ReplicationClient {
             consistent_point: lsn_field(self, row[1].as_ref(), "consistent_point")?,
             snapshot_name: row[2].clone(),
         })
+    }
+
+    /// `ALTER_REPLICATION_SLOT name (FAILOVER …)` (PostgreSQL 17+): whether standbys with
+    /// `sync_replication_slots` keep a copy of the slot. The slot must not be in use.
+    pub async fn alter_slot_failover(&mut self, name: &str, failover: bool) -> Result<(), Error> {
+        check_slot_name(name)?;
+        self.simple_query(&format!(
+            "ALTER_REPLICATION_SLOT {} (FAILOVER {failover})",
+            quote_identifier(name)
+        ))
+        .await
+        .map_err(server_action(format!(
+            "changing FAILOVER of replication slot `{name}`"
+        )))?;
+        Ok(())
     }
 
     /// `DROP_REPLICATION_SLOT name [WAIT]`; `Ok(false)` when the slot does not exist. With

@@ -443,6 +443,7 @@ impl PgStateStore {
                 type_modifier: modifier,
                 nullable,
                 primary_key_position: key.map(|k| k as u16),
+                existing_rows_value: None,
             });
         }
         Ok(schemas)
