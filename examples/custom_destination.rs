@@ -7,13 +7,13 @@
 //!
 //! Ctrl-C stops it (flushing and acknowledging what was printed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use etl::base::event::{ChangeEvent, CopyChunk};
-use etl::base::schema::{TableName, TableSchema};
+use etl::base::schema::{TableId, TableName, TableSchema};
 use etl::config::PipelineConfig;
-use etl::engine::destination::{Destination, Error, Result};
+use etl::engine::destination::{Destination, Error, PipelineIdentity, Result};
 use etl::engine::{self, RunOptions};
 
 /// Counts copied rows per table and prints each change.
@@ -25,6 +25,28 @@ struct Printer {
 impl Destination for Printer {
     fn kind(&self) -> &'static str {
         "printer"
+    }
+
+    // It keeps nothing, so it cannot tell which pipeline's copy it holds: only its description
+    // is compared with the one the pipeline's state records.
+    fn describe(&self) -> String {
+        "printer".into()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        false
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        Ok(None)
+    }
+
+    async fn write_identity(&self, _identity: &PipelineIdentity) -> Result<()> {
+        Ok(())
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> Result<()> {

@@ -6,12 +6,13 @@
 //! It holds nothing, so it keeps no pipeline identity and cannot be checked: the engine only
 //! compares its description (`discard`) with the one the pipeline's state records.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::base::event::{Cell, Change, ChangeEvent, CopyChunk, Row};
-use crate::base::schema::TableSchema;
+use crate::base::schema::{TableId, TableSchema};
 use crate::base::values;
-use crate::engine::destination::{Destination, Error, Result};
+use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 /// Parses every value of `row` as its column's type, and drops the result.
 fn decode(schema: &TableSchema, row: &Row) -> Result<()> {
@@ -58,6 +59,22 @@ impl Destination for DiscardDestination {
 
     fn describe(&self) -> String {
         DESCRIPTION.to_owned()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        false
+    }
+
+    async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
+        Ok(None)
+    }
+
+    async fn write_identity(&self, _identity: &PipelineIdentity) -> Result<()> {
+        Ok(())
+    }
+
+    async fn copied_tables(&self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
     }
 
     async fn prepare_table(&self, _schema: &TableSchema) -> Result<()> {

@@ -5,7 +5,11 @@
 
 use sqlx::PgPool;
 
-use super::destination::{Destination, Error as DestinationError, Result as DestinationResult};
+use std::collections::BTreeSet;
+
+use super::destination::{
+    Destination, Error as DestinationError, PipelineIdentity, Result as DestinationResult,
+};
 use super::error::Error;
 use super::source::ReplicationClient;
 use super::table_copy::CopySource;
@@ -282,6 +286,26 @@ async fn added_columns(
 impl<D: Destination> Destination for WithSourceDefaults<D> {
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        self.inner.keeps_identity()
+    }
+
+    async fn read_identity(&self) -> DestinationResult<Option<PipelineIdentity>> {
+        self.inner.read_identity().await
+    }
+
+    async fn write_identity(&self, identity: &PipelineIdentity) -> DestinationResult<()> {
+        self.inner.write_identity(identity).await
+    }
+
+    async fn copied_tables(&self) -> DestinationResult<Option<BTreeSet<TableId>>> {
+        self.inner.copied_tables().await
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> DestinationResult<()> {

@@ -124,41 +124,30 @@ pub trait Destination: Send + Sync + 'static {
     /// The destination's kind and location for messages and the pipeline identity
     /// (`sqlite data/etl.db`, `postgres etl@mirror:5432/shop`); never a secret. Built from the
     /// configuration alone, so the control plane can compute it without opening anything.
-    /// By default, the kind alone.
-    fn describe(&self) -> String {
-        self.kind().to_owned()
-    }
+    fn describe(&self) -> String;
 
-    /// Whether the destination keeps a [`PipelineIdentity`] beside its data. `false` (the
-    /// default) means it cannot tell which pipeline's copy it holds: only its
-    /// [`Self::describe`] is compared at start-up. Destinations that store positions should
-    /// keep one.
-    fn keeps_identity(&self) -> bool {
-        false
-    }
+    /// Whether the destination keeps a [`PipelineIdentity`] beside its data. `false` means it
+    /// cannot tell which pipeline's copy it holds: only its [`Self::describe`] is compared at
+    /// start-up. Destinations that store positions should keep one. (No default: a wrapper
+    /// that forgot to forward this would silently weaken the identity check.)
+    fn keeps_identity(&self) -> bool;
 
     /// The identity stored beside the destination's positions; `None` when it holds none (new,
     /// emptied or replaced) or does not keep one.
-    fn read_identity(&self) -> impl Future<Output = Result<Option<PipelineIdentity>>> + Send {
-        std::future::ready(Ok(None))
-    }
+    fn read_identity(&self) -> impl Future<Output = Result<Option<PipelineIdentity>>> + Send;
 
     /// Stores `identity` durably, replacing the one held before. Called before the identity
     /// is recorded on the source. Nothing to do for a destination that keeps none.
     fn write_identity(
         &self,
-        _identity: &PipelineIdentity,
-    ) -> impl Future<Output = Result<()>> + Send {
-        std::future::ready(Ok(()))
-    }
+        identity: &PipelineIdentity,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The tables whose initial copy the destination holds complete ([`Self::finish_copy`]
-    /// returned and nothing emptied them since but the engine); `None` (the default) when it
-    /// cannot tell (at-least-once destinations). A table whose storage disappeared (dropped by
-    /// hand) is forgotten, so a later copy creates it again.
-    fn copied_tables(&self) -> impl Future<Output = Result<Option<BTreeSet<TableId>>>> + Send {
-        std::future::ready(Ok(None))
-    }
+    /// returned and nothing emptied them since but the engine); `None` when it cannot tell
+    /// (at-least-once destinations). A table whose storage disappeared (dropped by hand) is
+    /// forgotten, so a later copy creates it again.
+    fn copied_tables(&self) -> impl Future<Output = Result<Option<BTreeSet<TableId>>>> + Send;
 
     /// Creates the destination table for `schema` if missing. Idempotent.
     fn prepare_table(&self, schema: &TableSchema) -> impl Future<Output = Result<()>> + Send;

@@ -1,7 +1,7 @@
 //! Unit tests of [`ApplyCore::step`] on the in-memory state store and a recording destination:
 //! no Postgres, no stream.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::core::{ApplyCore, Input, Outcome};
@@ -12,6 +12,7 @@ use crate::base::schema::{TableId, TableName, TableSchema};
 use crate::config::BatchConfig;
 use crate::engine::catalog::PublishedTable;
 use crate::engine::destination::{self, Destination};
+use crate::engine::identity::PipelineIdentity;
 use crate::engine::observer::Observer;
 use crate::engine::source::{PgOutputMessage, ReplicationMessage};
 use crate::engine::state::{StateStore, StateWriter, TableState, TableStates};
@@ -68,6 +69,26 @@ impl Recorder {
 impl Destination for Recorder {
     fn kind(&self) -> &'static str {
         "recorder"
+    }
+
+    fn describe(&self) -> String {
+        "recorder".into()
+    }
+
+    fn keeps_identity(&self) -> bool {
+        false
+    }
+
+    async fn read_identity(&self) -> destination::Result<Option<PipelineIdentity>> {
+        Ok(None)
+    }
+
+    async fn write_identity(&self, _identity: &PipelineIdentity) -> destination::Result<()> {
+        Ok(())
+    }
+
+    async fn copied_tables(&self) -> destination::Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> destination::Result<()> {
