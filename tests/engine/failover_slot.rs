@@ -52,13 +52,14 @@ async fn failover_slot_makes_a_failover_apply_slot_on_17_and_is_refused_before()
         source.drop().await;
         return;
     }
-    let (_, running) = source.start_ready(1).await;
+    let (dest, running) = source.start_ready(1).await;
     assert_eq!(apply_slot_failover(&source).await, Some(true));
     running.stop().await;
-    // Restarted with the other setting, the existing slot's flag follows it.
+    // Restarted with the other setting (into the same destination, which holds the copy), the
+    // existing slot's flag follows it.
     for failover in [false, true] {
         source.config.failover_slot = failover;
-        let running = source.start_with(Arc::new(MemoryDestination::new()), false);
+        let running = source.start_with(dest.clone(), false);
         wait_for(
             "the slot's failover flag",
             Duration::from_secs(30),
