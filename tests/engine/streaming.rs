@@ -101,7 +101,8 @@ async fn interleaved_streamed_transactions_with_aborts_match_the_source_once() {
     wait_for(
         "the server streamed the big transactions",
         Duration::from_secs(30),
-        || async { streamed_transactions(&source).await >= before + 3 },
+        // a and b at least (PostgreSQL 18 does not count the rolled-back d).
+        || async { streamed_transactions(&source).await >= before + 2 },
     )
     .await;
     let after = source.current_lsn().await;
