@@ -10,6 +10,7 @@
 //!   `config/{env}.yaml`, then `APP_` variables; typed sections and secrets.
 //! - [`telemetry`]: the tracing subscriber (human or JSON lines).
 //! - [`replicate`]: `etl replicate`, the engine run from the configuration.
+//! - [`operator`]: what the operator commands share (the pipeline's source, confirmation).
 //! - [`reset`]: `etl pipeline reset`, a pipeline's slots and state dropped from its source.
 //! - [`migrate`]: the two embedded migration sets (`app` for the API, `etl` for the replicator).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a handle every long-running task can wait on.
@@ -30,6 +31,7 @@ pub mod exit;
 pub mod k8s;
 pub mod migrate;
 pub mod netpolicy;
+pub mod operator;
 pub mod replicate;
 pub mod reset;
 pub mod shutdown;
