@@ -25,7 +25,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::base::lsn::Lsn;
-use crate::engine::source::{OldTuple, PgOutputMessage, TupleData, decode_pgoutput};
+use crate::engine::source::{PgOutputMessage, decode_pgoutput, pgoutput};
 
 /// Bytes of a record's header (length and WAL position).
 const HEADER: u64 = 12;
@@ -399,140 +399,24 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// The (sub)transaction id of a message spilled for `top`, and the message in pgoutput's
 /// in-stream format; `None` for a message that carries nothing to apply.
 fn encode(message: &PgOutputMessage, top: u32) -> Option<(u32, Vec<u8>)> {
-    let mut out = Vec::new();
     let xid = match message {
-        PgOutputMessage::Relation {
-            xid,
-            id,
-            namespace,
-            name,
-            replica_identity,
-            columns,
-        } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'R');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&id.to_be_bytes());
-            cstring(&mut out, namespace);
-            cstring(&mut out, name);
-            out.push(*replica_identity);
-            out.extend_from_slice(&(columns.len() as i16).to_be_bytes());
-            for column in columns {
-                out.push(column.flags);
-                cstring(&mut out, &column.name);
-                out.extend_from_slice(&column.type_oid.to_be_bytes());
-                out.extend_from_slice(&column.type_modifier.to_be_bytes());
-            }
-            xid
-        }
-        PgOutputMessage::Type {
-            xid,
-            id,
-            namespace,
-            name,
-        } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'Y');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&id.to_be_bytes());
-            cstring(&mut out, namespace);
-            cstring(&mut out, name);
-            xid
-        }
-        PgOutputMessage::Insert { xid, relation, new } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'I');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&relation.to_be_bytes());
-            out.push(b'N');
-            tuple(&mut out, new);
-            xid
-        }
-        PgOutputMessage::Update {
-            xid,
-            relation,
-            old,
-            new,
-        } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'U');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&relation.to_be_bytes());
-            if let Some(old) = old {
-                old_tuple(&mut out, old);
-            }
-            out.push(b'N');
-            tuple(&mut out, new);
-            xid
-        }
-        PgOutputMessage::Delete { xid, relation, old } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'D');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&relation.to_be_bytes());
-            old_tuple(&mut out, old);
-            xid
-        }
-        PgOutputMessage::Truncate {
-            xid,
-            options,
-            relations,
-        } => {
-            let xid = xid.unwrap_or(top);
-            out.push(b'T');
-            out.extend_from_slice(&xid.to_be_bytes());
-            out.extend_from_slice(&(relations.len() as i32).to_be_bytes());
-            out.push(*options);
-            for relation in relations {
-                out.extend_from_slice(&relation.to_be_bytes());
-            }
-            xid
-        }
+        PgOutputMessage::Relation { xid, .. }
+        | PgOutputMessage::Type { xid, .. }
+        | PgOutputMessage::Insert { xid, .. }
+        | PgOutputMessage::Update { xid, .. }
+        | PgOutputMessage::Delete { xid, .. }
+        | PgOutputMessage::Truncate { xid, .. } => xid.unwrap_or(top),
         _ => return None,
     };
+    let mut out = Vec::new();
+    pgoutput::encode(message, Some(xid), &mut out);
     Some((xid, out))
-}
-
-fn cstring(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(text.as_bytes());
-    out.push(0);
-}
-
-fn old_tuple(out: &mut Vec<u8>, old: &OldTuple) {
-    match old {
-        OldTuple::Key(columns) => {
-            out.push(b'K');
-            tuple(out, columns);
-        }
-        OldTuple::Full(columns) => {
-            out.push(b'O');
-            tuple(out, columns);
-        }
-    }
-}
-
-fn tuple(out: &mut Vec<u8>, columns: &[TupleData]) {
-    out.extend_from_slice(&(columns.len() as i16).to_be_bytes());
-    for column in columns {
-        match column {
-            TupleData::Null => out.push(b'n'),
-            TupleData::UnchangedToast => out.push(b'u'),
-            TupleData::Text(bytes) | TupleData::Binary(bytes) => {
-                out.push(if matches!(column, TupleData::Text(_)) {
-                    b't'
-                } else {
-                    b'b'
-                });
-                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-                out.extend_from_slice(bytes);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::source::{OldTuple, TupleData};
     use crate::engine::test_messages as m;
 
     fn spill(max: u64) -> (tempfile::TempDir, Spill) {

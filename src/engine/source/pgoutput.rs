@@ -546,6 +546,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[path = "pgoutput_encode.rs"]
+mod encode;
+pub use encode::encode;
+
 #[cfg(test)]
 #[path = "pgoutput_tests.rs"]
 mod tests;
