@@ -71,10 +71,12 @@ pg_bindir() {
         fi
         return
     fi
-    for dir in /usr/lib/postgresql/*/bin; do
-        if [ -x "$dir/initdb" ]; then latest="$dir"; fi
+    # Local names: callers run this in their own shell (`pg_bindir > file`) and use `dir`.
+    local candidate latest=""
+    for candidate in /usr/lib/postgresql/*/bin; do
+        if [ -x "$candidate/initdb" ]; then latest="$candidate"; fi
     done
-    if [ -n "${latest:-}" ]; then echo "$latest"; return; fi
+    if [ -n "$latest" ]; then echo "$latest"; return; fi
     if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
     echo "error: PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BINDIR)" >&2
     return 1

@@ -24,6 +24,8 @@ pub struct SchemaDiff {
     pub renamed: Vec<(usize, usize)>,
     /// `(old, new)` pairs whose type or type modifier changed.
     pub retyped: Vec<(usize, usize)>,
+    /// New columns (continuing an old one) that now take NULL or now refuse it.
+    pub nullability: Vec<usize>,
     /// The key columns (names, in key order) differ.
     pub key_changed: bool,
     /// The schema-qualified table name differs.
@@ -69,6 +71,9 @@ impl SchemaDiff {
                     }
                     if o.type_oid != n.type_oid || o.type_modifier != n.type_modifier {
                         diff.retyped.push((*old_index, new_index));
+                    }
+                    if o.nullable != n.nullable {
+                        diff.nullability.push(new_index);
                     }
                 }
             }

@@ -5,8 +5,10 @@
 
 use sqlx::PgPool;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
+use super::changes;
 use super::destination::{
     Destination, Error as DestinationError, PipelineIdentity, Result as DestinationResult,
 };
@@ -201,25 +203,89 @@ fn parse<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
     value.and_then(|v| v.parse().ok())
 }
 
-/// A destination that learns, when a table gains columns, what the rows already there hold in
-/// the source (see [`ColumnSchema::existing_rows_value`]) before passing the change on.
+/// A destination that learns from the source catalog what pgoutput's Relation message does not
+/// say, whenever the stream describes a table (a schema change, or the same columns described
+/// again after any `ALTER TABLE`), before passing the change on:
 ///
-/// `ADD COLUMN … DEFAULT x` with a non-volatile `x` writes no WAL for the rows already in the
-/// table: only the source catalog knows their value. A volatile default (`random()`,
-/// `clock_timestamp()`) rewrites the table instead, also without WAL for logical decoding, so
-/// the per-row values cannot be learned: the column is added empty and a warning says how to
-/// copy the table again. The catalog is read when the change reaches the destination, which is
-/// right unless the column was dropped or the table rewritten in between (then: empty, warned).
+/// - **What rows already in the table hold in a column just added** (see
+///   [`ColumnSchema::existing_rows_value`]). `ADD COLUMN … DEFAULT x` with a non-volatile `x`
+///   writes no WAL for the rows already in the table: only the catalog knows their value. A
+///   volatile default (`random()`, `clock_timestamp()`) rewrites the table instead, also
+///   without WAL for logical decoding, so the per-row values cannot be learned: the column is
+///   added empty and a warning says how to copy the table again.
+/// - **Whether each column takes NULL** (`attnotnull`), so `ALTER COLUMN … DROP NOT NULL` and
+///   `SET NOT NULL` reach mirrors that enforce it. A table described again whose nullability did
+///   not change is not passed on at all.
+///
+/// The catalog is read when the change reaches the destination, which is right unless the
+/// table changed again in between (the stream behind the source): then a dropped column reads
+/// as unknown (empty, warned), and a NOT NULL that came back is checked by the destination
+/// against the rows it holds.
 #[derive(Clone)]
 pub struct WithSourceDefaults<D> {
     inner: D,
     pool: PgPool,
+    /// Per table, the schema last given to `inner` through `alter_table`, completed from the
+    /// catalog: the engine's own schema keeps what the Relation messages said, which does not
+    /// include nullability, so the events it sends are given this one instead.
+    given: Arc<Mutex<HashMap<TableId, Given>>>,
+}
+
+/// A completed schema, and the engine's schema last seen for it (to swap events cheaply).
+struct Given {
+    seen: Arc<TableSchema>,
+    completed: Arc<TableSchema>,
 }
 
 impl<D> WithSourceDefaults<D> {
     /// `pool` connects lazily, so a source that is down delays only the next schema change.
     pub fn new(inner: D, pool: PgPool) -> Self {
-        Self { inner, pool }
+        Self {
+            inner,
+            pool,
+            given: Arc::default(),
+        }
+    }
+
+    fn given(&self) -> std::sync::MutexGuard<'_, HashMap<TableId, Given>> {
+        self.given.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `old` with the nullability last given to the inner destination.
+    fn as_given(&self, old: &TableSchema) -> TableSchema {
+        let mut old = old.clone();
+        if let Some(given) = self.given().get(&old.id) {
+            for column in &mut old.columns {
+                let found = given
+                    .completed
+                    .columns
+                    .iter()
+                    .find(|c| c.name == column.name);
+                if let Some(found) = found {
+                    column.nullable = found.nullable;
+                }
+            }
+        }
+        old
+    }
+
+    /// Events carry the completed schema of their table when it has the same shape.
+    fn complete_events(&self, events: &mut [ChangeEvent]) {
+        let mut given = self.given();
+        if given.is_empty() {
+            return;
+        }
+        for event in events {
+            let Some(entry) = given.get_mut(&event.table.id) else {
+                continue;
+            };
+            if Arc::ptr_eq(&entry.seen, &event.table) {
+                event.table = Arc::clone(&entry.completed);
+            } else if changes::same_shape(&entry.completed, &event.table) {
+                entry.seen = Arc::clone(&event.table);
+                event.table = Arc::clone(&entry.completed);
+            }
+        }
     }
 }
 
@@ -235,22 +301,36 @@ enum AddedColumn {
     Null,
 }
 
-/// The added columns of `new` (by name, absent from `old`) and what the catalog says of each.
-async fn added_columns(
-    pool: &PgPool,
-    old: &TableSchema,
-    new: &TableSchema,
-) -> Result<Vec<(usize, AddedColumn)>, sqlx::Error> {
-    let added: Vec<usize> = (0..new.columns.len())
-        .filter(|&i| !old.columns.iter().any(|c| c.name == new.columns[i].name))
-        .collect();
-    if added.is_empty() {
-        return Ok(Vec::new());
+/// One column of the table as the catalog has it now.
+#[derive(Debug, Clone)]
+struct CatalogColumn {
+    name: String,
+    not_null: bool,
+    has_missing: bool,
+    has_default: bool,
+    missing_value: Option<String>,
+}
+
+impl CatalogColumn {
+    fn added(&self) -> AddedColumn {
+        match self {
+            CatalogColumn {
+                has_missing: true,
+                missing_value: Some(value),
+                ..
+            } => AddedColumn::Missing(value.clone()),
+            CatalogColumn {
+                has_missing: false,
+                has_default: false,
+                ..
+            } => AddedColumn::Null,
+            _ => AddedColumn::Unknown,
+        }
     }
-    let names: Vec<&str> = added
-        .iter()
-        .map(|&i| new.columns[i].name.as_str())
-        .collect();
+}
+
+/// The columns of `table` (not dropped) as the catalog has them now.
+async fn catalog_columns(pool: &PgPool, table: TableId) -> Result<Vec<CatalogColumn>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The text form pgoutput and COPY use (see the source session settings).
     sqlx::raw_sql(
@@ -259,28 +339,54 @@ async fn added_columns(
     )
     .execute(&mut *tx)
     .await?;
-    let rows: Vec<(String, bool, bool, Option<String>)> = sqlx::query_as(
-        "select attname::text, atthasmissing, atthasdef, array_to_string(attmissingval, '') \
-         from pg_attribute where attrelid = $1::bigint::oid and attname = any($2) \
-         and not attisdropped",
+    let rows: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
+        "select attname::text, attnotnull, atthasmissing, atthasdef, \
+         array_to_string(attmissingval, '') \
+         from pg_attribute where attrelid = $1::bigint::oid and attnum > 0 and not attisdropped",
     )
-    .bind(i64::from(new.id.0))
-    .bind(&names)
+    .bind(i64::from(table.0))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(added
+    Ok(rows
         .into_iter()
-        .map(|i| {
-            let row = rows.iter().find(|r| r.0 == new.columns[i].name);
-            let what = match row {
-                Some((_, true, _, Some(value))) => AddedColumn::Missing(value.clone()),
-                Some((_, false, false, _)) => AddedColumn::Null,
-                _ => AddedColumn::Unknown,
-            };
-            (i, what)
-        })
+        .map(
+            |(name, not_null, has_missing, has_default, missing_value)| CatalogColumn {
+                name,
+                not_null,
+                has_missing,
+                has_default,
+                missing_value,
+            },
+        )
         .collect())
+}
+
+/// `new` completed from the catalog: the added columns' existing-rows values (warning where
+/// they cannot be known) and every column's nullability (key columns never take NULL).
+fn complete(old: &TableSchema, new: &TableSchema, catalog: &[CatalogColumn]) -> TableSchema {
+    let mut new = new.clone();
+    for column in &mut new.columns {
+        let found = catalog.iter().find(|c| c.name == column.name);
+        if let Some(found) = found {
+            column.nullable = !found.not_null && column.primary_key_position.is_none();
+        }
+        if old.columns.iter().any(|c| c.name == column.name) {
+            continue;
+        }
+        match found.map_or(AddedColumn::Unknown, CatalogColumn::added) {
+            AddedColumn::Missing(value) => column.existing_rows_value = Some(value),
+            AddedColumn::Null => {}
+            AddedColumn::Unknown => tracing::warn!(
+                table = %new.name,
+                column = %column.name,
+                "the source gave the rows it already had values this pipeline cannot see \
+                 (a volatile default rewrote the table); they stay NULL in the destination \
+                 until changed: roll the table back to init to copy it again"
+            ),
+        }
+    }
+    new
 }
 
 impl<D: Destination> Destination for WithSourceDefaults<D> {
@@ -309,6 +415,8 @@ impl<D: Destination> Destination for WithSourceDefaults<D> {
     }
 
     async fn prepare_table(&self, schema: &TableSchema) -> DestinationResult<()> {
+        // A table prepared afresh (a copy, read from the catalog) starts from its own schema.
+        self.given().remove(&schema.id);
         self.inner.prepare_table(schema).await
     }
 
@@ -329,28 +437,30 @@ impl<D: Destination> Destination for WithSourceDefaults<D> {
     }
 
     async fn alter_table(&self, old: &TableSchema, new: &TableSchema) -> DestinationResult<()> {
-        let added = added_columns(&self.pool, old, new)
+        let catalog = catalog_columns(&self.pool, new.id)
             .await
-            .map_err(|e| DestinationError::transient("reading added columns from the source", e))?;
-        let mut new = new.clone();
-        for (index, what) in added {
-            let column = &mut new.columns[index];
-            match what {
-                AddedColumn::Missing(value) => column.existing_rows_value = Some(value),
-                AddedColumn::Null => {}
-                AddedColumn::Unknown => tracing::warn!(
-                    table = %new.name,
-                    column = %column.name,
-                    "the source gave the rows it already had values this pipeline cannot see \
-                     (a volatile default rewrote the table); they stay NULL in the destination \
-                     until changed: roll the table back to init to copy it again"
-                ),
-            }
+            .map_err(|e| DestinationError::transient("reading the table from the source", e))?;
+        let old = self.as_given(old);
+        let new = complete(&old, new, &catalog);
+        let same_nullability = old
+            .columns
+            .iter()
+            .zip(&new.columns)
+            .all(|(o, n)| o.nullable == n.nullable);
+        if changes::same_shape(&old, &new) && same_nullability {
+            return Ok(());
         }
-        self.inner.alter_table(old, &new).await
+        self.inner.alter_table(&old, &new).await?;
+        let given = Given {
+            seen: Arc::new(new.clone()),
+            completed: Arc::new(new),
+        };
+        self.given().insert(given.completed.id, given);
+        Ok(())
     }
 
-    async fn write_events(&self, events: Vec<ChangeEvent>) -> DestinationResult<()> {
+    async fn write_events(&self, mut events: Vec<ChangeEvent>) -> DestinationResult<()> {
+        self.complete_events(&mut events);
         self.inner.write_events(events).await
     }
 }

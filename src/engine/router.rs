@@ -30,11 +30,33 @@ impl Rule for OnlyTable {
 }
 
 /// The destination must change a table's shape before the change that follows: `old` is what
-/// it has (`None`: it has nothing yet), `new` what the stream now describes.
+/// it has (`None`: it has nothing yet), `new` what the stream now describes. A table described
+/// again with the same columns is a *refresh*: pgoutput describes a table again after any
+/// `ALTER TABLE`, and what its Relation message does not carry (whether a column takes NULL)
+/// may have changed; the destination's [`super::catalog::WithSourceDefaults`] reads it then.
 #[derive(Debug, Clone)]
 pub(crate) struct Reshape {
     pub old: Option<Arc<TableSchema>>,
     pub new: Arc<TableSchema>,
+}
+
+impl Reshape {
+    /// The same columns, types and identity described again.
+    pub fn is_refresh(&self) -> bool {
+        self.old
+            .as_deref()
+            .is_some_and(|old| changes::same_shape(old, &self.new))
+    }
+}
+
+/// Logs a reshape the destination was given: a schema change at info level, a refresh (the
+/// table described again, e.g. after `VACUUM` or a nullability change) at debug level.
+pub(crate) fn log_reshape(reshape: &Reshape) {
+    if reshape.is_refresh() {
+        tracing::debug!(table = %reshape.new.name, "table described again");
+    } else {
+        tracing::info!(table = %reshape.new.name, "schema changed");
+    }
 }
 
 /// One change to apply, after the reshape it needs (if any).
@@ -253,19 +275,11 @@ impl Router {
         if relation.checked {
             return Ok((schema, None));
         }
-        match self.shapes.get(&TableId(id)) {
-            Some(old) if changes::same_shape(old, &schema) => {
-                relation.checked = true;
-                Ok((schema, None))
-            }
-            old => {
-                let reshape = Reshape {
-                    old: old.cloned(),
-                    new: schema.clone(),
-                };
-                Ok((schema, Some(reshape)))
-            }
-        }
+        let reshape = Reshape {
+            old: self.shapes.get(&TableId(id)).cloned(),
+            new: schema.clone(),
+        };
+        Ok((schema, Some(reshape)))
     }
 }
 

@@ -353,7 +353,7 @@ async fn catch_up<D: Destination>(
                     None => ctx.destination.prepare_table(&reshape.new).await?,
                 }
                 ctx.states.store().store_schema(&reshape.new).await?;
-                tracing::info!(table = %reshape.new.name, "schema changed");
+                crate::engine::router::log_reshape(reshape);
                 router.reshaped(reshape);
             }
             bytes += applied.bytes;

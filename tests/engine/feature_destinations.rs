@@ -117,6 +117,37 @@ impl Mirror {
         }
     }
 
+    /// Whether the mirror's column `table.column` refuses NULL (`None` while it is not there):
+    /// the memory destination's schema, the postgres target's catalog, SQLite's `table_info`.
+    pub async fn not_null(&self, table: &str, column: &str) -> Option<bool> {
+        match self {
+            Mirror::Memory(destination) => destination.schema(&public(table)).and_then(|s| {
+                s.columns
+                    .iter()
+                    .find(|c| c.name == column)
+                    .map(|c| !c.nullable)
+            }),
+            Mirror::Postgres { target } => sqlx::query_scalar::<_, String>(
+                "select is_nullable::text from information_schema.columns \
+                 where table_schema = 'public' and table_name = $1 and column_name = $2",
+            )
+            .bind(table)
+            .bind(column)
+            .fetch_optional(&target.pool)
+            .await
+            .expect("read the target's catalog")
+            .map(|nullable| nullable == "NO"),
+            Mirror::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open the sqlite file");
+                let sql = format!(
+                    "SELECT \"notnull\" FROM pragma_table_info('public.{table}') WHERE name = ?1"
+                );
+                conn.query_row(&sql, [column], |row| row.get::<_, bool>(0))
+                    .ok()
+            }
+        }
+    }
+
     pub async fn drop(self) {
         if let Mirror::Postgres { target } = self {
             (*target).drop().await;

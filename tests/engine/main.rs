@@ -20,6 +20,7 @@ mod generated_columns;
 mod identity;
 mod idle;
 mod invalidated_slot;
+mod nullability;
 mod partitions;
 mod private_cluster;
 mod publication_changes;

@@ -115,6 +115,56 @@ async fn claim_name(conn: &mut PgConnection, table: &TargetTable) -> Result<(), 
     }
 }
 
+/// `DROP NOT NULL` where the source now takes NULL; `SET NOT NULL` where it now refuses it,
+/// unless the mirror holds NULLs there (the source's catalog is read when the stream describes
+/// the table again, which can be ahead of the rows applied so far): then the column stays
+/// nullable, with a warning. Key columns keep the key's NOT NULL.
+async fn follow_nullability(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    diff: &SchemaDiff,
+) -> Result<(), Error> {
+    let quoted = table.quoted();
+    for &n in &diff.nullability {
+        if table.key.contains(&n) {
+            continue;
+        }
+        let column = &table.schema.columns[n];
+        let name = quote_identifier(&column.name);
+        if column.nullable {
+            execute(
+                conn,
+                table,
+                format!("ALTER TABLE {quoted} ALTER COLUMN {name} DROP NOT NULL"),
+            )
+            .await?;
+            continue;
+        }
+        let holds_null: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT FROM {quoted} WHERE {name} IS NULL)"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| table_error(&table.schema, "checking NULLs in", e))?;
+        if holds_null {
+            tracing::warn!(
+                table = %table.schema.name,
+                column = %column.name,
+                "the source column is NOT NULL now but the mirror still holds NULLs in it \
+                 (rows the stream has not updated yet); the mirror column stays nullable"
+            );
+            continue;
+        }
+        execute(
+            conn,
+            table,
+            format!("ALTER TABLE {quoted} ALTER COLUMN {name} SET NOT NULL"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn execute(conn: &mut PgConnection, table: &TargetTable, sql: String) -> Result<(), Error> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&mut *conn)
@@ -227,6 +277,7 @@ async fn alter(
     for statement in statements {
         execute(conn, new, statement).await?;
     }
+    follow_nullability(conn, new, &diff).await?;
     if diff.key_changed {
         let constraint: Option<String> = sqlx::query_scalar(
             "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",

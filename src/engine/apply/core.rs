@@ -28,7 +28,7 @@ use crate::base::schema::{TableId, TableSchema};
 use crate::config::BatchConfig;
 use crate::engine::destination::{self, Destination};
 use crate::engine::error::Error;
-use crate::engine::router::{Applied, Reshape, Routed, Router, Rule};
+use crate::engine::router::{Applied, Reshape, Routed, Router, Rule, log_reshape};
 use crate::engine::source::{PgOutputMessage, ReplicationMessage};
 use crate::engine::state::{TableState, TableStates};
 use crate::engine::table_sync::SyncDone;
@@ -417,7 +417,8 @@ impl<D: Destination + Clone> ApplyCore<D> {
         Ok(())
     }
 
-    /// Gives the destination the table's new shape, after everything before it is written.
+    /// Gives the destination the table's new shape (or, for a refresh, the chance to follow
+    /// what changed beside the columns), after everything before it is written.
     async fn reshape(&mut self, reshape: &Reshape) -> Result<(), Error> {
         self.write_everything().await?;
         match &reshape.old {
@@ -429,7 +430,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
             .store()
             .store_schema(&reshape.new)
             .await?;
-        tracing::info!(table = %reshape.new.name, "schema changed");
+        log_reshape(reshape);
         self.tables.rename(reshape.new.id, reshape.new.name.clone());
         self.router.reshaped(reshape);
         Ok(())
