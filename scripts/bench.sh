@@ -14,8 +14,11 @@
 #                  the slot confirms it  vs  the 0.3 s target
 #   big txn        peak RSS (VmHWM) of etl while one big transaction streams through  vs  the
 #                  256 MiB target; its rows/s  vs  pg_recvlogical on the same transaction
+#   mixed          (only with --only mixed) the lag of small transactions committed every 20 ms
+#                  while one big transaction runs and after it commits, with pgoutput protocol 1
+#                  (`streaming: off`) beside protocol 2 (`streaming: auto`)
 #
-# usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big]
+# usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big,mixed]
 #                         [--destinations discard,sqlite,postgres [--repeat N]]
 #                         [--keep] [--no-build] [--perf] [--out FILE]
 #   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
@@ -217,6 +220,44 @@ fi
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 create table if not exists bench_changes (id bigint primary key, v integer, pad text);
 create table if not exists bench_big (id bigint primary key, v integer, pad text);
+-- The mixed part: small transactions (bench_small) committed every 20 ms while one big
+-- transaction (bench_big) runs and after it commits; when each committed (bench_small_log) and
+-- the slot's confirmed position every 10 ms (bench_confirm_log). The logs are unlogged tables
+-- in no publication.
+create table if not exists bench_small (id bigint primary key, payload text);
+create unlogged table if not exists bench_small_log (id bigint, committed_at float8, lsn pg_lsn);
+create unlogged table if not exists bench_confirm_log (at float8, lsn pg_lsn);
+create unlogged table if not exists bench_mixed_stop (stop bool);
+create or replace procedure bench_small_writer() language plpgsql as $$
+declare i bigint := 1;
+begin
+    loop
+        exit when exists (select from bench_mixed_stop);
+        insert into bench_small values (i, 'small');
+        commit;
+        insert into bench_small_log
+        values (i, extract(epoch from clock_timestamp()), pg_current_wal_insert_lsn());
+        commit;
+        i := i + 1;
+        perform pg_sleep(0.02);
+    end loop;
+end $$;
+create or replace procedure bench_confirm_poller(slot text, timeout_s float8)
+language plpgsql as $$
+declare
+    started float8 := extract(epoch from clock_timestamp());
+    confirmed pg_lsn;
+begin
+    loop
+        select confirmed_flush_lsn into confirmed from pg_replication_slots where slot_name = slot;
+        insert into bench_confirm_log values (extract(epoch from clock_timestamp()), confirmed);
+        commit;
+        exit when exists (select from bench_mixed_stop)
+              and confirmed >= (select max(lsn) from bench_small_log);
+        exit when extract(epoch from clock_timestamp()) - started > timeout_s;
+        perform pg_sleep(0.01);
+    end loop;
+end $$;
 
 -- 100 single-row changes per transaction: inserts, then updates, then deletes.
 create or replace procedure bench_workload(base bigint, inserts int, updates int, deletes int)
@@ -326,7 +367,8 @@ end $$;
 SQL
 # Slots left by an interrupted run pin WAL: every slot of this private cluster is ours.
 sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active" >/dev/null
-for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench_changes pub_big:bench_big; do
+for pub in pub_accounts:pgbench_accounts pub_mixed:bench_mixed pub_changes:bench_changes pub_big:bench_big \
+           pub_big_small:bench_big,bench_small; do
     if [ "$(sql "select count(*) from pg_publication where pubname = '${pub%%:*}'")" = 0 ]; then
         sql "create publication ${pub%%:*} for table ${pub#*:}"
     fi
@@ -669,12 +711,72 @@ bench_big() {
     record "  (peak spill, MiB)" "$(calc "$(cat "$spill_max") / 1048576" 1)" "" "" "" ""
 }
 
+# ---------------------------------------------------------------- small transactions beside a big one
+# With pgoutput protocol $1 (`pipeline.streaming: off` is 1, `auto` is 2): small transactions
+# commit every 20 ms while one transaction of $big_rows rows runs and for 2 s after it commits;
+# prints the lag (commit -> slot confirmed) of the small ones, during the big one and after it.
+bench_mixed_one() {
+    local streaming="$1"
+    pipeline=$((pipeline + 1))
+    sql "truncate bench_big, bench_small, bench_small_log, bench_confirm_log, bench_mixed_stop"
+    log "mixed (streaming: $streaming): etl replicate (pipeline $pipeline)"
+    ETL_BENCH_PIPELINE="streaming: $streaming" start_etl "$pipeline" pub_big_small
+    wait_state "$pipeline" bench_big "{ready}"
+    wait_state "$pipeline" bench_small "{ready}"
+    slot="$(apply_slot "$pipeline")"
+    psql -X -q -c "call bench_confirm_poller('$slot', $timeout_s)" &
+    local poller=$!
+    psql -X -q -c "call bench_small_writer()" &
+    local writer=$!
+    sleep 1
+    local started lsn committed_at
+    started="$(now)"
+    read -r lsn committed_at <<< "$(psql -X -q -A -t -v ON_ERROR_STOP=1 \
+        -c "insert into bench_big select g, g, repeat('b', 84) from generate_series(1, $big_rows) g" \
+        -c "select pg_current_wal_insert_lsn() || ' ' || extract(epoch from clock_timestamp())")"
+    sleep 2
+    sql "insert into bench_mixed_stop values (true)"
+    wait "$writer"
+    local big_done
+    big_done="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
+    wait "$poller"
+    stop_etl "$etl_pid"
+    # Lag of each small transaction: the first sample at which the slot had confirmed it.
+    local during after
+    during="$(sql "select count(*) || ' ' || coalesce(round(percentile_cont(0.5) within group
+            (order by lag)::numeric, 3), 0) || ' ' || coalesce(round(max(lag)::numeric, 3), 0)
+        from (select (select min(c.at) from bench_confirm_log c where c.lsn >= s.lsn)
+                     - s.committed_at as lag
+              from bench_small_log s where s.committed_at > $started
+                and s.committed_at < $committed_at) x")"
+    after="$(sql "select count(*) || ' ' || coalesce(round(percentile_cont(0.5) within group
+            (order by lag)::numeric, 3), 0) || ' ' || coalesce(round(max(lag)::numeric, 3), 0)
+        from (select (select min(c.at) from bench_confirm_log c where c.lsn >= s.lsn)
+                     - s.committed_at as lag
+              from bench_small_log s where s.committed_at >= $committed_at) x")"
+    local n_during med_during max_during n_after med_after max_after
+    read -r n_during med_during max_during <<< "$during"
+    read -r n_after med_after max_after <<< "$after"
+    record "mixed, streaming: $streaming" "" "" "" "" "" "$(load1)"
+    record "  small txns while big runs: n" "$n_during" "" "" "" ""
+    record "  their lag median / max, s" "$med_during / $max_during" "" "" "" "<= 0.3"
+    record "  small txns after its commit: n" "$n_after" "" "" "" ""
+    record "  their lag median / max, s" "$med_after / $max_after" "" "" "" ""
+    record "  big: commit -> confirmed, s" "$(calc "$big_done - $committed_at" 3)" "" "" "" ""
+}
+
+bench_mixed() {
+    bench_mixed_one off
+    bench_mixed_one auto
+}
+
 # Runs the selected parts with etl writing to $destination.
 bench_parts() {
     header
     if wants copy; then bench_copy; fi
     if wants drain || wants live; then bench_changes; fi
     if wants big; then bench_big; fi
+    if wants mixed; then bench_mixed; fi
 }
 
 # ---------------------------------------------------------------- destination comparison

@@ -14,11 +14,12 @@ use crate::base::schema::{TableId, TableSchema};
 use crate::base::values;
 use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
-/// Parses every value of `row` as its column's type, and drops the result.
-fn decode(schema: &TableSchema, row: &Row) -> Result<()> {
+/// Parses every value of `row` as its column's type (the texts move into the values, as a
+/// destination that owns its rows does), and drops the result.
+fn decode_owned(schema: &TableSchema, row: Row) -> Result<()> {
     for (column, cell) in schema.columns.iter().zip(row) {
         if let Cell::Text(text) = cell {
-            let value = values::parse(column.type_oid, text)
+            let value = values::parse_owned(column.type_oid, text)
                 .map_err(|e| Error::table(schema, format!("column {}: {e}", column.name)))?;
             std::hint::black_box(value);
         }
@@ -89,11 +90,11 @@ impl Destination for DiscardDestination {
         let rows = chunk
             .rows(schema.columns.len())
             .map_err(|e| Error::table(schema, format!("initial copy: {e}")))?;
-        for row in &rows {
-            decode(schema, row)?;
+        let count = rows.len() as u64;
+        for row in rows {
+            decode_owned(schema, row)?;
         }
-        self.rows_copied
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.rows_copied.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 
@@ -106,21 +107,22 @@ impl Destination for DiscardDestination {
     }
 
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
-        for event in &events {
-            match &event.change {
-                Change::Insert { new } => decode(&event.table, new)?,
+        let count = events.len() as u64;
+        for event in events {
+            let table = &event.table;
+            match event.change {
+                Change::Insert { new } => decode_owned(table, new)?,
                 Change::Update { old, new } => {
                     if let Some(old) = old {
-                        decode(&event.table, old)?;
+                        decode_owned(table, old)?;
                     }
-                    decode(&event.table, new)?;
+                    decode_owned(table, new)?;
                 }
-                Change::Delete { old } => decode(&event.table, old)?,
+                Change::Delete { old } => decode_owned(table, old)?,
                 Change::Truncate => {}
             }
         }
-        self.events
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.events.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 }

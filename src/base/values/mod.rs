@@ -128,6 +128,17 @@ pub fn array_element_type(type_oid: u32) -> Option<u32> {
 
 /// Parses one non-NULL value of type `type_oid` from its text output.
 pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
+    parse_text(type_oid, text)
+}
+
+/// [`parse`] of a text the caller owns: values that keep their text (text types, numeric,
+/// json, date/time) take it without a copy.
+pub fn parse_owned(type_oid: u32, text: String) -> Result<Value, TypeError> {
+    parse_text(type_oid, text)
+}
+
+fn parse_text<S: AsRef<str> + Into<String>>(type_oid: u32, owned: S) -> Result<Value, TypeError> {
+    let text = owned.as_ref();
     if let Some(element) = array_element_type(type_oid) {
         return array::parse(type_oid, element, text);
     }
@@ -145,43 +156,55 @@ pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
         oid::FLOAT8 => Value::Float8(parse_float(text).ok_or_else(|| bad("not a number"))?),
         oid::NUMERIC => {
             check_numeric(text).map_err(&bad)?;
-            Value::Numeric(text.to_owned())
+            Value::Numeric(owned.into())
         }
         oid::BYTEA => Value::Bytea(parse_bytea(text).map_err(&bad)?),
         oid::UUID => Value::Uuid(parse_uuid(text).ok_or_else(|| bad("not a UUID"))?),
         oid::JSON | oid::JSONB => {
             serde_json::from_str::<serde::de::IgnoredAny>(text)
                 .map_err(|e| bad(&format!("not valid JSON: {e}")))?;
-            Value::Json(text.to_owned())
+            Value::Json(owned.into())
         }
-        oid::DATE => Value::Date {
-            text: text.to_owned(),
-            value: datetime::parse_date(text).map_err(&bad)?,
-        },
-        oid::TIME => Value::Time {
-            text: text.to_owned(),
-            micros: datetime::parse_time(text).map_err(&bad)?,
-        },
+        oid::DATE => {
+            let value = datetime::parse_date(text).map_err(&bad)?;
+            Value::Date {
+                text: owned.into(),
+                value,
+            }
+        }
+        oid::TIME => {
+            let micros = datetime::parse_time(text).map_err(&bad)?;
+            Value::Time {
+                text: owned.into(),
+                micros,
+            }
+        }
         oid::TIMETZ => {
             let (micros, offset_seconds) = datetime::parse_timetz(text).map_err(&bad)?;
             Value::TimeTz {
-                text: text.to_owned(),
+                text: owned.into(),
                 micros,
                 offset_seconds,
             }
         }
-        oid::TIMESTAMP => Value::Timestamp {
-            text: text.to_owned(),
-            value: datetime::parse_timestamp(text, false).map_err(&bad)?,
-        },
-        oid::TIMESTAMPTZ => Value::TimestampTz {
-            text: text.to_owned(),
-            value: datetime::parse_timestamp(text, true).map_err(&bad)?,
-        },
+        oid::TIMESTAMP => {
+            let value = datetime::parse_timestamp(text, false).map_err(&bad)?;
+            Value::Timestamp {
+                text: owned.into(),
+                value,
+            }
+        }
+        oid::TIMESTAMPTZ => {
+            let value = datetime::parse_timestamp(text, true).map_err(&bad)?;
+            Value::TimestampTz {
+                text: owned.into(),
+                value,
+            }
+        }
         oid::INTERVAL => {
             let (months, days, micros) = datetime::parse_interval(text).map_err(&bad)?;
             Value::Interval {
-                text: text.to_owned(),
+                text: owned.into(),
                 months,
                 days,
                 micros,
@@ -203,8 +226,8 @@ pub fn parse(type_oid: u32, text: &str) -> Result<Value, TypeError> {
             text.parse()
                 .map_err(|_| bad("not an unsigned 32-bit integer"))?,
         ),
-        oid::MONEY => Value::Money(text.to_owned()),
-        _ => Value::Text(text.to_owned()),
+        oid::MONEY => Value::Money(owned.into()),
+        _ => Value::Text(owned.into()),
     })
 }
 

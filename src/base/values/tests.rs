@@ -438,3 +438,31 @@ proptest! {
         let _ = parse(1009, &text);
     }
 }
+
+#[test]
+fn parse_owned_gives_what_parse_gives() {
+    let cases: &[(u32, &str)] = &[
+        (BOOL, "t"),
+        (INT8, "-9223372036854775808"),
+        (NUMERIC, "-12.340"),
+        (JSONB, r#"{"a": [1, 2]}"#),
+        (DATE, "2020-02-29"),
+        (TIME, "24:00:00"),
+        (TIMETZ, "12:00:00+05:30"),
+        (TIMESTAMP, "2020-01-01 00:00:00.5"),
+        (TIMESTAMPTZ, "infinity"),
+        (INTERVAL, "1 year 2 mons 3 days 04:05:06"),
+        (MONEY, "$1,234.50"),
+        (TEXT, "tab\there"),
+        (1007, "{1,NULL,3}"),
+        (INT4, "not a number"),
+        (JSON, "{"),
+    ];
+    for &(type_oid, text) in cases {
+        assert_eq!(
+            parse_owned(type_oid, text.to_owned()),
+            parse(type_oid, text),
+            "{type_oid} {text}"
+        );
+    }
+}
