@@ -381,6 +381,11 @@ if [ "$build" = 1 ] && [ -z "${ETL_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet)
 fi
 [ -x "$etl" ] || { echo "error: $etl not found (build it or drop --no-build)" >&2; exit 1; }
+# The state schema exists before any waiter reads it: a waiter's query holds its lock on
+# etl.replication_state while it polls, which would block a migration the replicator runs at
+# start-up on a fresh cluster.
+"$etl" migrate replicator --config-dir "$repo/config" \
+    --database-url "postgres://postgres:bench@127.0.0.1:$port/bench" >/dev/null
 
 # The name of pipeline $1's apply slot.
 apply_slot() { echo "etl_apply_$1"; }
@@ -545,6 +550,9 @@ bench_copy() {
                           from etl.replication_state where pipeline_id = $pipeline
                           and table_id = '$table'::regclass")"
         [ -n "$copy_secs" ] || copy_secs="$wall_secs"
+        # etl's CPU for the whole run (start-up included): less sensitive to other load than
+        # its wall time.
+        copy_cpu="$(cpu_secs "$etl_pid")"
         stop_etl "$etl_pid"
         sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots
              where slot_name like 'etl%' and not active" >/dev/null
@@ -553,6 +561,7 @@ bench_copy() {
         record "copy $table rows/s" "$etl_rate" "psql COPY TO STDOUT rows/s" "$psql_rate" \
             "$(calc "$etl_rate / $psql_rate")" ">= 1.3" "$load"
         record "  (wall from start, s)" "$wall_secs" "(psql, s)" "$psql_secs" "" ""
+        record "  CPU us/row: etl" "$(calc "$copy_cpu * 1000000 / $rows")" "" "" "" ""
         keep "copy $table rows/s" "$etl_rate" "$psql_rate" "$load"
         if declare -F "target_limit_$destination" >/dev/null; then
             local label="target_limit_label_$destination" target_secs target_rate
@@ -607,6 +616,12 @@ bench_changes() {
         messages="$(sql "select count(*) from pg_logical_slot_peek_binary_changes('bench_peek', '$lsn', null,
                          'proto_version', '1', 'publication_names', 'pub_changes')")"
         peek_secs="$(calc "$(now) - $start" 3)"
+        # The same with `binary 'true'` (PG 14+): what the server saves when it sends values in
+        # binary instead of through the types' text output functions.
+        start="$(now)"
+        sql "select count(*) from pg_logical_slot_peek_binary_changes('bench_peek', '$lsn', null,
+             'proto_version', '1', 'publication_names', 'pub_changes', 'binary', 'true')" >/dev/null
+        peek_binary_secs="$(calc "$(now) - $start" 3)"
         drop_slot bench_recv
         drop_slot bench_peek
         [ "$messages" -ge "$changes" ] || { echo "error: server decoded $messages < $changes messages" >&2; exit 1; }
@@ -619,6 +634,8 @@ bench_changes() {
         keep "drain changes/s" "$etl_rate" "$recv_rate" "$load"
         record "" "" "server decoding (peek) changes/s" "$peek_rate" \
             "$(calc "$etl_rate / $peek_rate")" ""
+        record "" "" "server decoding, binary values" "$(calc "$changes / $peek_binary_secs" 0)" \
+            "$(calc "$peek_secs / $peek_binary_secs")" ""
         record "  (wall, s)" "$etl_secs" "(pg_recvlogical wall, s)" "$recv_secs" "" ""
         record "  (CPU s: etl)" "$etl_cpu" "(CPU s: etl's walsender)" "$sender_cpu" "" ""
         record "" "" "(CPU s: pg_recvlogical's walsender)" "$recv_sender_cpu" "" ""
