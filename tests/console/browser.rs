@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::helpers::{TestSource, spawn_app_configured};
-use crate::lag::wait_for;
+use crate::lag::{unique_pipeline_ids, wait_for};
 use crate::webdriver::{Browser, CHROMEDRIVER, CHROMIUM};
 
 fn browser_available() -> bool {
@@ -58,6 +58,7 @@ async fn a_person_signs_in_creates_and_runs_a_pipeline_in_a_real_browser() {
     .await
     .expect(201);
     app.create_image().await;
+    unique_pipeline_ids(&app).await;
     let source = TestSource::create().await;
     let source_pool = source.db.pool().await;
     sqlx::raw_sql(
@@ -210,26 +211,12 @@ async fn a_person_signs_in_creates_and_runs_a_pipeline_in_a_real_browser() {
             })
             .await;
     }
-    sqlx::query("insert into public.orders select g, 'late', 1 from generate_series(501, 900) g")
-        .execute(&source_pool)
-        .await
-        .unwrap();
     wait_for("points on the lag chart", 30, async || {
         (browser.all("svg.lag-chart.bytes circle").await.len() >= 3).then_some(())
     })
     .await;
-    let budget = browser
-        .wait_text("#wal-forecast", 10, |t| !t.is_empty())
-        .await;
-    assert!(!budget.is_empty());
     let sqlite = app.config.local.data_dir.join("acme/shop.db");
     assert!(sqlite.exists(), "the replicator wrote {}", sqlite.display());
-    assert!(
-        browser
-            .screenshot(&shots.join("console-pipeline.png"))
-            .await
-            > 10_000
-    );
 
     // The pipelines page: the markup name is text, nothing ran.
     browser.go(&at("/pipelines")).await;
@@ -251,7 +238,7 @@ async fn a_person_signs_in_creates_and_runs_a_pipeline_in_a_real_browser() {
             > 10_000
     );
 
-    // Stop it from the list.
+    // Stop it from the list; the row follows without a reload.
     browser
         .click(&format!(
             "tr[data-pipeline='{id}'] form[action$='/stop'] button"
@@ -269,6 +256,39 @@ async fn a_person_signs_in_creates_and_runs_a_pipeline_in_a_real_browser() {
             .await
             .unwrap();
     assert_eq!(desired, "stopped");
+
+    // Stopped, its slot falls behind as the source writes: the chart and the budget show it.
+    for round in 0..8 {
+        sqlx::query(
+            "insert into public.orders select g, 'late', 1 from generate_series($1, $1 + 999) g",
+        )
+        .bind(1000 + round * 1000)
+        .execute(&source_pool)
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+    browser.go(&at(&format!("/pipelines/{id}"))).await;
+    browser
+        .wait_text("#wal-budget .value", 20, |t| t != "0 B" && t.ends_with('B'))
+        .await;
+    let forecast = browser
+        .wait_text("#wal-forecast", 10, |t| !t.is_empty())
+        .await;
+    assert!(
+        forecast.contains("max_slot_wal_keep_size") || forecast.contains("invalidated"),
+        "{forecast}"
+    );
+    wait_for("the lag growing on the chart", 30, async || {
+        (browser.all("svg.lag-chart.bytes circle").await.len() >= 8).then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .screenshot(&shots.join("console-pipeline.png"))
+            .await
+            > 10_000
+    );
     eprintln!("console screenshots in {}", shots.display());
     drop(browser);
     app.delete(&format!("/v1/pipelines/{id}"), Some("acme"))

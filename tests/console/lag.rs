@@ -20,6 +20,19 @@ pub async fn wait_for<T>(what: &str, seconds: u64, mut probe: impl AsyncFnMut() 
     panic!("timed out waiting for {what}");
 }
 
+/// Pipeline ids name replication slots, which are unique in the whole test cluster: tests
+/// running at once (or a failed run's leftovers) must not share them, so each control plane
+/// hands out ids from its own random start.
+pub async fn unique_pipeline_ids(app: &TestApp) {
+    let start = 1_000 + u64::from(rand::random::<u32>() % 1_000_000);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter table app.pipelines alter column id restart with {start}"
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 /// A control plane sampling every second, a source with `public.orders` in publication
 /// `orders_pub`, tenant `acme` with a memory destination and a pipeline (not started).
 pub async fn pipeline_setup() -> (TestApp, TestSource, i64) {
@@ -27,6 +40,7 @@ pub async fn pipeline_setup() -> (TestApp, TestSource, i64) {
         config.lag_history.sample_interval_seconds = 1;
     })
     .await;
+    unique_pipeline_ids(&app).await;
     let source = TestSource::create().await;
     sqlx::raw_sql(
         "create table public.orders (id int primary key, item text); \

@@ -28,7 +28,7 @@ pub struct Browser {
 pub struct Element(String);
 
 impl Browser {
-    /// Starts chromedriver on a free port and a headless Chromium session of 1400×1000.
+    /// Starts chromedriver on a free port and a headless Chromium session of 1400×1250.
     pub async fn start() -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -70,7 +70,7 @@ impl Browser {
                     "goog:chromeOptions": {
                         "binary": CHROMIUM,
                         "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                                 "--disable-dev-shm-usage", "--window-size=1400,1000",
+                                 "--disable-dev-shm-usage", "--window-size=1400,1250",
                                  "--force-device-scale-factor=1"],
                     },
                 }}}),

@@ -13,19 +13,27 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 24.0;
 const BOTTOM: f64 = 24.0;
 
-/// The ranges a chart can show: name, seconds, bucket seconds.
-pub const RANGES: [(&str, f64, f64); 2] = [("hour", 3600.0, 15.0), ("day", 86400.0, 300.0)];
+/// The ranges a chart can show: name, seconds.
+pub const RANGES: [(&str, f64); 2] = [("hour", 3600.0), ("day", 86400.0)];
+
+/// Points a chart draws at most (the samples are bucketed to this many).
+pub const POINTS: f64 = 240.0;
 
 /// The range called `name` (default: the last hour).
-pub fn range(name: Option<&str>) -> (&'static str, f64, f64) {
+pub fn range(name: Option<&str>) -> (&'static str, f64) {
     RANGES
         .iter()
         .copied()
-        .find(|(n, _, _)| Some(*n) == name)
+        .find(|(n, _)| Some(*n) == name)
         .unwrap_or(RANGES[0])
 }
 
-/// One chart of `values` (seconds ago, value) over `range_seconds`; `format` labels the axis.
+/// Shortest time axis: a minute.
+pub const MIN_SPAN: f64 = 60.0;
+
+/// One chart of `values` (seconds ago, value) over `range_seconds`, or over the time the
+/// samples cover when that is shorter (at least a minute; the axis says which); `format`
+/// labels the values.
 pub fn chart(
     title: &str,
     class: &str,
@@ -33,6 +41,8 @@ pub fn chart(
     values: &[(f64, f64)],
     format: impl Fn(f64) -> String,
 ) -> Markup {
+    let oldest = values.iter().map(|(ago, _)| *ago).fold(0.0_f64, f64::max);
+    let range_seconds = range_seconds.min(oldest.max(MIN_SPAN));
     let max = values.iter().map(|(_, v)| *v).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -115,6 +125,12 @@ mod tests {
         assert!(svg.contains("<polyline"), "{svg}");
         let empty = chart("t", "c", 3600.0, &[], |v| format!("{v}")).into_string();
         assert!(empty.contains("no samples in this range yet"), "{empty}");
+        // Two minutes of samples in the hour's chart: the axis spans the two minutes.
+        let short = chart("t", "c", 3600.0, &[(0.0, 1.0), (120.0, 2.0)], |v| {
+            format!("{v}")
+        })
+        .into_string();
+        assert!(short.contains(">-2 min<"), "{short}");
         assert!(!empty.contains("<polyline"), "{empty}");
     }
 

@@ -24,7 +24,7 @@ use crate::api::domain::pipeline::{
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, PathParam, TenantId};
-use crate::api::lag::forecast::WalForecast;
+use crate::api::lag::forecast::{ForecastLevel, WalForecast};
 use crate::api::lag::probe::{self, CopyProgress};
 use crate::api::lag::{self, store};
 use crate::api::routes::pipeline_actions as actions;
@@ -47,7 +47,7 @@ pub async fn pipeline_page(
 ) -> Result<Markup, ConsoleError> {
     let tenant = session.tenant()?;
     let row = find(&state.app, &tenant, id).await?;
-    let (range, _, _) = chart::range(query.range.as_deref());
+    let (range, _) = chart::range(query.range.as_deref());
     let sources = names(&state, ConfigTable::Sources, &tenant).await?;
     let destinations = names(&state, ConfigTable::Destinations, &tenant).await?;
     let live = live(&state, &session, &row, query.range.as_deref()).await?;
@@ -76,7 +76,7 @@ pub async fn pipeline_page(
             }
             p.ranges.small {
                 "Charts: "
-                @for (name, _, _) in chart::RANGES {
+                @for (name, _) in chart::RANGES {
                     a href={ (base) "?range=" (name) } class=[(name == range).then_some("current")] {
                         "last " (name)
                     }
@@ -136,8 +136,12 @@ async fn live(
     range: Option<&str>,
 ) -> Result<Markup, ConsoleError> {
     let status = status_of(state, row).await;
-    let (_, range_seconds, bucket) = chart::range(range);
-    let points = store::chart(&state.app.pool, row.id, range_seconds, bucket).await?;
+    let (_, range_seconds) = chart::range(range);
+    // A history shorter than the range is drawn over the time it covers, in finer buckets.
+    let covered = store::covered(&state.app.pool, row.id, range_seconds).await?;
+    let span = covered.clamp(chart::MIN_SPAN, range_seconds);
+    let bucket = (span / chart::POINTS).max(1.0);
+    let points = store::chart(&state.app.pool, row.id, span, bucket).await?;
     let source = read_source(state, row).await;
     Ok(html! {
         div.panel {
@@ -149,7 +153,7 @@ async fn live(
             Err(error) => { div.panel.error { "The source cannot be read: " (error.to_string()) } }
         }
         h2 { "Lag" }
-        (chart::lag_charts(&points, range_seconds))
+        (chart::lag_charts(&points, span))
         h2 { "Tables" }
         @if let Ok(found) = &source {
             (tables(session, row.id, found))
@@ -171,9 +175,10 @@ fn budget(found: &FromSource) -> Markup {
                 div { div.small.muted { "lag" } div.value { (or_dash(found.lag_bytes.map(layout::bytes))) } }
                 div { div.small.muted { "safe_wal_size" } div.value { (or_dash(f.safe_wal_size.map(layout::bytes))) } }
                 div { div.small.muted { "max_slot_wal_keep_size" }
-                    div.value { @match f.max_slot_wal_keep_size_bytes {
-                        Some(b) => { (layout::bytes(b)) }
-                        None => { "-1 / unknown" }
+                    div.value { @match (f.max_slot_wal_keep_size_bytes, f.level) {
+                        (Some(b), _) => { (layout::bytes(b)) }
+                        (None, ForecastLevel::Unbounded) => { "-1 (not bounded)" }
+                        (None, _) => { "—" }
                     } } }
                 div { div.small.muted { "WAL growth" }
                     div.value { (or_dash(f.wal_rate_bytes_per_second.map(|r| format!("{}/s", layout::bytes(r as i64))))) } }

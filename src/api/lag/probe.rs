@@ -54,7 +54,8 @@ select (current.lsn - '0/0'::pg_lsn)::int8,
        s.safe_wal_size,
        s.wal_status::text,
        (select setting::int8 from pg_settings where name = 'max_slot_wal_keep_size')
-from current left join pg_replication_slots s on s.slot_name = $1";
+from current left join pg_replication_slots s
+    on s.slot_name = $1 and s.database = current_database()";
 
 type Row = (
     i64,

@@ -119,6 +119,24 @@ pub struct ChartPoint {
     pub lag_seconds: Option<f64>,
 }
 
+/// Seconds since the pipeline's oldest sample within the last `range_seconds` (0: none).
+pub async fn covered(
+    pool: &PgPool,
+    pipeline_id: i64,
+    range_seconds: f64,
+) -> Result<f64, sqlx::Error> {
+    let seconds: Option<f64> = sqlx::query_scalar(
+        "select extract(epoch from clock_timestamp() - min(sampled_at))::float8 \
+         from app.lag_samples \
+         where pipeline_id = $1 and sampled_at > clock_timestamp() - make_interval(secs => $2)",
+    )
+    .bind(pipeline_id)
+    .bind(range_seconds)
+    .fetch_one(pool)
+    .await?;
+    Ok(seconds.unwrap_or(0.0))
+}
+
 /// The pipeline's lag over the last `range_seconds`, the largest value per `bucket_seconds`.
 pub async fn chart(
     pool: &PgPool,
