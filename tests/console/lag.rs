@@ -214,3 +214,65 @@ async fn lag_is_sampled_with_bounded_retention_and_exposed_as_metrics_status_and
     app.shutdown().await;
     source.drop().await;
 }
+
+#[tokio::test]
+async fn copy_progress_is_read_from_the_source_for_plain_and_ranged_copies() {
+    use futures_util::StreamExt as _;
+    use sqlx::Connection as _;
+
+    let source = TestSource::create().await;
+    let pool = source.db.pool().await;
+    sqlx::raw_sql(
+        "create table public.big (id int primary key, pad text); \
+         insert into public.big select g, repeat('x', 200) from generate_series(1, 200000) g; \
+         analyze public.big; \
+         create table public.idle (id int primary key);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let oid: i64 = sqlx::query_scalar("select 'public.big'::regclass::oid::int8")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let idle: i64 = sqlx::query_scalar("select 'public.idle'::regclass::oid::int8")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // The engine's two statement shapes: by table name, and a query over a CTID range.
+    for statement in [
+        "COPY \"public\".\"big\" (\"id\", \"pad\") TO STDOUT",
+        "COPY (SELECT \"id\", \"pad\" FROM \"public\".\"big\" WHERE ctid >= '(0,0)'::tid) TO STDOUT",
+    ] {
+        let mut copier = sqlx::PgConnection::connect(&source.db.url).await.unwrap();
+        let mut stream = copier.copy_out_raw(statement).await.unwrap();
+        // Read a little: the server then blocks on a full socket, mid-copy.
+        stream.next().await.unwrap().unwrap();
+        let progress = wait_for("the copy in pg_stat_progress_copy", 10, async || {
+            let found = etl::api::lag::probe::copy_progress(&pool, &[oid, idle])
+                .await
+                .unwrap();
+            found
+                .get(&oid)
+                .copied()
+                .filter(|p| p.rows_copied > 0)
+                .map(|p| (p, found))
+        })
+        .await;
+        let (big, found) = progress;
+        assert!(big.rows_copied < 200_000, "{statement}: {big:?}");
+        let estimate = big.rows_estimated.unwrap();
+        assert!(
+            (150_000..=250_000).contains(&estimate),
+            "{statement}: {estimate}"
+        );
+        assert!(
+            !found.contains_key(&idle),
+            "a table not being copied has no progress"
+        );
+        drop(stream);
+        drop(copier);
+    }
+    pool.close().await;
+    source.drop().await;
+}

@@ -155,8 +155,11 @@ pub async fn create_source(
 
 // ---- destinations ----
 
-/// The fields of each destination kind: (field below `config.{kind}`, label, input type).
-const KIND_FIELDS: [(&str, &[(&str, &str, &str)]); 5] = [
+/// One input of a destination kind: (field below `config.{kind}`, label, input type).
+type KindField = (&'static str, &'static str, &'static str);
+
+/// The fields of each destination kind.
+const KIND_FIELDS: [(&str, &[KindField]); 5] = [
     ("memory", &[]),
     ("discard", &[]),
     (
@@ -187,18 +190,20 @@ const KIND_FIELDS: [(&str, &[(&str, &str, &str)]); 5] = [
     ),
 ];
 
-fn kind_fields(kind: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+/// The form's inputs of `kind`; `None` for a kind this form has no inputs for (a kind added to
+/// the replicator later), whose settings are then typed as a JSON object.
+fn kind_fields(kind: &str) -> Option<&'static [KindField]> {
     KIND_FIELDS
         .iter()
         .find(|(k, _)| *k == kind)
         .map(|(_, fields)| *fields)
-        .unwrap_or(&[])
 }
 
 fn destination_field_names() -> Vec<String> {
     let mut names = vec!["name".to_owned(), "kind".to_owned()];
-    for (kind, fields) in KIND_FIELDS {
+    for kind in DESTINATION_KINDS {
         names.push(format!("config.{kind}"));
+        let fields = kind_fields(kind).unwrap_or(&[]);
         names.extend(fields.iter().map(|(f, _, _)| format!("config.{kind}.{f}")));
     }
     names
@@ -225,11 +230,18 @@ fn destination_form(session: &Session, form: &Form, problems: &Problems) -> Resp
                         @for message in problems.for_field(&format!("config.{kind}")) {
                             div.field-error { (message) }
                         }
-                        @if kind_fields(kind).is_empty() {
-                            p.muted.small { "No settings." }
-                        }
-                        @for (field, label, input_type) in kind_fields(kind) {
-                            (input(form, problems, &format!("config.{kind}.{field}"), label, input_type, ""))
+                        @match kind_fields(kind) {
+                            Some([]) => { p.muted.small { "No settings." } }
+                            Some(fields) => {
+                                @for (field, label, input_type) in fields {
+                                    (input(form, problems, &format!("config.{kind}.{field}"), label, input_type, ""))
+                                }
+                            }
+                            None => {
+                                label for={ "config." (kind) ".json" } { "Settings (JSON object)" }
+                                textarea id={ "config." (kind) ".json" } name={ "config." (kind) ".json" }
+                                    rows="6" { (form.get(&format!("config.{kind}.json"))) }
+                            }
                         }
                     }
                 }
@@ -243,8 +255,17 @@ fn destination_form(session: &Session, form: &Form, problems: &Problems) -> Resp
 /// were filled in (numbers as numbers when they parse).
 fn destination_config(form: &Form) -> Value {
     let kind = form.get("kind");
+    let Some(fields) = kind_fields(kind) else {
+        // The API names what is wrong with it (`config`: …).
+        let typed = form.get(&format!("config.{kind}.json"));
+        let settings = match typed {
+            "" => json!({}),
+            text => serde_json::from_str(text).unwrap_or_else(|_| json!(text)),
+        };
+        return json!({ kind: settings });
+    };
     let mut settings = Map::new();
-    for (field, _, input_type) in kind_fields(kind) {
+    for (field, _, input_type) in fields {
         let value = form.get(&format!("config.{kind}.{field}"));
         if value.is_empty() {
             continue;
@@ -536,4 +557,51 @@ async fn create_publication(
                 p
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Form {
+        Form(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_destination_form_becomes_the_replicators_destination_section() {
+        let sqlite = form(&[("kind", "sqlite"), ("config.sqlite.path", "shop.db")]);
+        assert_eq!(
+            destination_config(&sqlite),
+            json!({"sqlite": {"path": "shop.db"}})
+        );
+        let postgres = form(&[
+            ("kind", "postgres"),
+            ("config.postgres.host", "m"),
+            ("config.postgres.port", "6432"),
+            ("config.postgres.schema", ""),
+        ]);
+        assert_eq!(
+            destination_config(&postgres),
+            json!({"postgres": {"host": "m", "port": 6432}})
+        );
+        assert_eq!(
+            destination_config(&form(&[("kind", "memory")])),
+            json!({"memory": {}})
+        );
+        // A kind the form has no inputs for takes its settings as JSON.
+        let other = form(&[("kind", "future"), ("config.future.json", "{\"a\": 1}")]);
+        assert_eq!(destination_config(&other), json!({"future": {"a": 1}}));
+        // Every kind the replicator knows, and nothing else, is offered.
+        for kind in DESTINATION_KINDS {
+            assert!(
+                destination_field_names().contains(&format!("config.{kind}")),
+                "{kind}"
+            );
+        }
+    }
 }
