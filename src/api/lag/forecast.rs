@@ -308,9 +308,13 @@ mod tests {
         let f = forecast(&input(WalLimit::Bounded(1 << 30), Some(7_200_000), recent));
         assert_eq!(f.invalidated_in_seconds, None);
         assert_eq!(f.invalidated_if_stopped_in_seconds, Some(7200.0));
-        assert_eq!(f.level, ForecastLevel::Ok);
+        // Keeping up, but a stop would use the budget up within six hours: a warning.
+        assert_eq!(f.level, ForecastLevel::Warning);
         assert!(f.summary.starts_with("the slot keeps up"), "{}", f.summary);
         assert!(f.summary.contains("~2.0 h"), "{}", f.summary);
+        let recent = vec![point(0.0, 10_000, 9_000), point(100.0, 110_000, 109_000)];
+        let f = forecast(&input(WalLimit::Bounded(1 << 30), Some(720_000_000), recent));
+        assert_eq!(f.level, ForecastLevel::Ok);
     }
 
     #[test]
