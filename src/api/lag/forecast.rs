@@ -313,7 +313,11 @@ mod tests {
         assert!(f.summary.starts_with("the slot keeps up"), "{}", f.summary);
         assert!(f.summary.contains("~2.0 h"), "{}", f.summary);
         let recent = vec![point(0.0, 10_000, 9_000), point(100.0, 110_000, 109_000)];
-        let f = forecast(&input(WalLimit::Bounded(1 << 30), Some(720_000_000), recent));
+        let f = forecast(&input(
+            WalLimit::Bounded(1 << 30),
+            Some(720_000_000),
+            recent,
+        ));
         assert_eq!(f.level, ForecastLevel::Ok);
     }
 
