@@ -79,10 +79,13 @@ async fn sample(state: &AppState, row: &PipelineRow) -> Result<(), ApiError> {
     .await;
     source.close().await;
     let (probe, tables) = taken?;
-    let history = store::points(&state.pool, row.id, 2.0 * 86400.0).await?;
-    let lag_seconds = probe
-        .confirmed_lsn
-        .and_then(|confirmed| forecast::lag_seconds(&history, probe.at, probe.wal_lsn, confirmed));
+    let lag_seconds = match probe.confirmed_lsn {
+        Some(confirmed) => {
+            let around = store::around(&state.pool, row.id, confirmed).await?;
+            forecast::lag_seconds(&around, probe.at, probe.wal_lsn, confirmed)
+        }
+        None => None,
+    };
     let counts = store::count_states(tables.iter().map(|t| state_name(t.state)));
     store::insert(
         &state.pool,
@@ -94,9 +97,8 @@ async fn sample(state: &AppState, row: &PipelineRow) -> Result<(), ApiError> {
         },
     )
     .await?;
-    let cutoff = probe.at - RATE_WINDOW_SECONDS;
-    let mut recent: Vec<_> = history.into_iter().filter(|p| p.at > cutoff).collect();
-    recent.push(probe.point());
+    // The samples of the rate window, this one included.
+    let recent = store::points(&state.pool, row.id, RATE_WINDOW_SECONDS).await?;
     let outlook = forecast::forecast(&ForecastInput {
         slot_exists: probe.slot_exists,
         wal_status: probe.wal_status.clone(),
@@ -149,5 +151,34 @@ pub fn state_name(state: crate::api::domain::pipeline::TableStateName) -> &'stat
         S::SyncDone => "sync_done",
         S::Ready => "ready",
         S::Errored => "errored",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::lag::forecast::{ForecastLevel, WalForecast};
+
+    fn outlook(level: ForecastLevel, seconds: Option<f64>) -> WalForecast {
+        WalForecast {
+            level,
+            summary: String::new(),
+            safe_wal_size: None,
+            max_slot_wal_keep_size_bytes: None,
+            wal_rate_bytes_per_second: None,
+            retained_growth_bytes_per_second: None,
+            invalidated_in_seconds: seconds,
+            invalidated_if_stopped_in_seconds: None,
+        }
+    }
+
+    #[test]
+    fn the_gauge_is_the_forecast_infinite_when_never_and_absent_when_unknown() {
+        let gauge = |level, seconds| invalidation_gauge(&outlook(level, seconds));
+        assert_eq!(gauge(ForecastLevel::Warning, Some(3600.0)), Some(3600.0));
+        assert_eq!(gauge(ForecastLevel::Unbounded, None), Some(f64::INFINITY));
+        assert_eq!(gauge(ForecastLevel::Ok, None), Some(f64::INFINITY));
+        assert_eq!(gauge(ForecastLevel::Critical, None), Some(0.0));
+        assert_eq!(gauge(ForecastLevel::Unknown, None), None);
     }
 }

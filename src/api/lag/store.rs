@@ -83,6 +83,38 @@ pub async fn points(
         .collect())
 }
 
+/// The samples around WAL position `confirmed` (within the retention): the last one at or
+/// before it and the first one after it, oldest first: what [`super::forecast::lag_seconds`]
+/// interpolates between, read with two index scans instead of the whole history.
+pub async fn around(
+    pool: &PgPool,
+    pipeline_id: i64,
+    confirmed: i64,
+) -> Result<Vec<Point>, sqlx::Error> {
+    let rows: Vec<(f64, i64, Option<i64>)> = sqlx::query_as(
+        "(select extract(epoch from sampled_at)::float8, wal_lsn, restart_lsn \
+          from app.lag_samples where pipeline_id = $1 and wal_lsn <= $2 \
+          order by sampled_at desc limit 1) \
+         union all \
+         (select extract(epoch from sampled_at)::float8, wal_lsn, restart_lsn \
+          from app.lag_samples where pipeline_id = $1 and wal_lsn > $2 \
+          order by sampled_at limit 1) \
+         order by 1",
+    )
+    .bind(pipeline_id)
+    .bind(confirmed)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, wal_lsn, restart_lsn)| Point {
+            at,
+            wal_lsn,
+            restart_lsn,
+        })
+        .collect())
+}
+
 /// The newest sample of a pipeline, as the pipelines list shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Latest {
