@@ -194,6 +194,29 @@ async fn lag_is_sampled_with_bounded_retention_and_exposed_as_metrics_status_and
     );
     assert!(live.body.contains("<polyline"), "{}", live.body);
     assert!(live.body.contains("id=\"wal-forecast\""), "{}", live.body);
+    let day = console.get(&format!("/pipelines/{id}?range=day")).await;
+    assert_eq!(day.status, StatusCode::OK);
+    assert!(day.body.contains("live?range=day"), "{}", day.body);
+    assert!(day.body.contains("<polyline"), "{}", day.body);
+    // The assets are served from the binary, with their types.
+    for (asset, kind) in [
+        ("console.js", "text/javascript"),
+        ("console.css", "text/css"),
+        ("logo.svg", "image/svg+xml"),
+    ] {
+        let page = console.get(&format!("/assets/{asset}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    assert_eq!(
+        console.get("/assets/other.js").await.status,
+        StatusCode::NOT_FOUND
+    );
     let rows = console.get("/pipelines/rows").await;
     assert!(rows.body.contains("1 ready"), "{}", rows.body);
 
