@@ -300,7 +300,7 @@ async fn a_tenant_key_sees_and_steers_only_its_tenant() {
                 .unwrap(),
         );
     }
-    let (_, theirs) = (ids[0], ids[1]);
+    let (ours, theirs) = (ids[0], ids[1]);
 
     let mut console = Console::new(&app);
     let signed = console.sign_in(&acme_key).await;
@@ -351,7 +351,20 @@ async fn a_tenant_key_sees_and_steers_only_its_tenant() {
     let page = console.get("/pipelines/new?source_id=999999").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("other-source"));
-    // Its pipeline stayed as it was.
+    // Its own pipeline it may steer: a plain form post is redirected back to the page, the
+    // console's script gets 204 and refreshes the page itself.
+    let stopped = console
+        .post(&format!("/pipelines/{ours}/stop"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(stopped.status, StatusCode::SEE_OTHER, "{}", stopped.body);
+    assert_eq!(stopped.location(), format!("/pipelines/{ours}"));
+    console.extra.push(("x-console", "action".into()));
+    let stopped = console
+        .post(&format!("/pipelines/{ours}/stop"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.body);
+    console.extra.clear();
+    // The other tenant's pipeline stayed as it was.
     let desired: String =
         sqlx::query_scalar("select desired_state from app.pipelines where id = $1")
             .bind(theirs)
