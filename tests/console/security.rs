@@ -380,3 +380,33 @@ async fn a_tenant_key_sees_and_steers_only_its_tenant() {
     app.shutdown().await;
     source.drop().await;
 }
+
+#[tokio::test]
+async fn a_session_lasts_across_restarts_only_while_its_key_is_configured() {
+    let second = generate_key();
+    let extra = second.clone();
+    let app = spawn_app_configured(None, move |config| {
+        config.api_keys.push(Secret::new(extra));
+    })
+    .await;
+    app.create_tenant("acme").await;
+    let mut console = Console::new(&app);
+    console.sign_in_to(&second, "acme").await;
+    assert_eq!(console.get("/pipelines").await.status, StatusCode::OK);
+
+    // Restarted with the same keys: still signed in, same tenant.
+    let (db, dir, config) = app.stop_serving().await;
+    let app = crate::helpers::start(db, config.clone(), dir).await;
+    console.base = app.address.clone();
+    let page = console.get("/pipelines").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("acme"));
+
+    // Restarted without the key that signed in: the session is gone.
+    let (db, dir, mut config) = app.stop_serving().await;
+    config.api_keys.retain(|k| k.expose() != second);
+    let app = crate::helpers::start(db, config, dir).await;
+    console.base = app.address.clone();
+    assert_eq!(console.get("/pipelines").await.location(), "/sign-in");
+    app.shutdown().await;
+}
