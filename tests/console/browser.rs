@@ -4,7 +4,7 @@
 //! the API refuses, whose message shows next to the field) and a pipeline on a new publication
 //! picked from the source's tables; starting it on the `local` runtime, the table reaching
 //! `ready`, the lag chart drawn from the sampler's samples, stopping it. Screenshots of the
-//! pipelines page and the pipeline page go to `$ETL_CONSOLE_SCREENSHOTS` (default: a temporary
+//! pipelines page, the pipeline page and the refused destination form go to `$ETL_CONSOLE_SCREENSHOTS` (default: a temporary
 //! directory); `docs/` holds the committed ones.
 //!
 //! With `CI=true` a missing browser fails the test; elsewhere it is skipped with a message.
@@ -160,6 +160,12 @@ async fn a_person_signs_in_creates_and_runs_a_pipeline_in_a_real_browser() {
     assert!(
         message.contains("`config.sqlite.path`") && message.contains(".."),
         "{message}"
+    );
+    assert!(
+        browser
+            .screenshot(&shots.join("console-destination.png"))
+            .await
+            > 10_000
     );
     browser
         .click("select[name='kind'] option[value='sqlite']")

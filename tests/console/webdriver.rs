@@ -85,6 +85,20 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// A WebDriver call; `Err` says why it failed (e.g. a stale element the page's polling
+    /// replaced in the meantime).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let mut request = self
             .client
             .request(method.clone(), format!("{}{path}", self.base));
@@ -94,8 +108,10 @@ impl Browser {
         let response = request.send().await.expect("WebDriver request");
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "WebDriver {path}: {status} {answer}");
-        answer["value"].clone()
+        if !status.is_success() {
+            return Err(format!("WebDriver {path}: {status} {answer}"));
+        }
+        Ok(answer["value"].clone())
     }
 
     pub async fn go(&self, url: &str) {
@@ -145,24 +161,26 @@ impl Browser {
         );
     }
 
-    pub async fn text(&self, element: &Element) -> String {
-        self.call(
+    /// The element's text; `None` when it is gone (replaced by the page's polling).
+    pub async fn text(&self, element: &Element) -> Option<String> {
+        self.try_call(
             reqwest::Method::GET,
             &format!("/element/{}/text", element.0),
             Value::Null,
         )
         .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        .ok()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
     }
 
     /// Waits until the text of the first `css` element satisfies `ok`; answers it.
     pub async fn wait_text(&self, css: &str, seconds: u64, ok: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         for _ in 0..seconds * 2 {
-            if let Some(element) = self.all(css).await.into_iter().next() {
-                last = self.text(&element).await;
+            if let Some(element) = self.all(css).await.into_iter().next()
+                && let Some(text) = self.text(&element).await
+            {
+                last = text;
                 if ok(&last) {
                     return last;
                 }
@@ -191,14 +209,26 @@ impl Browser {
         .await;
     }
 
+    /// Clicks the first `css` element, finding it again if the page's polling replaced it.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css, 10).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", element.0),
-            json!({}),
-        )
-        .await;
+        let mut last = String::new();
+        for _ in 0..20 {
+            let element = self.find(css, 10).await;
+            match self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", element.0),
+                    json!({}),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(error) if error.contains("stale element") => last = error,
+                Err(error) => panic!("{error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` kept going stale: {last}");
     }
 
     pub async fn source(&self) -> String {
