@@ -199,6 +199,16 @@ async fn names_with_markup_render_as_text() {
         let page = console.get(&path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
         assert!(!page.body.contains(evil), "{path} has the raw markup");
+        // Nothing the Content-Security-Policy would block: no inline script, style or handler.
+        assert!(
+            page.body.matches("<script").count() == page.body.matches("<script src=").count(),
+            "{path}: inline script"
+        );
+        assert!(!page.body.contains(" style="), "{path}: inline style");
+        assert!(
+            !page.body.contains(" onclick=") && !page.body.contains(" onload="),
+            "{path}"
+        );
         assert!(
             !page.body.contains("<img src=x"),
             "{path} has the raw markup"
