@@ -14,14 +14,18 @@
 //!   [`source_db`]: work on a tenant's source database (tables, publications, `etl` state).
 //! - [`runtime`]: where replicators run (`local` processes or `kubernetes` StatefulSets).
 //! - [`openapi`]: the OpenAPI document and Swagger UI.
+//! - [`console`]: the web console under `/` (server-rendered HTML on the same handlers);
+//!   [`lag`]: the lag history sampler and the WAL forecast.
 
 pub mod auth;
 pub mod command;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod lag;
 pub mod metrics;
 pub mod openapi;
 pub mod reach;

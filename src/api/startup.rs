@@ -13,7 +13,9 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
 use super::auth::ApiKeys;
+use super::console::{self, ConsoleState};
 use super::crypto::{CryptoError, Encryptor};
+use super::lag;
 use super::metrics::Metrics;
 use super::rotate::{self, RotationError};
 use super::routes;
@@ -22,6 +24,7 @@ use super::runtime::local::LocalRuntime;
 use super::runtime::{PipelineRuntime, RuntimeError};
 use super::state::AppState;
 use super::tenant_files::TenantFiles;
+use crate::config::api::LagHistoryConfig;
 use crate::config::{ApiConfig, Environment, KubernetesConfig, PgConnection, RuntimeKind};
 use crate::netpolicy::{self, NetworkPolicy};
 use crate::shutdown::Shutdown;
@@ -57,6 +60,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The lag sampler's inputs, started with the server.
+    sampler: (AppState, LagHistoryConfig),
 }
 
 /// Connects a pool to the control-plane database and checks it is migrated.
@@ -157,12 +162,21 @@ impl Application {
             policy,
             files,
         };
-        let router = routes::router(
-            state,
-            ApiKeys::new(config.api_keys.clone(), &config.tenant_keys),
-            config.max_body_bytes,
-        );
-        Ok(Self { listener, router })
+        let keys = ApiKeys::new(config.api_keys.clone(), &config.tenant_keys);
+        let mut router = routes::router(state.clone(), keys.clone(), config.max_body_bytes);
+        if config.console.enabled {
+            router = router.merge(console::router(ConsoleState {
+                app: state.clone(),
+                keys,
+                config: config.console.clone(),
+                app_body_limit: config.max_body_bytes,
+            }));
+        }
+        Ok(Self {
+            listener,
+            router,
+            sampler: (state, config.lag_history.clone()),
+        })
     }
 
     /// The bound address.
@@ -170,10 +184,15 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires, then finishes the requests in flight.
-    pub async fn run_until_stopped(self, mut shutdown: Shutdown) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
+    /// Serves (and samples lag) until `shutdown` fires, then finishes the requests in flight.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
+        let (state, history) = self.sampler;
+        let sampler = tokio::spawn(lag::sampler::run(state, history, shutdown.clone()));
+        let mut stop = shutdown;
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+        sampler.abort();
+        served
     }
 }

@@ -51,6 +51,12 @@ pub struct ApiConfig {
     /// Largest request body accepted; a larger one is answered 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The web console under `/`.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// The sampler of every pipeline's lag and WAL position (charts, WAL forecast).
+    #[serde(default)]
+    pub lag_history: LagHistoryConfig,
 }
 
 /// One encryption key: its id is stored next to every value it encrypted.
@@ -226,6 +232,8 @@ impl ApiConfig {
         if self.local.data_dir.as_os_str().is_empty() {
             return Err(("local.data_dir".into(), "must not be empty".into()));
         }
+        self.console.validate()?;
+        self.lag_history.validate()?;
         if self.local.stop_timeout_seconds == 0 {
             return Err((
                 "local.stop_timeout_seconds".into(),
@@ -234,6 +242,100 @@ impl ApiConfig {
         }
         Ok(())
     }
+}
+
+/// `api.console`: the web console served under `/`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console (`false`: `/` answers 404 and only the JSON API remains).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Hours a sign-in lasts; the key is checked again on every request all the same.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Always mark the session cookie `Secure` (it is marked so anyway when a proxy in front
+    /// says `X-Forwarded-Proto: https`).
+    #[serde(default)]
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_hours: default_session_hours(),
+            secure_cookie: false,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.session_hours == 0 || self.session_hours > 24 * 30 {
+            return Err((
+                "console.session_hours".into(),
+                "must be between 1 and 720".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `api.lag_history`: how often every pipeline's lag and WAL position are sampled into
+/// `app.lag_samples`, and for how long samples are kept.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LagHistoryConfig {
+    /// Seconds between two samples of every pipeline; 0 turns sampling off.
+    #[serde(default = "default_sample_seconds")]
+    pub sample_interval_seconds: u64,
+    /// Hours a sample is kept; older ones are deleted at every round.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+}
+
+impl Default for LagHistoryConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval_seconds: default_sample_seconds(),
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+
+impl LagHistoryConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.retention_hours == 0 || self.retention_hours > 24 * 366 {
+            return Err((
+                "lag_history.retention_hours".into(),
+                "must be between 1 and 8784 (one year)".into(),
+            ));
+        }
+        if self.sample_interval_seconds > 3600 {
+            return Err((
+                "lag_history.sample_interval_seconds".into(),
+                "must be at most 3600 (0 turns sampling off)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_session_hours() -> u64 {
+    12
+}
+
+fn default_sample_seconds() -> u64 {
+    15
+}
+
+fn default_retention_hours() -> u64 {
+    48
 }
 
 /// Decodes a base64 encryption key and checks its length.
@@ -274,6 +376,8 @@ mod tests {
             local: LocalRuntimeConfig::default(),
             network_policy: NetworkPolicyConfig::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            console: ConsoleConfig::default(),
+            lag_history: LagHistoryConfig::default(),
         }
     }
 

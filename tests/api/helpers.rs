@@ -59,6 +59,8 @@ pub fn api_config(state_dir: PathBuf, replicator_binary: Option<PathBuf>) -> Api
             ..NetworkPolicyConfig::default()
         },
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        console: Default::default(),
+        lag_history: Default::default(),
     }
 }
 

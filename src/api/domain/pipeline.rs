@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::api::lag::forecast::WalForecast;
 use crate::config::{BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings};
 use crate::engine::state::StateName;
 
@@ -232,6 +233,9 @@ pub struct ReplicationStatus {
     pub pipeline_id: i64,
     pub tables: Vec<TableReplicationState>,
     pub slot: SlotStatus,
+    /// The slot's WAL budget and when it runs out, from the slot now and the lag history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_forecast: Option<WalForecast>,
 }
 
 /// Which tables a rollback touches.

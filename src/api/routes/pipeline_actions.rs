@@ -174,10 +174,13 @@ pub async fn replication_status(
     let pool = connect_source(&state, &row).await?;
     let tables = source_state::table_states(&pool, id).await?;
     let slot = source_state::slot_status(&pool, id).await?;
+    let probe = crate::api::lag::probe::read(&pool, &state.pool, id).await?;
+    let wal_forecast = crate::api::lag::wal_forecast(&state.pool, id, &probe).await?;
     Ok(Json(ReplicationStatus {
         pipeline_id: id,
         tables,
         slot,
+        wal_forecast: Some(wal_forecast),
     }))
 }
 
