@@ -48,6 +48,8 @@ struct Inner {
     confirmed_lsn: Gauge<u64, AtomicU64>,
     slot_lag_bytes: Gauge<u64, AtomicU64>,
     safe_wal_size: Gauge<f64, AtomicU64>,
+    spill_bytes: Gauge<u64, AtomicU64>,
+    spill_transactions: Gauge<u64, AtomicU64>,
     table_states: Family<StateLabels, Gauge>,
     current_states: Mutex<HashMap<TableName, String>>,
 }
@@ -88,6 +90,8 @@ impl Metrics {
         let slot_lag_bytes = Gauge::<u64, AtomicU64>::default();
         let safe_wal_size = Gauge::<f64, AtomicU64>::default();
         safe_wal_size.set(f64::NAN);
+        let spill_bytes = Gauge::<u64, AtomicU64>::default();
+        let spill_transactions = Gauge::<u64, AtomicU64>::default();
         let table_states = Family::<StateLabels, Gauge>::default();
         registry.register(
             "etl_rows_copied",
@@ -126,6 +130,17 @@ impl Metrics {
             safe_wal_size.clone(),
         );
         registry.register(
+            "etl_spill_bytes",
+            "Bytes of streamed, uncommitted transactions waiting in spill files \
+             (bounded by pipeline.spill.max_bytes)",
+            spill_bytes.clone(),
+        );
+        registry.register(
+            "etl_spill_transactions",
+            "Streamed transactions in progress that have a spill file",
+            spill_transactions.clone(),
+        );
+        registry.register(
             "etl_table_state",
             "1 for the current replication state of a table, 0 for its former states",
             table_states.clone(),
@@ -141,6 +156,8 @@ impl Metrics {
                 confirmed_lsn,
                 slot_lag_bytes,
                 safe_wal_size,
+                spill_bytes,
+                spill_transactions,
                 table_states,
                 current_states: Mutex::default(),
             }),
@@ -195,6 +212,12 @@ impl Metrics {
         self.inner
             .safe_wal_size
             .set(bytes.map_or(f64::NAN, |b| b as f64));
+    }
+
+    /// What the spill directory holds now: bytes, and transactions with a file.
+    pub fn spill(&self, bytes: u64, transactions: u64) {
+        self.inner.spill_bytes.set(bytes);
+        self.inner.spill_transactions.set(transactions);
     }
 
     /// `table` is now in `state`: its series for `state` becomes 1, its former state's 0.
@@ -333,7 +356,16 @@ mod tests {
         metrics.confirmed_lsn("16/B374D848".parse().unwrap());
         metrics.slot_lag_bytes(4096);
         metrics.safe_wal_size(Some(1 << 30));
+        metrics.spill(65536, 2);
         let text = metrics.encode();
+        assert_eq!(
+            line(&text, "etl_spill_bytes "),
+            Some("etl_spill_bytes 65536")
+        );
+        assert_eq!(
+            line(&text, "etl_spill_transactions "),
+            Some("etl_spill_transactions 2")
+        );
         assert_eq!(
             line(&text, "etl_confirmed_lsn "),
             Some(format!("etl_confirmed_lsn {}", 0x16_B374_D848u64).as_str())

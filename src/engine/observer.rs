@@ -77,6 +77,11 @@ impl Observer {
         self.metrics.confirmed_lsn(lsn);
     }
 
+    /// What the spill directory holds after a change to it.
+    pub fn spill(&self, bytes: u64, transactions: usize) {
+        self.metrics.spill(bytes, transactions as u64);
+    }
+
     /// The slot's health, read periodically.
     pub fn slot(&self, lag_bytes: Option<u64>, safe_wal_size: Option<i64>) {
         if let Some(lag) = lag_bytes {

@@ -189,7 +189,15 @@ impl<D: Destination + Clone> ApplyCore<D> {
     pub fn clear_spill(&mut self) -> Result<(), Error> {
         self.stream_block = None;
         self.replay = None;
-        Ok(self.spill.clear()?)
+        self.spill.clear()?;
+        self.report_spill();
+        Ok(())
+    }
+
+    /// Tells the observer what the spill directory holds now.
+    fn report_spill(&self) {
+        let observer = self.tables.writer().observer();
+        observer.spill(self.spill.used_bytes(), self.spill.open_transactions());
     }
 
     /// Takes one input; returns whether the durable position moved.
@@ -281,11 +289,14 @@ impl<D: Destination + Clone> ApplyCore<D> {
                 return Ok(());
             }
             PgOutputMessage::StreamStop => {
+                // Once per block of streamed changes (not per change): the spill gauges.
                 self.stream_block = None;
+                self.report_spill();
                 return Ok(());
             }
             PgOutputMessage::StreamAbort { xid, subxid } => {
                 self.spill.abort(xid, subxid)?;
+                self.report_spill();
                 return Ok(());
             }
             PgOutputMessage::StreamCommit {
@@ -338,7 +349,9 @@ impl<D: Destination + Clone> ApplyCore<D> {
             xid,
         };
         self.router.route(commit_lsn, begin, &self.tables)?;
-        match self.spill.take(xid)? {
+        let taken = self.spill.take(xid)?;
+        self.report_spill();
+        match taken {
             Some(reader) => {
                 self.replay = Some(Replay {
                     reader,

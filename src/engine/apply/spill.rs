@@ -117,13 +117,11 @@ impl Spill {
     }
 
     /// Bytes held by the spill files now.
-    #[cfg(test)]
     pub fn used_bytes(&self) -> u64 {
         self.used
     }
 
     /// Top-level transactions with spilled changes.
-    #[cfg(test)]
     pub fn open_transactions(&self) -> usize {
         self.files.len()
     }

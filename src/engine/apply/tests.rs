@@ -552,6 +552,13 @@ async fn a_streamed_transaction_reaches_the_destination_only_at_its_commit_with_
     )
     .await;
     assert!(core.spilled_bytes() > 0);
+    let gauge = |core: &ApplyCore<Recorder>, name: &str| -> Option<u64> {
+        let text = core.tables.writer().observer().metrics().encode();
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+        line.rsplit(' ').next()?.parse().ok()
+    };
+    assert_eq!(gauge(&core, "etl_spill_bytes"), Some(core.spilled_bytes()));
+    assert_eq!(gauge(&core, "etl_spill_transactions"), Some(1));
     assert!(core.is_idle(), "nothing gathered for the destination");
     assert!(destination.calls().is_empty());
     feed(
@@ -576,6 +583,8 @@ async fn a_streamed_transaction_reaches_the_destination_only_at_its_commit_with_
         vec![vec![(1, 40, 0), (1, 40, 1), (1, 40, 2)]]
     );
     assert_eq!(core.spilled_bytes(), 0, "the file is gone");
+    assert_eq!(gauge(&core, "etl_spill_bytes"), Some(0));
+    assert_eq!(gauge(&core, "etl_spill_transactions"), Some(0));
     assert!(!core.in_transaction());
 }
 
