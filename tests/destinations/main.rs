@@ -13,5 +13,7 @@ mod targets;
 mod end_to_end;
 mod identity;
 mod jsonl;
+mod nats;
+mod nats_crashes;
 mod postgres;
 mod sqlite;
