@@ -15,5 +15,6 @@ mod identity;
 mod jsonl;
 mod nats;
 mod nats_crashes;
+mod nats_server;
 mod postgres;
 mod sqlite;

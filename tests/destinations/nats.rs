@@ -4,12 +4,8 @@
 //! would (upsert by the `Etl-Key` header, keyless rows matched by their whole `before`,
 //! unchanged TOAST placeholders filled from the held row, `t` empties the table).
 //!
-//! Under `CI=true` a server that cannot be started fails the test; elsewhere the test is
-//! skipped with a message.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -25,71 +21,7 @@ use sqlx::PgPool;
 use crate::compare::source_name;
 use crate::helpers::table_schema;
 
-/// A `nats-server` of this test, in its own directory.
-pub struct NatsServer {
-    dir: PathBuf,
-    pub url: String,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-server.sh")
-}
-
-impl NatsServer {
-    /// Starts a server; `None` (after saying why) when it cannot be started outside CI.
-    pub fn start(name: &str) -> Option<NatsServer> {
-        let dir = std::env::temp_dir().join(format!("etl-nats-{}-{name}", std::process::id()));
-        let output = Command::new(script())
-            .arg("start")
-            .env("ETL_NATS_DIR", &dir)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(NatsServer {
-                dir,
-                url: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            }),
-            other => {
-                let why = match other {
-                    Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
-                    Err(e) => e.to_string(),
-                };
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("scripts/nats-server.sh start failed under CI: {why}");
-                }
-                eprintln!("skipped: no nats-server ({why})");
-                None
-            }
-        }
-    }
-
-    fn run(&self, action: &str) {
-        let status = Command::new(script())
-            .arg(action)
-            .env("ETL_NATS_DIR", &self.dir)
-            .status()
-            .expect("run scripts/nats-server.sh");
-        assert!(status.success(), "scripts/nats-server.sh {action} failed");
-    }
-
-    /// Stops the server, keeping its data and port.
-    pub fn stop_keep(&self) {
-        self.run("stop-keep");
-    }
-
-    /// Starts it again on the same port with the same data.
-    pub fn restart(&self) {
-        self.run("start");
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("stop")
-            .env("ETL_NATS_DIR", &self.dir)
-            .status();
-    }
-}
+pub use crate::nats_server::NatsServer;
 
 /// One message of the stream.
 pub struct Received {
@@ -126,7 +58,9 @@ pub async fn read_stream(url: &str, stream: &str) -> Result<Vec<Received>, Strin
         let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
             .await
             .map_err(|_| "no message for 10 s".to_owned())?;
-        let message = next.ok_or("the consumer ended")?.map_err(|e| e.to_string())?;
+        let message = next
+            .ok_or("the consumer ended")?
+            .map_err(|e| e.to_string())?;
         let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
         let header = |name: &str| {
             message
@@ -183,9 +117,9 @@ fn fill_unavailable(after: &Value, held: Option<&Value>) -> Value {
     if let (Some(object), Some(held)) = (row.as_object_mut(), held) {
         for (column, value) in object.iter_mut() {
             let placeholder = value.as_str() == Some(UNAVAILABLE)
-                || value.as_array().is_some_and(|a| {
-                    a.len() == 1 && a[0].as_str() == Some(UNAVAILABLE)
-                });
+                || value
+                    .as_array()
+                    .is_some_and(|a| a.len() == 1 && a[0].as_str() == Some(UNAVAILABLE));
             if placeholder && let Some(old) = held.get(column) {
                 *value = old.clone();
             }

@@ -17,6 +17,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
 
+use super::stream::{StreamSpec, ensure_stream};
 use super::subject::{Applied, parse_id};
 use crate::engine::destination::{Error, Result};
 
@@ -37,7 +38,9 @@ pub const KEY_HEADER: &str = "Etl-Key";
 /// What the writer knows of the stream; behind the destination's mutex.
 pub struct Chain {
     context: Context,
-    stream: Stream,
+    spec: StreamSpec,
+    /// Found or created at first use (the server may be down when the destination starts).
+    stream: Option<Stream>,
     /// Sequence of the stream's last message; `None`: read it before publishing.
     last_sequence: Option<u64>,
     /// Per subject, how far it got (read lazily; cleared after a failure).
@@ -45,17 +48,36 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(context: Context, stream: Stream) -> Self {
+    pub fn new(context: Context, spec: StreamSpec) -> Self {
         Chain {
             context,
-            stream,
+            spec,
+            stream: None,
             last_sequence: None,
             applied: HashMap::new(),
         }
     }
 
-    pub fn stream(&self) -> &Stream {
-        &self.stream
+    async fn stream(&mut self) -> Result<&mut Stream> {
+        if self.stream.is_none() {
+            self.stream = Some(ensure_stream(&self.context, &self.spec).await?);
+        }
+        self.stream.as_mut().ok_or_else(|| Error::Fatal {
+            message: "the stream was not kept".into(),
+            source: None,
+        })
+    }
+
+    /// Deletes every message of `subject`.
+    pub async fn purge(&mut self, subject: &str) -> Result<()> {
+        let stream = self.stream().await?;
+        stream
+            .purge()
+            .filter(subject)
+            .await
+            .map_err(|e| Error::transient(format!("purging {subject}"), e))?;
+        self.applied.remove(subject);
+        Ok(())
     }
 
     /// How far `subject` got, read from its last message when not known.
@@ -78,8 +100,9 @@ impl Chain {
     }
 
     /// The `Nats-Msg-Id` and payload of the last message of `subject`, if any.
-    pub async fn last_message(&self, subject: &str) -> Result<Option<(String, Bytes)>> {
-        match self.stream.get_last_raw_message_by_subject(subject).await {
+    pub async fn last_message(&mut self, subject: &str) -> Result<Option<(String, Bytes)>> {
+        let stream = self.stream().await?;
+        match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => {
                 let id = message
                     .headers
@@ -101,17 +124,13 @@ impl Chain {
         self.applied.insert(subject.to_owned(), applied);
     }
 
-    /// Forgets what it knows of `subject` (purged).
-    pub fn forget(&mut self, subject: &str) {
-        self.applied.remove(subject);
-    }
-
     async fn last_sequence(&mut self) -> Result<u64> {
         if let Some(sequence) = self.last_sequence {
             return Ok(sequence);
         }
         let info = self
-            .stream
+            .stream()
+            .await?
             .info()
             .await
             .map_err(|e| Error::transient("reading the stream's state", e))?;

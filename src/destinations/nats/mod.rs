@@ -20,17 +20,19 @@
 //! `true`); its rows are `op: r` messages.
 
 mod chain;
+pub mod probe;
+mod stream;
 pub mod subject;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use self::chain::{Chain, Outgoing};
+use self::stream::StreamSpec;
 use self::subject::{Applied, change_id, control_subject, copy_id, table_subject};
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::schema::{TableId, TableSchema};
@@ -97,7 +99,12 @@ fn public_urls(urls: &str) -> String {
 }
 
 /// Connects to the server with the configured credentials.
-pub async fn connect_client(config: &NatsDestinationConfig) -> Result<async_nats::Client> {
+/// Connects to the server with the configured credentials; `in_background`: returns at once
+/// and keeps trying (requests fail as transient until connected).
+pub async fn connect_client(
+    config: &NatsDestinationConfig,
+    in_background: bool,
+) -> Result<async_nats::Client> {
     let mut options = async_nats::ConnectOptions::new()
         .name("etl")
         .connection_timeout(REQUEST_TIMEOUT)
@@ -121,6 +128,9 @@ pub async fn connect_client(config: &NatsDestinationConfig) -> Result<async_nats
                 source: None,
             })?;
     }
+    if in_background {
+        options = options.retry_on_initial_connect();
+    }
     let urls: Vec<&str> = config.url.expose().split(',').map(str::trim).collect();
     options.connect(urls).await.map_err(|e| {
         use async_nats::ConnectErrorKind as Kind;
@@ -134,71 +144,6 @@ pub async fn connect_client(config: &NatsDestinationConfig) -> Result<async_nats
     })
 }
 
-/// The stream, created when missing; an existing one must take `{prefix}.>`.
-pub async fn ensure_stream(
-    context: &jetstream::Context,
-    config: &NatsDestinationConfig,
-) -> Result<jetstream::stream::Stream> {
-    let name = config.stream_name();
-    let wanted = format!("{}.>", config.subject_prefix);
-    match context.get_stream(&name).await {
-        Ok(mut stream) => {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| Error::transient(format!("reading stream {name}"), e))?;
-            let subjects = &info.config.subjects;
-            if !subjects.iter().any(|s| s == &wanted || s == ">") {
-                return Err(Error::Fatal {
-                    message: format!(
-                        "stream {name} takes the subjects {subjects:?}, not {wanted}: set \
-                         nats.stream to another stream or add {wanted} to its subjects"
-                    ),
-                    source: None,
-                });
-            }
-            if info.config.sealed || info.config.deny_purge {
-                return Err(Error::Fatal {
-                    message: format!(
-                        "stream {name} is sealed or denies purges; the destination needs both \
-                         to write and to purge a table's subject before its copy"
-                    ),
-                    source: None,
-                });
-            }
-            Ok(stream)
-        }
-        Err(e) => match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(error)
-                if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                create_stream(context, config, name, wanted).await
-            }
-            _ => Err(Error::transient(format!("looking up stream {name}"), e)),
-        },
-    }
-}
-
-async fn create_stream(
-    context: &jetstream::Context,
-    config: &NatsDestinationConfig,
-    name: String,
-    subjects: String,
-) -> Result<jetstream::stream::Stream> {
-    let stream_config = StreamConfig {
-        name: name.clone(),
-        subjects: vec![subjects],
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
-        allow_direct: true,
-        ..Default::default()
-    };
-    context
-        .create_stream(stream_config)
-        .await
-        .map_err(|e| Error::transient(format!("creating stream {name}"), e))
-}
-
 /// Milliseconds since 1970-01-01 now (the envelopes' `ts_ms`).
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -210,12 +155,20 @@ impl NatsDestination {
     /// Connects, and creates the stream when missing. `database` is `source.db` when
     /// `nats.database` is not set.
     pub async fn connect(config: &NatsDestinationConfig, database: &str) -> Result<Self> {
-        let client = connect_client(config).await?;
+        let client = match connect_client(config, false).await {
+            Ok(client) => client,
+            // Down or unreachable now: connect in the background and let the engine's start-up
+            // retry until the stream answers (bad credentials still fail here).
+            Err(Error::Transient { message, .. }) => {
+                tracing::warn!(%message, "NATS server not reachable yet; retrying in the background");
+                connect_client(config, true).await?
+            }
+            Err(other) => return Err(other),
+        };
         let max_payload = client.server_info().max_payload;
         let context = jetstream::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .build(client);
-        let stream = ensure_stream(&context, config).await?;
         Ok(NatsDestination {
             description: describe(config),
             prefix: config.subject_prefix.clone(),
@@ -230,7 +183,7 @@ impl NatsDestination {
             },
             max_payload,
             state: Mutex::new(State {
-                chain: Chain::new(context, stream),
+                chain: Chain::new(context, StreamSpec::new(config)),
                 copied: None,
                 copies: HashMap::new(),
             }),
@@ -328,7 +281,7 @@ impl Destination for NatsDestination {
     }
 
     async fn read_identity(&self) -> Result<Option<PipelineIdentity>> {
-        let state = self.state.lock().await;
+        let mut state = self.state.lock().await;
         let subject = control_subject(&self.prefix, "identity");
         match state.chain.last_message(&subject).await? {
             None => Ok(None),
@@ -360,14 +313,7 @@ impl Destination for NatsDestination {
             copied.remove(&schema.id);
         })
         .await?;
-        state
-            .chain
-            .stream()
-            .purge()
-            .filter(subject.clone())
-            .await
-            .map_err(|e| Error::transient(format!("purging {subject}"), e))?;
-        state.chain.forget(&subject);
+        state.chain.purge(&subject).await?;
         let token = rand::random::<u64>();
         let start = self.encoder.copy_start(schema, now_ms());
         let start = self.outgoing(schema, &subject, copy_id(schema.id, token, 0), start)?;
