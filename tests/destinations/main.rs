@@ -16,5 +16,6 @@ mod jsonl;
 mod nats;
 mod nats_crashes;
 mod nats_server;
+mod nats_trait;
 mod postgres;
 mod sqlite;
