@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::invalid::{InvalidSetting, Problem};
 use super::secret::Secret;
-use crate::destinations::debezium::Format;
 
 /// `destination: {nats: {url: nats://localhost:4222, subject_prefix: shop, …}}`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -25,7 +24,7 @@ pub struct NatsDestinationConfig {
     #[serde(default)]
     pub stream: Option<String>,
     #[serde(default = "default_format")]
-    pub format: Format,
+    pub format: MessageFormat,
     /// A tombstone (empty message with the key) after each delete (`debezium_json` only).
     #[serde(default = "default_true")]
     pub tombstones: bool,
@@ -51,12 +50,22 @@ pub struct NatsDestinationConfig {
     pub credentials_file: Option<PathBuf>,
 }
 
+/// The message format of a stream destination (`nats.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    /// Debezium's change-event envelope.
+    DebeziumJson,
+    /// One flat object per change, the same as a line of the `jsonl` destination.
+    Json,
+}
+
 fn default_subject_prefix() -> String {
     "etl".to_owned()
 }
 
-fn default_format() -> Format {
-    Format::DebeziumJson
+fn default_format() -> MessageFormat {
+    MessageFormat::DebeziumJson
 }
 
 fn default_true() -> bool {
@@ -166,10 +175,7 @@ mod tests {
         assert_eq!(nats.subject_prefix, "etl");
         assert_eq!(nats.stream_name(), "ETL");
         assert!(nats.tombstones);
-        assert_eq!(
-            nats.format,
-            crate::destinations::debezium::Format::DebeziumJson
-        );
+        assert_eq!(nats.format, super::MessageFormat::DebeziumJson);
         assert!(
             parse("nats: {subject_prefix: x}")
                 .unwrap_err()

@@ -28,15 +28,8 @@ use serde_json::Value as Json;
 use crate::base::event::{Cell, Change, ChangeEvent, Row};
 use crate::base::schema::{ReplicaIdentity, TableSchema};
 
-/// The message format of a stream destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// Debezium's change-event envelope.
-    DebeziumJson,
-    /// One flat object per change, the same as a line of the `jsonl` destination.
-    Json,
-}
+/// The message format of a stream destination (a configuration value, hence kept in `config`).
+pub use crate::config::nats::MessageFormat as Format;
 
 /// What the `source` block says besides the change's own table and position.
 #[derive(Debug, Clone)]
