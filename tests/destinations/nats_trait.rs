@@ -202,3 +202,56 @@ async fn the_json_format_writes_the_jsonl_line_without_tombstones() {
     assert_eq!(lines[1]["op"], "delete");
     assert_eq!(messages[1].key.as_deref(), Some("{\"id\":1}"));
 }
+
+/// What the README says of the duplicate window against nats-server 2.15: a message whose
+/// expected last sequence is out of date is refused (`wrong last sequence`) before its id is
+/// looked at; with the right one, an id the stream holds is acknowledged as a duplicate and
+/// not stored.
+#[tokio::test]
+async fn a_stale_expected_sequence_is_refused_and_a_known_id_is_a_duplicate() {
+    let Some(server) = NatsServer::start("dedup") else {
+        return;
+    };
+    let config = config(&server.url, "json");
+    let table = Arc::new(simple_table(
+        16_502,
+        "public",
+        "t",
+        ReplicaIdentity::Default,
+        true,
+    ));
+    let destination = NatsDestination::connect(&config, "db").await.unwrap();
+    let events: Vec<_> = (0..3)
+        .map(|i| event(&table, 1_000, i, insert(row(&[Some("1"), None, None]))))
+        .collect();
+    destination.write_events(events).await.unwrap();
+    let client = async_nats::connect(&server.url).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    let republish = |expected: u64| {
+        let context = &context;
+        async move {
+            context
+                .send_publish(
+                    "unit.json.public.t",
+                    async_nats::jetstream::message::PublishMessage::build()
+                        .payload(bytes::Bytes::from_static(b"{}"))
+                        .message_id(format!("16502:{:016X}:0:1:1", 1_000))
+                        .expected_last_sequence(expected),
+                )
+                .await
+                .unwrap()
+                .await
+        }
+    };
+    let stale = republish(0).await.unwrap_err();
+    assert_eq!(
+        stale.kind(),
+        async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
+    );
+    let current = republish(3).await.unwrap();
+    assert!(current.duplicate, "{current:?}");
+    let messages = read_stream(&server.url, &config.stream_name())
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 3);
+}

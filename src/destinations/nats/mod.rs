@@ -6,10 +6,11 @@
 //! # Exactly once
 //!
 //! Every message carries a `Nats-Msg-Id` made from its change's position (`(commit_lsn,
-//! ordinal)` and which of the change's messages it is), so a republished message is dropped by
-//! the server within the stream's duplicate window. Beyond it, the destination itself skips
-//! what the stream holds: [`chain`] publishes with `Nats-Expected-Last-Sequence`, so the stream
-//! never has a hole, and the id of a subject's last message says how far its table got. The
+//! ordinal)` and which of the change's messages it is). The destination itself skips what the
+//! stream holds: [`chain`] publishes with `Nats-Expected-Last-Sequence`, so the stream never
+//! has a hole, and the id of a subject's last message says how far its table got. The server's
+//! duplicate window is a second line (it drops a known id only when the expected sequence
+//! matches; a stale one is refused first). The
 //! engine's replays after a crash (events at or below that position) are not published again.
 //!
 //! The destination keeps its own records in the stream, on subjects with one token after the
