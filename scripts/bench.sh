@@ -86,6 +86,14 @@ results="$work/results.txt"
 # new and empty), after preparing an empty target; the cluster is running by then.
 destination_discard() { echo "discard: {}"; }
 destination_sqlite() { echo "sqlite: {path: $work/$1/etl.db}"; }
+# nats: a fresh nats-server (scripts/nats-server.sh, JetStream on disk in $work/nats) per run,
+# so one run's stream does not fill the disk of the next.
+destination_nats() {
+    ETL_NATS_DIR="$work/nats" "$here/nats-server.sh" stop >/dev/null 2>&1 || true
+    local url
+    url="$(ETL_NATS_DIR="$work/nats" "$here/nats-server.sh" start)"
+    echo "nats: {url: '$url', subject_prefix: bench, stream: BENCH}"
+}
 destination_postgres() {
     local db="dest_${1//[^a-zA-Z0-9]/_}"
     PGDATABASE=postgres sql "drop database if exists $db with (force)"
@@ -175,6 +183,7 @@ export PGOPTIONS="-c client_min_messages=warning"
 etl_pids=()
 cleanup() {
     perf_stop
+    if [ -d "$work/nats" ]; then ETL_NATS_DIR="$work/nats" "$here/nats-server.sh" stop || true; fi
     for pid in "${etl_pids[@]}"; do
         kill -CONT "$pid" 2>/dev/null || true
         kill -TERM "$pid" 2>/dev/null || true

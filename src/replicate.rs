@@ -60,6 +60,12 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     // Resolved after the policy pinned the host to the address it checked.
     let source = config.checked("pipeline", pipeline.source())?;
     probe_source(&pipeline.pg_connection, once).await?;
+    if let DestinationConfig::Nats(nats) = &mut destination_config
+        && nats.database.is_none()
+    {
+        // Debezium's `source.db`: the source database unless configured.
+        nats.database = Some(source.name.clone());
+    }
     let destination = AnyDestination::from_config(&destination_config)
         .await
         .context("cannot open the destination")?;

@@ -11,6 +11,7 @@ pub mod destination;
 pub mod env_vars;
 pub mod environment;
 pub mod invalid;
+pub mod nats;
 pub mod postgres;
 pub mod secret;
 pub mod sections;
@@ -27,6 +28,7 @@ pub use destination::{JsonlDestinationConfig, PostgresDestinationConfig, SqliteD
 pub use env_vars::AppEnv;
 pub use environment::{Environment, UnknownEnvironment};
 pub use invalid::{InvalidSetting, Problem};
+pub use nats::NatsDestinationConfig;
 pub use postgres::{PgConnection, PgConnectionConfig, TlsConfig, TlsMode};
 pub use secret::{Secret, SecretUrl};
 pub use sections::{

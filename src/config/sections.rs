@@ -15,6 +15,7 @@ use super::destination::{
     JsonlDestinationConfig, PostgresDestinationConfig, SqliteDestinationConfig,
 };
 use super::invalid::{InvalidSetting, Problem, at_least_one};
+use super::nats::NatsDestinationConfig;
 use super::postgres::{PgConnection, PgConnectionConfig};
 
 /// Every top-level key the configuration accepts.
@@ -270,10 +271,13 @@ pub enum DestinationConfig {
     Postgres(PostgresDestinationConfig),
     /// Change events as JSON lines, to stdout or a rotated file.
     Jsonl(#[serde(default)] JsonlDestinationConfig),
+    /// Change messages in a NATS JetStream stream (Debezium's format by default).
+    Nats(NatsDestinationConfig),
 }
 
 /// The destination kinds as written in the configuration, in [`DestinationConfig`]'s order.
-pub const DESTINATION_KINDS: &[&str] = &["memory", "discard", "sqlite", "postgres", "jsonl"];
+pub const DESTINATION_KINDS: &[&str] =
+    &["memory", "discard", "sqlite", "postgres", "jsonl", "nats"];
 
 impl DestinationConfig {
     /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
@@ -283,6 +287,7 @@ impl DestinationConfig {
             DestinationConfig::Sqlite(sqlite) => sqlite.validate(),
             DestinationConfig::Postgres(postgres) => postgres.validate().map(drop),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
+            DestinationConfig::Nats(nats) => nats.validate(),
         }
     }
 
@@ -294,6 +299,7 @@ impl DestinationConfig {
             DestinationConfig::Sqlite(_) => "sqlite",
             DestinationConfig::Postgres(_) => "postgres",
             DestinationConfig::Jsonl(_) => "jsonl",
+            DestinationConfig::Nats(_) => "nats",
         }
     }
 }
@@ -337,6 +343,7 @@ impl<'de> Visitor<'de> for OneKind {
             "sqlite" => DestinationConfig::Sqlite(map.next_value()?),
             "postgres" => DestinationConfig::Postgres(map.next_value()?),
             "jsonl" => DestinationConfig::Jsonl(map.next_value()?),
+            "nats" => DestinationConfig::Nats(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, DESTINATION_KINDS)),
         };
         if let Some(second) = map.next_key::<String>()? {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::discard::DiscardDestination;
 use super::jsonl::JsonlDestination;
 use super::memory::MemoryDestination;
+use super::nats::NatsDestination;
 use super::postgres::PostgresDestination;
 use super::sqlite::SqliteDestination;
 use crate::base::event::{ChangeEvent, CopyChunk};
@@ -23,6 +24,7 @@ pub enum AnyDestination {
     Sqlite(Arc<SqliteDestination>),
     Postgres(Arc<PostgresDestination>),
     Jsonl(Arc<JsonlDestination>),
+    Nats(Arc<NatsDestination>),
 }
 
 /// Why a destination could not be built from its configuration.
@@ -73,6 +75,13 @@ impl AnyDestination {
                 };
                 AnyDestination::Jsonl(Arc::new(destination))
             }
+            DestinationConfig::Nats(nats) => {
+                let database = nats.database.clone().unwrap_or_default();
+                let destination = NatsDestination::connect(nats, &database)
+                    .await
+                    .map_err(|e| BuildError::new("nats", e))?;
+                AnyDestination::Nats(Arc::new(destination))
+            }
         })
     }
 }
@@ -92,6 +101,7 @@ pub fn describe_config(config: &DestinationConfig) -> std::result::Result<String
             super::postgres::describe(&connection, postgres.schema.as_deref())
         }
         DestinationConfig::Jsonl(jsonl) => super::jsonl::describe(jsonl.path.as_deref()),
+        DestinationConfig::Nats(nats) => super::nats::describe(nats),
     })
 }
 
@@ -104,6 +114,7 @@ macro_rules! dispatch {
             AnyDestination::Sqlite($d) => $call,
             AnyDestination::Postgres($d) => $call,
             AnyDestination::Jsonl($d) => $call,
+            AnyDestination::Nats($d) => $call,
         }
     };
 }

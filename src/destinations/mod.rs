@@ -3,6 +3,7 @@
 //! contract they follow (call order, durability, replays) is documented on the trait; they
 //! import it and the shared vocabulary of [`crate::base`], and nothing else of the engine.
 
+pub mod debezium;
 pub mod jsonl;
 mod mirror;
 pub mod postgres;
@@ -12,5 +13,6 @@ pub mod sqlite;
 pub mod any;
 pub mod discard;
 pub mod memory;
+pub mod nats;
 
 pub use any::AnyDestination;

@@ -7,6 +7,9 @@ mod common;
 #[path = "../k8s/fake_api.rs"]
 #[allow(dead_code)]
 mod fake_api;
+#[path = "../destinations/nats_server.rs"]
+#[allow(dead_code)]
+mod nats_server;
 
 mod auth;
 mod cli;
@@ -18,6 +21,7 @@ mod identity;
 mod images;
 mod kubernetes_runtime;
 mod local_runtime;
+mod nats_destination;
 mod pipelines;
 mod rotation;
 mod sources;

@@ -280,7 +280,7 @@ impl Scenario {
 
 /// Writes small transactions into `big`, `all_types`, `toasty` and the weird table until
 /// stopped (changes during the copy and during streaming).
-fn background_writer(
+pub fn background_writer(
     pool: PgPool,
     stop: Arc<AtomicBool>,
     first: i64,
@@ -316,7 +316,7 @@ fn background_writer(
 
 /// Changes of `counted` on distinct keys (so no two can be merged): `rounds` inserts, updates
 /// of copied rows and deletes of other copied rows. Returns how many of each.
-async fn counted_changes(pool: &PgPool, from: i64, rounds: i64) -> i64 {
+pub async fn counted_changes(pool: &PgPool, from: i64, rounds: i64) -> i64 {
     for k in from..from + rounds {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "begin; insert into counted values ({}, 1); update counted set v = 2 where id = {};
@@ -508,5 +508,14 @@ async fn postgres_ends_equal_to_the_source_with_each_change_applied_once() {
 async fn jsonl_replayed_by_a_deduplicating_consumer_ends_equal_to_the_source() {
     let mut target = Target::jsonl();
     run("dest_e2e_jsonl", &mut target, SCENARIO_LIMIT).await;
+    target.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_rebuilt_by_a_consumer_ends_equal_to_the_source_with_each_change_once() {
+    let Some(mut target) = Target::nats("e2e") else {
+        return;
+    };
+    run("dest_e2e_nats", &mut target, SCENARIO_LIMIT).await;
     target.drop().await;
 }

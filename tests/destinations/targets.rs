@@ -13,6 +13,7 @@ use crate::compare::{
 };
 use crate::end_to_end::{Scenario, TABLES};
 use crate::helpers::{exec, source_pool};
+use crate::nats::{NatsServer, counted_ops, read_stream, rebuild, repeated_ids};
 
 pub enum Target {
     Sqlite {
@@ -29,6 +30,11 @@ pub enum Target {
         /// xid of the source's last transaction: the comparison (a replay of every line,
         /// seconds in a debug build) waits until the log holds it.
         last_xid: Option<i64>,
+    },
+    Nats {
+        server: NatsServer,
+        prefix: String,
+        stream: String,
     },
 }
 
@@ -56,9 +62,19 @@ impl Target {
         }
     }
 
+    /// A NATS JetStream stream on a server of this test; `None` when no server can be started
+    /// outside CI (skipped).
+    pub fn nats(name: &str) -> Option<Target> {
+        Some(Target::Nats {
+            server: NatsServer::start(name)?,
+            prefix: "e2e".into(),
+            stream: "E2E".into(),
+        })
+    }
+
     /// Whether the destination is a log of changes rather than a mirror.
     pub fn is_change_log(&self) -> bool {
-        matches!(self, Target::Jsonl { .. })
+        matches!(self, Target::Jsonl { .. } | Target::Nats { .. })
     }
 
     /// The source's last transaction was `xid` (jsonl compares once the log holds it).
@@ -82,6 +98,14 @@ impl Target {
             Target::Jsonl { path, .. } => format!(
                 "  jsonl: {{path: '{}', max_file_bytes: 4194304}}",
                 path.display()
+            ),
+            Target::Nats {
+                server,
+                prefix,
+                stream,
+            } => format!(
+                "  nats: {{url: '{}', subject_prefix: {prefix}, stream: {stream}}}",
+                server.url
             ),
         }
     }
@@ -156,6 +180,23 @@ impl Target {
                 eprintln!("jsonl: {repeated} change lines were delivered again after a crash");
                 Some(counts)
             }
+            Target::Nats {
+                server,
+                prefix,
+                stream,
+            } => {
+                let messages = read_stream(&server.url, stream)
+                    .await
+                    .unwrap_or_else(|e| panic!("reading stream {stream}: {e}"));
+                let repeated = repeated_ids(&messages);
+                assert!(
+                    repeated.is_empty(),
+                    "exactly once: {} message ids repeat, first {:?}",
+                    repeated.len(),
+                    repeated.first()
+                );
+                Some(counted_ops(&messages, prefix))
+            }
             Target::Postgres { pool: None, .. } => None,
         }
     }
@@ -191,6 +232,13 @@ impl Target {
             }
             _ => None,
         };
+        let rebuilt = match self {
+            Target::Nats { server, stream, .. } => match read_stream(&server.url, stream).await {
+                Ok(messages) => Some(rebuild(&messages)),
+                Err(e) => return Some(format!("cannot read the stream yet: {e}")),
+            },
+            _ => None,
+        };
         for (table, _) in TABLES {
             let found = match self {
                 Target::Sqlite { file, .. } => {
@@ -206,6 +254,10 @@ impl Target {
                 Target::Jsonl { .. } => {
                     let state = state.as_ref().expect("replayed");
                     jsonl_differences(&scenario.pool, state, table).await
+                }
+                Target::Nats { prefix, .. } => {
+                    let rebuilt = rebuilt.as_ref().expect("rebuilt");
+                    crate::nats::differences(&scenario.pool, rebuilt, prefix, table).await
                 }
             };
             if found.is_some() {

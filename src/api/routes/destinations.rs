@@ -13,13 +13,15 @@ use crate::api::domain::destination::{
     CreateDestination, Destination, Destinations, UpdateDestination, ValidateDestination, findings,
     invalid, validate_config,
 };
-use crate::api::domain::source::ValidationReport;
+use crate::api::domain::source::{Finding, FindingLevel, ValidationReport};
 use crate::api::domain::tenant::validate_name;
 use crate::api::error::{ApiError, ApiErrors};
 use crate::api::extract::{JsonBody, PathParam, TenantId};
 use crate::api::routes::owned;
 use crate::api::state::AppState;
 use crate::api::{reach, secrets};
+use crate::config::{DestinationConfig, NatsDestinationConfig};
+use crate::destinations::nats::probe as nats_probe;
 
 const TABLE: ConfigTable = ConfigTable::Destinations;
 
@@ -46,6 +48,26 @@ async fn check(state: &AppState, tenant: &TenantId, plain: &Value) -> Result<(),
         .map_err(ApiError::Invalid)?;
     if let Some(target) = reach::destination_target(plain)? {
         reach::check(&state.policy, &target).await?;
+    }
+    if let Ok(DestinationConfig::Nats(nats)) = serde_json::from_value(plain.clone()) {
+        check_nats_addresses(state, &nats).await?;
+    }
+    Ok(())
+}
+
+/// The network policy applies to every server of a `nats` URL list.
+async fn check_nats_addresses(
+    state: &AppState,
+    nats: &NatsDestinationConfig,
+) -> Result<(), ApiError> {
+    let addresses = nats_probe::addresses(nats)
+        .map_err(|e| ApiError::Invalid(format!("`config.nats.url`: {e}")))?;
+    for (host, port) in addresses {
+        state
+            .policy
+            .check(&host, port)
+            .await
+            .map_err(|refusal| reach::refused("config.nats.url", &refusal))?;
     }
     Ok(())
 }
@@ -181,10 +203,34 @@ pub async fn validate_destination(
         Ok(()) => match findings(&body.config).as_slice() {
             [] => match check(&state, &tenant, &body.config).await {
                 Err(error) => vec![invalid(error.to_string())],
-                Ok(()) => Vec::new(),
+                Ok(()) => reachable(&body.config).await,
             },
             found => found.to_vec(),
         },
     };
     Json(ValidationReport { findings })
+}
+
+/// Servers a destination talks to must answer (`nats`: connected, JetStream enabled, the
+/// stream writable or creatable); other kinds are checked when the pipeline starts.
+async fn reachable(plain: &Value) -> Vec<Finding> {
+    let Ok(DestinationConfig::Nats(nats)) = serde_json::from_value(plain.clone()) else {
+        return Vec::new();
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(20), nats_probe::probe(&nats)).await {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err(message)) => vec![unreachable_finding(message)],
+        Err(_) => vec![unreachable_finding("no answer within 20 s".into())],
+    }
+}
+
+fn unreachable_finding(message: String) -> Finding {
+    Finding {
+        level: FindingLevel::Critical,
+        code: "destination_unreachable".into(),
+        message: format!("`config.nats`: {message}"),
+        hint: "check nats.url, the credentials, that the server runs with JetStream (-js), and \
+               nats.stream"
+            .into(),
+    }
 }
