@@ -40,6 +40,9 @@ echo "==> Kubernetes manifests: kubectl kustomize, kubernetes-validate (1.33, st
 # tests/k8s/deploy.rs renders deploy/ with this kubectl too (and fails under CI without it).
 ETL_KUBECTL="$("$repo/scripts/k8s-manifests.sh" install)"
 export ETL_KUBECTL
+# tests/destinations/iceberg.rs reads Iceberg tables back with pyiceberg (and fails under CI without it).
+ETL_PYICEBERG="$("$repo/scripts/pyiceberg.sh")"
+export ETL_PYICEBERG
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 

@@ -54,6 +54,9 @@ pub enum Problem {
     NotDns1123Label(String),
     #[error("`{0}` is not a Kubernetes quantity (e.g. `250m`, `1`, `512Mi`, `2Gi`)")]
     NotQuantity(String),
+    /// Any other problem, said in full.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl InvalidSetting {

@@ -270,10 +270,14 @@ pub enum DestinationConfig {
     Postgres(PostgresDestinationConfig),
     /// Change events as JSON lines, to stdout or a rotated file.
     Jsonl(#[serde(default)] JsonlDestinationConfig),
+    /// Apache Iceberg tables in a SQL catalog and a warehouse directory.
+    Iceberg(Box<super::IcebergDestinationConfig>),
 }
 
 /// The destination kinds as written in the configuration, in [`DestinationConfig`]'s order.
-pub const DESTINATION_KINDS: &[&str] = &["memory", "discard", "sqlite", "postgres", "jsonl"];
+pub const DESTINATION_KINDS: &[&str] = &[
+    "memory", "discard", "sqlite", "postgres", "jsonl", "iceberg",
+];
 
 impl DestinationConfig {
     /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
@@ -283,6 +287,7 @@ impl DestinationConfig {
             DestinationConfig::Sqlite(sqlite) => sqlite.validate(),
             DestinationConfig::Postgres(postgres) => postgres.validate().map(drop),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
+            DestinationConfig::Iceberg(iceberg) => iceberg.validate(),
         }
     }
 
@@ -294,6 +299,7 @@ impl DestinationConfig {
             DestinationConfig::Sqlite(_) => "sqlite",
             DestinationConfig::Postgres(_) => "postgres",
             DestinationConfig::Jsonl(_) => "jsonl",
+            DestinationConfig::Iceberg(_) => "iceberg",
         }
     }
 }
@@ -337,6 +343,7 @@ impl<'de> Visitor<'de> for OneKind {
             "sqlite" => DestinationConfig::Sqlite(map.next_value()?),
             "postgres" => DestinationConfig::Postgres(map.next_value()?),
             "jsonl" => DestinationConfig::Jsonl(map.next_value()?),
+            "iceberg" => DestinationConfig::Iceberg(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, DESTINATION_KINDS)),
         };
         if let Some(second) = map.next_key::<String>()? {

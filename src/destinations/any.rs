@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::discard::DiscardDestination;
+use super::iceberg::IcebergDestination;
 use super::jsonl::JsonlDestination;
 use super::memory::MemoryDestination;
 use super::postgres::PostgresDestination;
@@ -23,6 +24,7 @@ pub enum AnyDestination {
     Sqlite(Arc<SqliteDestination>),
     Postgres(Arc<PostgresDestination>),
     Jsonl(Arc<JsonlDestination>),
+    Iceberg(Arc<IcebergDestination>),
 }
 
 /// Why a destination could not be built from its configuration.
@@ -73,6 +75,12 @@ impl AnyDestination {
                 };
                 AnyDestination::Jsonl(Arc::new(destination))
             }
+            DestinationConfig::Iceberg(iceberg) => {
+                let destination = IcebergDestination::open(iceberg)
+                    .await
+                    .map_err(|e| BuildError::new("iceberg", e))?;
+                AnyDestination::Iceberg(Arc::new(destination))
+            }
         })
     }
 }
@@ -92,6 +100,7 @@ pub fn describe_config(config: &DestinationConfig) -> std::result::Result<String
             super::postgres::describe(&connection, postgres.schema.as_deref())
         }
         DestinationConfig::Jsonl(jsonl) => super::jsonl::describe(jsonl.path.as_deref()),
+        DestinationConfig::Iceberg(iceberg) => super::iceberg::describe(iceberg),
     })
 }
 
@@ -104,6 +113,7 @@ macro_rules! dispatch {
             AnyDestination::Sqlite($d) => $call,
             AnyDestination::Postgres($d) => $call,
             AnyDestination::Jsonl($d) => $call,
+            AnyDestination::Iceberg($d) => $call,
         }
     };
 }

@@ -11,6 +11,7 @@ pub mod sqlite;
 
 pub mod any;
 pub mod discard;
+pub mod iceberg;
 pub mod memory;
 
 pub use any::AnyDestination;

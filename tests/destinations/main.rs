@@ -11,6 +11,7 @@ mod helpers;
 mod targets;
 
 mod end_to_end;
+mod iceberg;
 mod identity;
 mod jsonl;
 mod postgres;

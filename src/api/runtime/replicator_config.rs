@@ -78,6 +78,14 @@ pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, BuildErro
             &mut secrets,
         );
     }
+    if let DestinationConfig::Iceberg(iceberg) = &mut destination {
+        let crate::config::iceberg::IcebergCatalogConfig::Sql(catalog) = &mut iceberg.catalog;
+        take_secrets(
+            catalog,
+            &["destination", "iceberg", "catalog", "sql"],
+            &mut secrets,
+        );
+    }
     let file = ReplicatorFile {
         pipeline: PipelineConfig {
             metrics_address,
