@@ -202,6 +202,7 @@ async fn run_oracle(
     catalog: &TestDatabase,
     warehouse: &str,
     source: &TestDatabase,
+    tables: &[&str],
 ) -> serde_json::Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -223,7 +224,7 @@ async fn run_oracle(
         "--source-dsn",
         &source.url,
     ]);
-    for table in TABLES {
+    for table in tables {
         command.args(["--table", table]);
     }
     let output = tokio::time::timeout(Duration::from_secs(300), command.output())
@@ -257,7 +258,7 @@ async fn applied_up_to(pool: &PgPool, slot: &str, target: &str) -> bool {
     .unwrap_or(false)
 }
 
-async fn all_ready(pool: &PgPool, pipeline_id: u64) -> bool {
+async fn all_ready(pool: &PgPool, pipeline_id: u64, tables: usize) -> bool {
     let states: Vec<String> = sqlx::query_scalar(
         "select state from etl.replication_state where pipeline_id = $1 and is_current",
     )
@@ -265,7 +266,107 @@ async fn all_ready(pool: &PgPool, pipeline_id: u64) -> bool {
     .fetch_all(pool)
     .await
     .unwrap_or_default();
-    states.len() == TABLES.len() && states.iter().all(|s| s == "ready")
+    states.len() == tables && states.iter().all(|s| s == "ready")
+}
+
+/// A source database with `schema` loaded, a catalog database, a warehouse directory and the
+/// replicator's config (not started).
+struct Lake {
+    source: TestDatabase,
+    catalog: TestDatabase,
+    pool: PgPool,
+    warehouse: String,
+    _warehouse_dir: tempfile::TempDir,
+    pipeline_id: u64,
+    etl: Replicator,
+}
+
+impl Lake {
+    async fn create(schema: &str, pipeline_offset: u64) -> Lake {
+        let source = TestDatabase::create("ice_src").await;
+        let catalog = TestDatabase::create("ice_cat").await;
+        let pool = source_pool(&source).await;
+        exec(&pool, schema).await;
+        let warehouse_dir = tempfile::tempdir().unwrap();
+        let warehouse = format!("file://{}", warehouse_dir.path().display());
+        let pipeline_id = u64::from(std::process::id()) * 1000 + 900 + pipeline_offset;
+        let config_dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            config_dir.path().join("dev.yaml"),
+            format!(
+                "pipeline:\n  id: {pipeline_id}\n  publication_name: lake\n  pg_connection: {{url: '{}'}}\n  \
+                 batch: {{max_size: 500, max_fill_ms: 100}}\n  status_update_interval_ms: 200\n  \
+                 metrics_address: null\n  retry: {{initial_ms: 100, max_ms: 1000}}\n\
+                 destination:\n  iceberg:\n    catalog: {{sql: {{url: '{}'}}}}\n    warehouse: '{warehouse}'\n    \
+                 namespace: shop\n    target_file_bytes: 4194304\n",
+                source.url, catalog.url
+            ),
+        )
+        .unwrap();
+        Lake {
+            source,
+            catalog,
+            pool,
+            warehouse,
+            _warehouse_dir: warehouse_dir,
+            pipeline_id,
+            etl: Replicator {
+                config_dir,
+                child: None,
+                starts: 0,
+            },
+        }
+    }
+
+    /// Waits until `tables` tables are ready and the apply slot confirmed the source's
+    /// current WAL position.
+    async fn wait_caught_up(&self, tables: usize) {
+        let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let slot = format!("etl_apply_{}", self.pipeline_id);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while !(all_ready(&self.pool, self.pipeline_id, tables).await
+            && applied_up_to(&self.pool, &slot, &target).await)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "etl did not catch up to {target}: {}",
+                self.etl.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Runs the oracle on `tables` and asserts it found no problem and equal digests.
+    async fn check(&self, python: &Path, tables: &[&str]) -> serde_json::Value {
+        let report = run_oracle(python, &self.catalog, &self.warehouse, &self.source, tables).await;
+        let problems = report["problems"].as_array().cloned().unwrap_or_default();
+        assert!(
+            problems.is_empty(),
+            "oracle found problems: {problems:#?}\n{}",
+            self.etl.logs()
+        );
+        for table in tables {
+            let name = table.split(':').next().unwrap().replace('.', "_");
+            let result = &report["tables"][&name];
+            assert_eq!(
+                result["source_md5"], result["replay_md5"],
+                "{name}: {result}"
+            );
+            assert!(
+                result["source_rows"].as_u64().unwrap_or(0) > 0,
+                "{name}: {result}"
+            );
+        }
+        report
+    }
+
+    async fn drop(self) {
+        self.source.drop_database().await;
+        self.catalog.drop_database().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,32 +374,8 @@ async fn changelog_replays_to_the_source_through_sigkills() {
     let Some(python) = pyiceberg() else {
         return;
     };
-    let source = TestDatabase::create("ice_src").await;
-    let catalog = TestDatabase::create("ice_cat").await;
-    let pool = source_pool(&source).await;
-    exec(&pool, SCHEMA).await;
-    let warehouse_dir = tempfile::tempdir().unwrap();
-    let warehouse = format!("file://{}", warehouse_dir.path().display());
-    let pipeline_id = u64::from(std::process::id()) * 1000 + 900;
-    let config_dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        config_dir.path().join("dev.yaml"),
-        format!(
-            "pipeline:\n  id: {pipeline_id}\n  publication_name: lake\n  pg_connection: {{url: '{}'}}\n  \
-             batch: {{max_size: 500, max_fill_ms: 100}}\n  status_update_interval_ms: 200\n  \
-             metrics_address: null\n  retry: {{initial_ms: 100, max_ms: 1000}}\n\
-             destination:\n  iceberg:\n    catalog: {{sql: {{url: '{}'}}}}\n    warehouse: '{warehouse}'\n    \
-             namespace: shop\n    target_file_bytes: 4194304\n",
-            source.url, catalog.url
-        ),
-    )
-    .unwrap();
-    let mut etl = Replicator {
-        config_dir,
-        child: None,
-        starts: 0,
-    };
-
+    let mut lake = Lake::create(SCHEMA, 0).await;
+    let pool = lake.pool.clone();
     // The workload runs through every kill.
     let stop = Arc::new(AtomicBool::new(false));
     let workload = {
@@ -331,16 +408,16 @@ async fn changelog_replays_to_the_source_through_sigkills() {
 
     let cycles = 12;
     for cycle in 0..cycles {
-        etl.start();
+        lake.etl.start();
         let wait = if cycle == 0 {
             Duration::from_millis(1500)
         } else {
             Duration::from_millis(rand::rng().random_range(800..4000))
         };
         tokio::time::sleep(wait).await;
-        etl.kill().await;
+        lake.etl.kill().await;
     }
-    etl.start();
+    lake.etl.start();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     let transactions = workload.await.expect("workload");
@@ -348,41 +425,10 @@ async fn changelog_replays_to_the_source_through_sigkills() {
         transactions > 300,
         "the workload ran only {transactions} transactions"
     );
-    let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let slot = format!("etl_apply_{pipeline_id}");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !(all_ready(&pool, pipeline_id).await && applied_up_to(&pool, &slot, &target).await) {
-        assert!(
-            Instant::now() < deadline,
-            "etl did not catch up to {target}: {}",
-            etl.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    etl.stop().await;
+    lake.wait_caught_up(TABLES.len()).await;
+    lake.etl.stop().await;
 
-    let report = run_oracle(&python, &catalog, &warehouse, &source).await;
-    let problems = report["problems"].as_array().cloned().unwrap_or_default();
-    assert!(
-        problems.is_empty(),
-        "oracle found problems: {problems:#?}\n{}",
-        etl.logs()
-    );
-    for table in TABLES {
-        let name = table.split(':').next().unwrap().replace('.', "_");
-        let result = &report["tables"][&name];
-        assert_eq!(
-            result["source_md5"], result["replay_md5"],
-            "{name}: {result}"
-        );
-        assert!(
-            result["source_rows"].as_u64().unwrap_or(0) > 0,
-            "{name}: {result}"
-        );
-    }
+    let report = lake.check(&python, TABLES).await;
     let orders = &report["tables"]["public_orders"];
     assert!(orders["changes"].as_u64().unwrap_or(0) > 100, "{orders}");
     let snapshots: u64 = report["tables"]
@@ -399,6 +445,100 @@ async fn changelog_replays_to_the_source_through_sigkills() {
         "only {snapshots} snapshots checked: {report}"
     );
     eprintln!("iceberg oracle after {cycles} SIGKILLs and {transactions} transactions: {report}");
-    source.drop_database().await;
-    catalog.drop_database().await;
+    lake.drop().await;
+}
+
+const EVOLVING: &str = r#"
+create table evolving (id int primary key, a int, b text, c real, d varchar(5), n numeric(8,2));
+insert into evolving select g, g, 'b' || g, g / 2.0, 'd', g * 1.5 from generate_series(1, 100) g;
+create table fragile (id int primary key, t text);
+insert into fragile select g, 't' || g from generate_series(1, 10) g;
+create publication lake for table evolving, fragile;
+"#;
+
+/// Schema changes as Iceberg schema evolution: a rename keeps the field (old rows read under the
+/// new name), int → bigint, real → double and numeric(8,2) → numeric(12,2) widen, a dropped
+/// column leaves the schema, an added one starts null; text → int cannot be expressed and
+/// errors only that table, naming the column; a renamed table renames its Iceberg table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_evolve_the_iceberg_schema() {
+    let Some(python) = pyiceberg() else {
+        return;
+    };
+    let mut lake = Lake::create(EVOLVING, 1).await;
+    lake.etl.start();
+    lake.wait_caught_up(2).await;
+    exec(
+        &lake.pool,
+        "alter table evolving rename column b to b2;
+         alter table evolving alter column a type bigint;
+         alter table evolving alter column c type double precision;
+         alter table evolving alter column n type numeric(12,2);
+         alter table evolving drop column d;
+         alter table evolving add column e text;
+         update evolving set a = a + 5000000000, c = c + 0.25, e = 'e' || id where id <= 30;
+         insert into evolving (id, a, b2, c, n, e) values (1000, 1, 'new', 1.5, 1234567890.12, 'x');
+         delete from evolving where id = 99;
+         alter table evolving rename to evolved;
+         update evolved set b2 = 'renamed' where id = 2;
+         alter table fragile alter column t type int using length(t);
+         insert into fragile values (100, 7);",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state: Option<String> = sqlx::query_scalar(
+            "select s.state from etl.replication_state s join pg_class c on c.oid = s.table_id \
+             where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
+        )
+        .bind(lake.pipeline_id as i64)
+        .fetch_optional(&lake.pool)
+        .await
+        .unwrap();
+        if state.as_deref() == Some("errored") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fragile is {state:?}, not errored: {}",
+            lake.etl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let reason: String = sqlx::query_scalar(
+        "select coalesce(s.error->>'reason', '') from etl.replication_state s join pg_class c on c.oid = s.table_id \
+         where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
+    )
+    .bind(lake.pipeline_id as i64)
+    .fetch_one(&lake.pool)
+    .await
+    .unwrap_or_default();
+    assert!(
+        reason.contains("`t`") && reason.contains("cannot become"),
+        "fragile's error: {reason}"
+    );
+    // The other table goes on.
+    let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+        .fetch_one(&lake.pool)
+        .await
+        .unwrap();
+    let slot = format!("etl_apply_{}", lake.pipeline_id);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !applied_up_to(&lake.pool, &slot, &target).await {
+        assert!(
+            Instant::now() < deadline,
+            "etl did not catch up: {}",
+            lake.etl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    lake.etl.stop().await;
+    let report = lake.check(&python, &["public.evolved:id"]).await;
+    assert_eq!(
+        report["listed"],
+        serde_json::json!(["shop.public_evolved", "shop.public_fragile"]),
+        "{report}"
+    );
+    eprintln!("iceberg oracle after schema changes: {report}");
+    lake.drop().await;
 }

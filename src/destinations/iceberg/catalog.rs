@@ -156,8 +156,42 @@ impl SqlCatalog {
             .build()
     }
 
-    /// Points `ident` at `new` if it still points at `old`; a conflict otherwise.
+    /// Flushes the warehouse's file system (`syncfs`), so the files a commit is about to
+    /// reference are on disk before the catalog points at them: iceberg fsyncs data files but
+    /// writes metadata, manifest lists and manifests without.
+    async fn flush_warehouse(&self) -> Result<()> {
+        let dir = self
+            .warehouse
+            .strip_prefix("file://")
+            .unwrap_or(&self.warehouse)
+            .to_owned();
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let handle = std::fs::File::open(&dir)?;
+            // SAFETY: syncfs only reads the descriptor, which `handle` keeps open.
+            if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::new(
+                ErrorKind::Unexpected,
+                "cannot flush the warehouse to disk",
+            )
+            .with_source(e)),
+            Err(e) => {
+                Err(Error::new(ErrorKind::Unexpected, "flushing the warehouse").with_source(e))
+            }
+        }
+    }
+
+    /// Points `ident` at `new` if it still points at `old`; a conflict otherwise. Everything
+    /// written before is flushed to disk first.
     async fn swap(&self, ident: &TableIdent, old: &str, new: &str) -> Result<()> {
+        self.flush_warehouse().await?;
         let done = sqlx::query(
             "UPDATE iceberg_tables
              SET metadata_location = $4, previous_metadata_location = $5
@@ -344,6 +378,7 @@ impl Catalog for SqlCatalog {
             .metadata;
         let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
         metadata.write_to(&self.file_io, &metadata_location).await?;
+        self.flush_warehouse().await?;
         let inserted = sqlx::query(
             "INSERT INTO iceberg_tables
                  (catalog_name, table_namespace, table_name, metadata_location,

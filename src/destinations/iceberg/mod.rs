@@ -83,6 +83,9 @@ pub struct IcebergDestination {
     description: String,
     target_file_bytes: usize,
     slots: std::sync::Mutex<HashMap<TableId, Arc<Mutex<Slot>>>>,
+    /// Which Iceberg table holds each source table (by the `etl.source-table-id` property);
+    /// `None` until the namespace was read.
+    idents: std::sync::Mutex<Option<HashMap<TableId, TableIdent>>>,
 }
 
 impl std::fmt::Debug for IcebergDestination {
@@ -169,6 +172,7 @@ impl IcebergDestination {
             description: describe(config),
             target_file_bytes: usize::try_from(config.target_file_bytes).unwrap_or(usize::MAX),
             slots: std::sync::Mutex::new(HashMap::new()),
+            idents: std::sync::Mutex::new(None),
         })
     }
 
@@ -177,8 +181,52 @@ impl IcebergDestination {
         slots.entry(id).or_default().clone()
     }
 
-    fn ident(&self, schema: &TableSchema) -> TableIdent {
+    fn named(&self, schema: &TableSchema) -> TableIdent {
         TableIdent::new(self.namespace.clone(), table_name(schema))
+    }
+
+    fn known_ident(&self, id: TableId) -> Option<Option<TableIdent>> {
+        let idents = self.idents.lock().unwrap_or_else(|e| e.into_inner());
+        idents.as_ref().map(|known| known.get(&id).cloned())
+    }
+
+    fn remember(&self, id: TableId, ident: TableIdent) {
+        let mut idents = self.idents.lock().unwrap_or_else(|e| e.into_inner());
+        idents.get_or_insert_with(HashMap::new).insert(id, ident);
+    }
+
+    /// The Iceberg table that holds `schema`'s table: the one whose `etl.source-table-id` is
+    /// its OID (whatever its name, so a rename cut short by a crash is found), else the name it
+    /// would get.
+    async fn ident(&self, schema: &TableSchema) -> Result<TableIdent> {
+        if let Some(known) = self.known_ident(schema.id) {
+            return Ok(known.unwrap_or_else(|| self.named(schema)));
+        }
+        let mut found = HashMap::new();
+        let idents = self
+            .catalog
+            .list_tables(&self.namespace)
+            .await
+            .map_err(|e| error(schema, "listing tables", e))?;
+        for ident in idents {
+            let table = match self.catalog.load_table(&ident).await {
+                Ok(table) => table,
+                Err(e) if e.kind() == ErrorKind::TableNotFound => continue,
+                Err(e) => return Err(error(schema, "loading a table", e)),
+            };
+            if let Some(id) = source_id(&table) {
+                found.insert(id, ident);
+            }
+        }
+        let ident = found.get(&schema.id).cloned();
+        {
+            let mut known = self.idents.lock().unwrap_or_else(|e| e.into_inner());
+            let known = known.get_or_insert_with(HashMap::new);
+            for (id, ident) in found {
+                known.entry(id).or_insert(ident);
+            }
+        }
+        Ok(ident.unwrap_or_else(|| self.named(schema)))
     }
 
     fn creation(&self, schema: &TableSchema) -> Result<TableCreation> {
@@ -198,12 +246,23 @@ impl IcebergDestination {
             .build())
     }
 
-    /// The cached table, loaded (or created) if missing.
+    /// The cached table, loaded (or created) if missing; renamed when the source table was.
     async fn table(&self, slot: &mut Slot, schema: &TableSchema) -> Result<Table> {
-        if let Some(table) = &slot.table {
+        if let Some(table) = &slot.table
+            && table.identifier().name() == table_name(schema)
+        {
             return Ok(table.clone());
         }
-        let ident = self.ident(schema);
+        slot.table = None;
+        let mut ident = self.ident(schema).await?;
+        let named = self.named(schema);
+        if ident != named {
+            self.catalog
+                .rename_table(&ident, &named)
+                .await
+                .map_err(|e| error(schema, &format!("renaming {ident} to {named}"), e))?;
+            ident = named;
+        }
         let table = match self.catalog.load_table(&ident).await {
             Ok(table) => table,
             Err(e) if e.kind() == ErrorKind::TableNotFound => self
@@ -214,7 +273,9 @@ impl IcebergDestination {
             Err(e) => return Err(error(schema, "loading the table", e)),
         };
         let holder = table.metadata().properties().get(SOURCE_TABLE);
-        if holder.is_some_and(|h| *h != schema.name.to_string()) {
+        if source_id(&table) != Some(schema.id)
+            && holder.is_some_and(|h| *h != schema.name.to_string())
+        {
             return Err(Error::table(
                 schema,
                 format!(
@@ -224,6 +285,7 @@ impl IcebergDestination {
                 ),
             ));
         }
+        self.remember(schema.id, ident);
         slot.table = Some(table.clone());
         Ok(table)
     }
@@ -313,6 +375,12 @@ impl IcebergDestination {
 /// A data file name prefix no other writer uses.
 fn unique_prefix(what: &str) -> String {
     format!("{what}-{:032x}", rand::random::<u128>())
+}
+
+/// The source table a table holds (its `etl.source-table-id` property).
+fn source_id(table: &Table) -> Option<TableId> {
+    let id = table.metadata().properties().get(SOURCE_TABLE_ID)?;
+    id.parse().ok().map(TableId)
 }
 
 /// The position stored in the table's current snapshot, if any.
@@ -409,6 +477,7 @@ impl Destination for IcebergDestination {
         let wanted = self.creation(schema)?;
         if table.metadata().current_snapshot().is_some()
             || table.metadata().properties().contains_key(COPY_FINISHED)
+            || source_id(&table) != Some(schema.id)
             || !evolve::same_fields(table.metadata().current_schema(), &wanted.schema)
         {
             // A fresh metadata (same location, no snapshots, no position) replaces the old one
@@ -510,7 +579,7 @@ impl Destination for IcebergDestination {
     async fn alter_table(&self, old: &TableSchema, new: &TableSchema) -> Result<()> {
         let slot = self.slot(new.id);
         let mut slot = slot.lock().await;
-        let table = self.table(&mut slot, old).await?;
+        let table = self.table(&mut slot, new).await?;
         slot.table = None;
         let table = evolve::alter(&self.catalog, table, old, new).await?;
         slot.table = Some(table);
