@@ -167,6 +167,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn iceberg_warehouses_stay_inside_the_tenant_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let files = TenantFiles::new(root.path()).unwrap();
+        let config = |warehouse: &str| json!({"iceberg": {"warehouse": warehouse}});
+        for warehouse in ["file:///../x", "file:///a/../../x", "file:///", ""] {
+            let error = files.check("acme", &config(warehouse)).unwrap_err();
+            assert!(
+                error.contains("`config.iceberg.warehouse`"),
+                "{warehouse}: {error}"
+            );
+        }
+        let placed = files.place("acme", config("file:///lake")).unwrap();
+        assert_eq!(
+            placed["iceberg"]["warehouse"],
+            json!(format!("file://{}/acme/lake", root.path().display()))
+        );
+    }
+
+    #[test]
     fn paths_must_stay_inside_the_tenant_directory() {
         let root = tempfile::tempdir().unwrap();
         let files = TenantFiles::new(root.path()).unwrap();
