@@ -76,7 +76,7 @@ fn evolve(
             .cloned();
         match existing {
             Some(field) => {
-                let field_type = widened(&field.field_type, &wanted, &mut id).ok_or_else(|| {
+                let field_type = widened(&field.field_type, &wanted).ok_or_else(|| {
                     Error::table(
                         new,
                         format!(
@@ -120,7 +120,7 @@ fn evolve(
 }
 
 /// The type a field of type `stored` takes to hold `wanted`, if Iceberg allows it.
-fn widened(stored: &Type, wanted: &Kind, id: &mut impl FnMut() -> i32) -> Option<Type> {
+fn widened(stored: &Type, wanted: &Kind) -> Option<Type> {
     let target = wanted.iceberg(&mut || 0);
     if same_shape(stored, &target) {
         return Some(stored.clone());
@@ -136,10 +136,7 @@ fn widened(stored: &Type, wanted: &Kind, id: &mut impl FnMut() -> i32) -> Option
                 scale: same,
             }),
         ) if wider >= precision && same == scale => Some(target),
-        _ => {
-            let _ = id;
-            None
-        }
+        _ => None,
     }
 }
 
