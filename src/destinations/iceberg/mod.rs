@@ -3,7 +3,8 @@
 //! change is appended as one row with `_etl_*` columns ([`batch`]).
 //!
 //! Exactly once: each commit of a table's changes is one Iceberg snapshot whose summary holds
-//! the position `(commit_lsn, ordinal)` of its last change ([`POSITION_LSN`], [`POSITION_ORDINAL`]);
+//! the position `(commit_lsn, ordinal)` of its last change ([`POSITION_LSN`], [`POSITION_ORDINAL`];
+//! also the table property [`APPLIED_POSITION`], which survives other engines' maintenance);
 //! before appending, the destination reads the position of the table's current snapshot and
 //! skips the events at or below it. The data files and the position become visible together
 //! (the catalog's pointer swap), so a reader sees a `write_events` call's rows of a table
@@ -53,6 +54,9 @@ pub use self::batch::META_COLUMNS;
 pub const POSITION_LSN: &str = "etl.commit-lsn";
 /// Snapshot summary key: the ordinal of that change within its transaction.
 pub const POSITION_ORDINAL: &str = "etl.ordinal";
+/// Table property: `<commit_lsn>/<ordinal>` of the last change, set in the same commit as the
+/// snapshot summary (maintenance commits of other engines keep table properties).
+pub const APPLIED_POSITION: &str = "etl.applied-position";
 /// Table property: `true` once the table's initial copy is committed.
 pub const COPY_FINISHED: &str = "etl.copy-finished";
 /// Table property: the source table's OID.
@@ -324,8 +328,13 @@ impl IcebergDestination {
         slot: &mut Slot,
         schema: &TableSchema,
         records: &[Record<'_>],
-        properties: HashMap<String, String>,
+        (lsn, ordinal): (Lsn, u32),
     ) -> Result<()> {
+        let properties = HashMap::from([
+            (POSITION_LSN.to_owned(), lsn.0.to_string()),
+            (POSITION_ORDINAL.to_owned(), ordinal.to_string()),
+        ]);
+        let position = format!("{}/{ordinal}", lsn.0);
         let table = self.table(slot, schema).await?;
         let arrow = Arc::new(
             iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
@@ -348,10 +357,15 @@ impl IcebergDestination {
             .map_err(|e| error(schema, "closing a data file", e))?;
         let tx = Transaction::new(&table);
         let tx = tx
-            .fast_append()
-            .add_data_files(files)
-            .set_snapshot_properties(properties)
+            .update_table_properties()
+            .set(APPLIED_POSITION.to_owned(), position.to_owned())
             .apply(tx)
+            .and_then(|tx| {
+                tx.fast_append()
+                    .add_data_files(files)
+                    .set_snapshot_properties(properties)
+                    .apply(tx)
+            })
             .map_err(|e| error(schema, "preparing the commit", e))?;
         self.commit(slot, schema, tx).await
     }
@@ -383,20 +397,29 @@ fn source_id(table: &Table) -> Option<TableId> {
     id.parse().ok().map(TableId)
 }
 
-/// The position stored in the table's current snapshot, if any.
+/// The position of the last change the table holds: the table property [`APPLIED_POSITION`]
+/// (kept by maintenance commits of other engines, which do not carry etl's snapshot summary),
+/// else the newest snapshot summary that has one.
 fn applied_position(table: &Table) -> Option<(Lsn, u32)> {
-    let summary = table.metadata().current_snapshot()?.summary();
-    let lsn = summary
-        .additional_properties
-        .get(POSITION_LSN)?
-        .parse()
-        .ok()?;
-    let ordinal = summary
-        .additional_properties
-        .get(POSITION_ORDINAL)?
-        .parse()
-        .ok()?;
-    Some((Lsn(lsn), ordinal))
+    let metadata = table.metadata();
+    if let Some(position) = metadata.properties().get(APPLIED_POSITION) {
+        let (lsn, ordinal) = position.split_once('/')?;
+        return Some((Lsn(lsn.parse().ok()?), ordinal.parse().ok()?));
+    }
+    let mut snapshot = metadata.current_snapshot().cloned();
+    while let Some(current) = snapshot {
+        let properties = &current.summary().additional_properties;
+        if let (Some(lsn), Some(ordinal)) = (
+            properties.get(POSITION_LSN),
+            properties.get(POSITION_ORDINAL),
+        ) {
+            return Some((Lsn(lsn.parse().ok()?), ordinal.parse().ok()?));
+        }
+        snapshot = current
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id).cloned());
+    }
+    None
 }
 
 impl Destination for IcebergDestination {
@@ -619,17 +642,12 @@ impl Destination for IcebergDestination {
             let Some(last) = fresh.last() else {
                 continue;
             };
-            let (lsn, ordinal) = last.position();
+            let position = last.position();
             let records: Vec<Record<'_>> = fresh
                 .iter()
                 .map(|event| Record::of_event(event, &event.table))
                 .collect();
-            let properties = HashMap::from([
-                (POSITION_LSN.to_owned(), lsn.0.to_string()),
-                (POSITION_ORDINAL.to_owned(), ordinal.to_string()),
-            ]);
-            self.append(&mut slot, &schema, &records, properties)
-                .await?;
+            self.append(&mut slot, &schema, &records, position).await?;
         }
         Ok(())
     }
