@@ -363,6 +363,31 @@ impl Lake {
         report
     }
 
+    /// What another engine's maintenance does to every table: a commit whose snapshot carries
+    /// no etl position (an empty append by pyiceberg).
+    async fn foreign_commit(&self, python: &Path) {
+        let uri = self
+            .catalog
+            .url
+            .replacen("postgres://", "postgresql+psycopg2://", 1);
+        let script = "import sys, pyarrow as pa\n\
+            from pyiceberg.catalog.sql import SqlCatalog\n\
+            c = SqlCatalog('etl', uri=sys.argv[1], warehouse=sys.argv[2])\n\
+            for ident in c.list_tables('shop'):\n\
+            \x20   t = c.load_table(ident)\n\
+            \x20   t.append(pa.Table.from_pylist([], schema=t.schema().as_arrow()))\n";
+        let output = Command::new(python)
+            .args(["-c", script, &uri, &self.warehouse])
+            .output()
+            .await
+            .expect("run pyiceberg");
+        assert!(
+            output.status.success(),
+            "foreign commit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     async fn drop(self) {
         self.source.drop_database().await;
         self.catalog.drop_database().await;
@@ -416,6 +441,9 @@ async fn changelog_replays_to_the_source_through_sigkills() {
         };
         tokio::time::sleep(wait).await;
         lake.etl.kill().await;
+        if cycle == cycles / 2 {
+            lake.foreign_commit(&python).await;
+        }
     }
     lake.etl.start();
     tokio::time::sleep(Duration::from_secs(3)).await;
