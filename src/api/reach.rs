@@ -1,5 +1,6 @@
 //! The network policy ([`crate::netpolicy`]) applied to what tenants ask the control plane to
-//! reach: a source's `host`/`port`, a `postgres` destination's `host`/`port` or `url`. Checked
+//! reach: a source's `host`/`port`, a `postgres` destination's `host`/`port` or `url`, an `iceberg` destination's
+//! catalog connection. Checked
 //! on create, update and validate, and again each time the control plane connects to a source.
 //!
 //! A refusal answers the tenant with one generic message naming the field (so probing tells
@@ -30,6 +31,10 @@ pub fn destination_target(plain: &Value) -> Result<Option<Target>, ApiError> {
     match serde_json::from_value::<DestinationConfig>(plain.clone()) {
         Ok(DestinationConfig::Postgres(postgres)) => {
             target(&postgres.connection, "config.postgres").map(Some)
+        }
+        Ok(DestinationConfig::Iceberg(iceberg)) => {
+            let crate::config::iceberg::IcebergCatalogConfig::Sql(catalog) = &iceberg.catalog;
+            target(catalog, "config.iceberg.catalog.sql").map(Some)
         }
         // Shape errors are reported by the destination's own validation.
         _ => Ok(None),

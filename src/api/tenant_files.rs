@@ -1,4 +1,5 @@
-//! Where the files of tenants' `sqlite` and `jsonl` destinations go: each tenant has its own
+//! Where the files of tenants' `sqlite` and `jsonl` destinations (and `iceberg` warehouses)
+//! go: each tenant has its own
 //! directory `{api.local.data_dir}/{tenant}/`, and a path given through the API is a relative
 //! path inside it (no `..`, no absolute path, no symlink on the way out). The stored config
 //! keeps the relative path; [`TenantFiles::place`] turns it into the absolute one when a
@@ -41,7 +42,10 @@ impl TenantFiles {
     /// field (`config.sqlite.path`).
     pub fn check(&self, tenant: &str, config: &Value) -> Result<(), String> {
         if let Some((field, path)) = file_path(config) {
-            self.resolve(tenant, &field, path)?;
+            self.resolve(tenant, &field, path, false)?;
+        }
+        if let Some(path) = warehouse_path(config) {
+            self.resolve(tenant, WAREHOUSE_FIELD, path, true)?;
         }
         Ok(())
     }
@@ -49,10 +53,18 @@ impl TenantFiles {
     /// The config with its file path made absolute inside the tenant's directory, which is
     /// created if missing.
     pub fn place(&self, tenant: &str, mut config: Value) -> Result<Value, String> {
+        if let Some(path) = warehouse_path(&config) {
+            let absolute = self.resolve(tenant, WAREHOUSE_FIELD, path, true)?;
+            let text = absolute
+                .to_str()
+                .ok_or_else(|| format!("`{WAREHOUSE_FIELD}`: the path is not UTF-8"))?;
+            config["iceberg"]["warehouse"] = Value::String(format!("file://{text}"));
+            return Ok(config);
+        }
         let Some((field, path)) = file_path(&config) else {
             return Ok(config);
         };
-        let absolute = self.resolve(tenant, &field, path)?;
+        let absolute = self.resolve(tenant, &field, path, false)?;
         let dir = self.tenant_dir(tenant)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the tenant directory {}: {e}", dir.display()))?;
@@ -69,8 +81,15 @@ impl TenantFiles {
         Ok(config)
     }
 
-    /// `{root}/{tenant}/{path}`, if `path` is relative, stays inside and crosses no symlink.
-    fn resolve(&self, tenant: &str, field: &str, path: &str) -> Result<PathBuf, String> {
+    /// `{root}/{tenant}/{path}`, if `path` is relative, stays inside and crosses no symlink;
+    /// `directory`: the path names a directory (an Iceberg warehouse), not a file.
+    fn resolve(
+        &self,
+        tenant: &str,
+        field: &str,
+        path: &str,
+        directory: bool,
+    ) -> Result<PathBuf, String> {
         let invalid = |why: &str| {
             format!("`{field}` must be a relative path inside the tenant's data directory: {why}")
         };
@@ -107,7 +126,7 @@ impl TenantFiles {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(invalid("it goes through a symbolic link"));
                 }
-                Ok(meta) if meta.is_dir() && at == full => {
+                Ok(meta) if meta.is_dir() && at == full && !directory => {
                     return Err(invalid("it is a directory"));
                 }
                 Ok(_) => {}
@@ -116,6 +135,21 @@ impl TenantFiles {
         }
         Ok(full)
     }
+}
+
+/// The field of an `iceberg` destination's warehouse.
+const WAREHOUSE_FIELD: &str = "config.iceberg.warehouse";
+
+/// The warehouse directory of an `iceberg` destination config, relative to the tenant's
+/// directory: through the API, `file:///lake` is `{data_dir}/{tenant}/lake`.
+fn warehouse_path(config: &Value) -> Option<&str> {
+    let warehouse = config.get("iceberg")?.get("warehouse")?.as_str()?;
+    Some(
+        warehouse
+            .strip_prefix("file://")
+            .unwrap_or(warehouse)
+            .trim_start_matches('/'),
+    )
 }
 
 /// The `(field, path)` of a file destination config with a path (`jsonl` without one writes to
@@ -131,6 +165,25 @@ fn file_path(config: &Value) -> Option<(String, &str)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn iceberg_warehouses_stay_inside_the_tenant_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let files = TenantFiles::new(root.path()).unwrap();
+        let config = |warehouse: &str| json!({"iceberg": {"warehouse": warehouse}});
+        for warehouse in ["file:///../x", "file:///a/../../x", "file:///", ""] {
+            let error = files.check("acme", &config(warehouse)).unwrap_err();
+            assert!(
+                error.contains("`config.iceberg.warehouse`"),
+                "{warehouse}: {error}"
+            );
+        }
+        let placed = files.place("acme", config("file:///lake")).unwrap();
+        assert_eq!(
+            placed["iceberg"]["warehouse"],
+            json!(format!("file://{}/acme/lake", root.path().display()))
+        );
+    }
 
     #[test]
     fn paths_must_stay_inside_the_tenant_directory() {

@@ -273,11 +273,14 @@ pub enum DestinationConfig {
     Jsonl(#[serde(default)] JsonlDestinationConfig),
     /// Change messages in a NATS JetStream stream (Debezium's format by default).
     Nats(NatsDestinationConfig),
+    /// Apache Iceberg tables in a SQL catalog and a warehouse directory.
+    Iceberg(Box<super::IcebergDestinationConfig>),
 }
 
 /// The destination kinds as written in the configuration, in [`DestinationConfig`]'s order.
-pub const DESTINATION_KINDS: &[&str] =
-    &["memory", "discard", "sqlite", "postgres", "jsonl", "nats"];
+pub const DESTINATION_KINDS: &[&str] = &[
+    "memory", "discard", "sqlite", "postgres", "jsonl", "nats", "iceberg",
+];
 
 impl DestinationConfig {
     /// Checks what serde cannot; errors name the key below `destination` (`sqlite.path`).
@@ -288,6 +291,7 @@ impl DestinationConfig {
             DestinationConfig::Postgres(postgres) => postgres.validate().map(drop),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
             DestinationConfig::Nats(nats) => nats.validate(),
+            DestinationConfig::Iceberg(iceberg) => iceberg.validate(),
         }
     }
 
@@ -300,6 +304,7 @@ impl DestinationConfig {
             DestinationConfig::Postgres(_) => "postgres",
             DestinationConfig::Jsonl(_) => "jsonl",
             DestinationConfig::Nats(_) => "nats",
+            DestinationConfig::Iceberg(_) => "iceberg",
         }
     }
 }
@@ -344,6 +349,7 @@ impl<'de> Visitor<'de> for OneKind {
             "postgres" => DestinationConfig::Postgres(map.next_value()?),
             "jsonl" => DestinationConfig::Jsonl(map.next_value()?),
             "nats" => DestinationConfig::Nats(map.next_value()?),
+            "iceberg" => DestinationConfig::Iceberg(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, DESTINATION_KINDS)),
         };
         if let Some(second) = map.next_key::<String>()? {

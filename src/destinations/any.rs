@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::discard::DiscardDestination;
+use super::iceberg::IcebergDestination;
 use super::jsonl::JsonlDestination;
 use super::memory::MemoryDestination;
 use super::nats::NatsDestination;
@@ -25,6 +26,7 @@ pub enum AnyDestination {
     Postgres(Arc<PostgresDestination>),
     Jsonl(Arc<JsonlDestination>),
     Nats(Arc<NatsDestination>),
+    Iceberg(Arc<IcebergDestination>),
 }
 
 /// Why a destination could not be built from its configuration.
@@ -82,6 +84,12 @@ impl AnyDestination {
                     .map_err(|e| BuildError::new("nats", e))?;
                 AnyDestination::Nats(Arc::new(destination))
             }
+            DestinationConfig::Iceberg(iceberg) => {
+                let destination = IcebergDestination::open(iceberg)
+                    .await
+                    .map_err(|e| BuildError::new("iceberg", e))?;
+                AnyDestination::Iceberg(Arc::new(destination))
+            }
         })
     }
 }
@@ -102,6 +110,7 @@ pub fn describe_config(config: &DestinationConfig) -> std::result::Result<String
         }
         DestinationConfig::Jsonl(jsonl) => super::jsonl::describe(jsonl.path.as_deref()),
         DestinationConfig::Nats(nats) => super::nats::describe(nats),
+        DestinationConfig::Iceberg(iceberg) => super::iceberg::describe(iceberg),
     })
 }
 
@@ -115,6 +124,7 @@ macro_rules! dispatch {
             AnyDestination::Postgres($d) => $call,
             AnyDestination::Jsonl($d) => $call,
             AnyDestination::Nats($d) => $call,
+            AnyDestination::Iceberg($d) => $call,
         }
     };
 }

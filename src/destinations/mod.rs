@@ -12,6 +12,7 @@ pub mod sqlite;
 
 pub mod any;
 pub mod discard;
+pub mod iceberg;
 pub mod memory;
 pub mod nats;
 

@@ -130,3 +130,56 @@ async fn get_destination_never_returns_the_password() {
     assert!(bad["message"].as_str().unwrap().contains("colour"), "{bad}");
     app.shutdown().await;
 }
+
+/// `validate` of an `iceberg` destination connects to its catalog database: the test server
+/// answers, a closed port is an `unreachable` finding naming the field; the warehouse stays in
+/// the tenant's directory.
+#[tokio::test]
+async fn iceberg_validate_reaches_the_catalog() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let url = crate::common::admin_url();
+    let config = |url: &str, warehouse: &str| json!({"config": {"iceberg": {"catalog": {"sql": {"url": url}}, "warehouse": warehouse}}});
+    let ok = app
+        .post(
+            "/v1/destinations/validate",
+            Some("acme"),
+            config(&url, "file:///lake"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ok, json!({"findings": []}));
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let unreachable = app
+        .post(
+            "/v1/destinations/validate",
+            Some("acme"),
+            config(
+                &format!("postgres://postgres:x@127.0.0.1:{closed}/lake"),
+                "file:///lake",
+            ),
+        )
+        .await
+        .expect(200);
+    assert_eq!(unreachable["findings"][0]["code"], json!("unreachable"));
+    assert!(
+        unreachable["findings"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("config.iceberg.catalog.sql"),
+        "{unreachable}"
+    );
+    let escaping = app
+        .post(
+            "/v1/destinations/validate",
+            Some("acme"),
+            config(&url, "file:///../other"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(escaping["findings"][0]["code"], json!("invalid_config"));
+    app.shutdown().await;
+}

@@ -1,4 +1,4 @@
-//! Integration tests of the `sqlite`, `postgres` and `jsonl` destinations, driven through the
+//! Integration tests of the `sqlite`, `postgres`, `jsonl` and `iceberg` destinations, driven through the
 //! `Destination` trait against a real SQLite file, a second database on the shared test
 //! cluster (`ETL_TEST_DATABASE_URL`), and real files. Values come from Postgres itself (COPY
 //! and text output of a table holding every type), not from hand-written strings.
@@ -11,6 +11,7 @@ mod helpers;
 mod targets;
 
 mod end_to_end;
+mod iceberg;
 mod identity;
 mod jsonl;
 mod nats;

@@ -203,7 +203,11 @@ pub async fn validate_destination(
         Ok(()) => match findings(&body.config).as_slice() {
             [] => match check(&state, &tenant, &body.config).await {
                 Err(error) => vec![invalid(error.to_string())],
-                Ok(()) => reachable(&body.config).await,
+                Ok(()) => {
+                    let mut findings = reachable(&body.config).await;
+                    findings.extend(catalog_reachable(&state, &body.config).await);
+                    findings
+                }
             },
             found => found.to_vec(),
         },
@@ -233,4 +237,44 @@ fn unreachable_finding(message: String) -> Finding {
                nats.stream"
             .into(),
     }
+}
+
+/// For an `iceberg` destination, whether its catalog database answers (through the network
+/// policy's pinned address); findings are empty for other kinds.
+async fn catalog_reachable(
+    state: &AppState,
+    plain: &Value,
+) -> Vec<crate::api::domain::source::Finding> {
+    use sqlx::Connection;
+    let Some(crate::config::DestinationConfig::Iceberg(_)) =
+        serde_json::from_value::<crate::config::DestinationConfig>(plain.clone()).ok()
+    else {
+        return Vec::new();
+    };
+    let target = match reach::destination_target(plain) {
+        Ok(Some(target)) => target,
+        Ok(None) => return Vec::new(),
+        Err(error) => return vec![invalid(error.to_string())],
+    };
+    let checked = match reach::check(&state.policy, &target).await {
+        Ok(checked) => checked,
+        Err(error) => return vec![invalid(error.to_string())],
+    };
+    let connection = reach::pinned(target.connection, &checked);
+    let attempt = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sqlx::PgConnection::connect_with(&connection.sqlx_options()),
+    )
+    .await;
+    let message = match attempt {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return Vec::new();
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no answer within 10 s".to_owned(),
+    };
+    vec![crate::api::source_db::checks::unreachable(format!(
+        "`config.iceberg.catalog.sql`: cannot connect to the catalog database: {message}"
+    ))]
 }

@@ -78,6 +78,14 @@ pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, BuildErro
             &mut secrets,
         );
     }
+    if let DestinationConfig::Iceberg(iceberg) = &mut destination {
+        let crate::config::iceberg::IcebergCatalogConfig::Sql(catalog) = &mut iceberg.catalog;
+        take_secrets(
+            catalog,
+            &["destination", "iceberg", "catalog", "sql"],
+            &mut secrets,
+        );
+    }
     let file = ReplicatorFile {
         pipeline: PipelineConfig {
             metrics_address,
@@ -224,6 +232,44 @@ mod tests {
             Some(SecretUrl::new("postgres://u:url-pw@mirror/db"))
         );
         assert_eq!(connection.password.unwrap().expose(), "pw-9");
+    }
+
+    #[test]
+    fn iceberg_catalog_secrets_go_out_as_variables_only() {
+        let destination: DestinationConfig = serde_json::from_value(serde_json::json!({
+            "iceberg": {"catalog": {"sql": {"url": "postgres://u:cat-pw@lake/db", "password": "pw-7"}},
+                        "warehouse": "file:///lake", "namespace": "shop"}
+        }))
+        .unwrap();
+        let config = build(ReplicatorInputs {
+            pipeline_id: 9,
+            publication_name: "p",
+            settings: &PipelineSettings::default(),
+            source: PgConnectionConfig::from_url("postgres://rep@db/shop"),
+            destination,
+            metrics_address: None,
+        })
+        .unwrap();
+        for secret in ["cat-pw", "pw-7", REDACTED] {
+            assert!(!config.yaml.contains(secret), "{secret}: {}", config.yaml);
+        }
+        assert!(
+            config
+                .secrets
+                .contains_key("APP_DESTINATION__ICEBERG__CATALOG__SQL__URL")
+                && config
+                    .secrets
+                    .contains_key("APP_DESTINATION__ICEBERG__CATALOG__SQL__PASSWORD"),
+            "{:?}",
+            config.secrets.keys()
+        );
+        let DestinationConfig::Iceberg(iceberg) = load(&config).section("destination").unwrap()
+        else {
+            panic!("not an iceberg destination")
+        };
+        let crate::config::iceberg::IcebergCatalogConfig::Sql(catalog) = iceberg.catalog;
+        assert_eq!(catalog.password.unwrap().expose(), "pw-7");
+        assert_eq!(iceberg.namespace, "shop");
     }
 
     #[test]

@@ -1,0 +1,572 @@
+//! The real `etl replicate` binary into the `iceberg` destination: the SQL catalog in a real
+//! Postgres database, the warehouse a local directory, a workload of inserts, updates (also of
+//! keys and beside unchanged TOAST values), deletes, a truncate and a schema change, while the
+//! replicator is SIGKILLed at random points (12 cycles, the first during the copy). The oracle is
+//! pyiceberg (`iceberg_oracle.py`, run with `ETL_PYICEBERG`, the Python of a virtualenv with
+//! pyiceberg that `scripts/pyiceberg.sh` installs): it opens the catalog, reads every table,
+//! replays each changelog and compares it with the source (md5 of the ordered rows), finds no
+//! change twice and checks that every snapshot holds exactly the log up to its position.
+//!
+//! Without `ETL_PYICEBERG` the test is skipped with a message, except under `CI=true`, where
+//! it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+
+use crate::common::TestDatabase;
+use crate::helpers::{exec, source_pool};
+
+const SCHEMA: &str = r#"
+create table orders (id int primary key, customer text, amount numeric(12,2), placed timestamptz,
+  paid bool, tags text[], doc jsonb, uid uuid, d date, raw bytea, f float8, big numeric, t time,
+  ts timestamp);
+insert into orders select g, 'c' || g, g * 1.25, '2024-01-01 00:00+00'::timestamptz + g * interval '1 minute',
+  g % 2 = 0, array['a', 'b' || g], jsonb_build_object('g', g, 'nested', jsonb_build_array(g, 'x')),
+  md5(g::text)::uuid, '2024-01-01'::date + g % 400, decode(md5(g::text), 'hex'), g / 7.0,
+  g * 10000000000000000000.5, '12:00'::time + g * interval '1 second', '2024-01-01'::timestamp + g * interval '1 second'
+  from generate_series(1, 5000) g;
+create table counted (id int primary key, v int);
+insert into counted select g, 0 from generate_series(1, 200) g;
+create table toasty (id int primary key, small int, doc text);
+insert into toasty select g, 0, (select string_agg(md5(g::text || i::text), '') from generate_series(1, 300) i)
+  from generate_series(1, 20) g;
+create table scratch (id int primary key, v text);
+insert into scratch select g, 'v' || g from generate_series(1, 30) g;
+create publication lake for table orders, counted, toasty, scratch;
+"#;
+
+const TABLES: &[&str] = &[
+    "public.orders:id",
+    "public.counted:id",
+    "public.toasty:id",
+    "public.scratch:id",
+];
+
+/// The Python with pyiceberg, or `None` (skip) outside CI.
+fn pyiceberg() -> Option<PathBuf> {
+    match std::env::var_os("ETL_PYICEBERG") {
+        Some(python) => Some(PathBuf::from(python)),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "ETL_PYICEBERG is not set under CI=true: run scripts/test.sh (it installs pyiceberg)"
+            )
+        }
+        None => {
+            eprintln!(
+                "skipped: set ETL_PYICEBERG (scripts/pyiceberg.sh prints it) to run the iceberg oracle"
+            );
+            None
+        }
+    }
+}
+
+struct Replicator {
+    config_dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Replicator {
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = self
+            .config_dir
+            .path()
+            .join(format!("etl-{:02}.log", self.starts));
+        let child = Command::new(env!("CARGO_BIN_EXE_etl"))
+            .arg("--config-dir")
+            .arg(self.config_dir.path())
+            .args(["--env", "dev", "replicate"])
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(log)
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn etl replicate");
+        self.child = Some(child);
+    }
+
+    async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().await.expect("SIGKILL etl");
+    }
+
+    async fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("etl stops within 60 s after SIGTERM")
+            .unwrap();
+        assert!(
+            status.success(),
+            "etl exited with {status}: {}",
+            self.logs()
+        );
+    }
+
+    fn logs(&self) -> String {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.config_dir.path())
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        paths.sort();
+        let mut logs = String::new();
+        for path in paths
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        {
+            logs.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// One random transaction of the workload.
+async fn change(pool: &PgPool, next_id: &mut i32) -> Result<(), sqlx::Error> {
+    let (choice, id, small) = {
+        let mut rng = rand::rng();
+        (
+            rng.random_range(0..10),
+            rng.random_range(1..5_000),
+            rng.random_range(1..=20),
+        )
+    };
+    let mut tx = pool.begin().await?;
+    match choice {
+        0 | 1 => {
+            *next_id += 1;
+            sqlx::query(
+                "insert into orders (id, customer, amount, tags, doc, placed) \
+                 values ($1, 'new', 1.5, '{x,y}', '{\"k\": [1, 2]}', now())",
+            )
+            .bind(*next_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        2 | 3 => {
+            sqlx::query(
+                "update orders set amount = amount + 1, tags = tags || 'u'::text, paid = not paid \
+                 where id between $1 and $1 + 20",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        4 => {
+            sqlx::query("delete from orders where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        5 => {
+            // A key change: the update carries the old key.
+            sqlx::query("update orders set id = id + 1000000 where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        6 => {
+            sqlx::query("update toasty set small = small + 1 where id = $1")
+                .bind(small)
+                .execute(&mut *tx)
+                .await?;
+        }
+        _ => {
+            for _ in 0..20 {
+                let row = rand::rng().random_range(1..=200);
+                sqlx::query("update counted set v = v + 1 where id = $1")
+                    .bind(row)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
+async fn run_oracle(
+    python: &Path,
+    catalog: &TestDatabase,
+    warehouse: &str,
+    source: &TestDatabase,
+    tables: &[&str],
+) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/destinations/iceberg_oracle.py"
+    );
+    let catalog_uri = catalog
+        .url
+        .replacen("postgres://", "postgresql+psycopg2://", 1);
+    let mut command = Command::new(python);
+    command.arg(script).args([
+        "--catalog-uri",
+        &catalog_uri,
+        "--catalog-name",
+        "etl",
+        "--warehouse",
+        warehouse,
+        "--namespace",
+        "shop",
+        "--source-dsn",
+        &source.url,
+    ]);
+    for table in tables {
+        command.args(["--table", table]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("the oracle finishes within 300 s")
+        .expect("run the pyiceberg oracle");
+    assert!(
+        output.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "oracle output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+async fn applied_up_to(pool: &PgPool, slot: &str, target: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(
+        "select coalesce(confirmed_flush_lsn >= $2::pg_lsn, false) from pg_replication_slots \
+         where slot_name = $1",
+    )
+    .bind(slot)
+    .bind(target)
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+async fn all_ready(pool: &PgPool, pipeline_id: u64, tables: usize) -> bool {
+    let states: Vec<String> = sqlx::query_scalar(
+        "select state from etl.replication_state where pipeline_id = $1 and is_current",
+    )
+    .bind(pipeline_id as i64)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    states.len() == tables && states.iter().all(|s| s == "ready")
+}
+
+/// A source database with `schema` loaded, a catalog database, a warehouse directory and the
+/// replicator's config (not started).
+struct Lake {
+    source: TestDatabase,
+    catalog: TestDatabase,
+    pool: PgPool,
+    warehouse: String,
+    _warehouse_dir: tempfile::TempDir,
+    pipeline_id: u64,
+    etl: Replicator,
+}
+
+impl Lake {
+    async fn create(schema: &str, pipeline_offset: u64) -> Lake {
+        let source = TestDatabase::create("ice_src").await;
+        let catalog = TestDatabase::create("ice_cat").await;
+        let pool = source_pool(&source).await;
+        exec(&pool, schema).await;
+        let warehouse_dir = tempfile::tempdir().unwrap();
+        let warehouse = format!("file://{}", warehouse_dir.path().display());
+        let pipeline_id = u64::from(std::process::id()) * 1000 + 900 + pipeline_offset;
+        let config_dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            config_dir.path().join("dev.yaml"),
+            format!(
+                "pipeline:\n  id: {pipeline_id}\n  publication_name: lake\n  pg_connection: {{url: '{}'}}\n  \
+                 batch: {{max_size: 500, max_fill_ms: 100}}\n  status_update_interval_ms: 200\n  \
+                 metrics_address: null\n  retry: {{initial_ms: 100, max_ms: 1000}}\n\
+                 destination:\n  iceberg:\n    catalog: {{sql: {{url: '{}'}}}}\n    warehouse: '{warehouse}'\n    \
+                 namespace: shop\n    target_file_bytes: 4194304\n",
+                source.url, catalog.url
+            ),
+        )
+        .unwrap();
+        Lake {
+            source,
+            catalog,
+            pool,
+            warehouse,
+            _warehouse_dir: warehouse_dir,
+            pipeline_id,
+            etl: Replicator {
+                config_dir,
+                child: None,
+                starts: 0,
+            },
+        }
+    }
+
+    /// Waits until `tables` tables are ready and the apply slot confirmed the source's
+    /// current WAL position.
+    async fn wait_caught_up(&self, tables: usize) {
+        let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let slot = format!("etl_apply_{}", self.pipeline_id);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while !(all_ready(&self.pool, self.pipeline_id, tables).await
+            && applied_up_to(&self.pool, &slot, &target).await)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "etl did not catch up to {target}: {}",
+                self.etl.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Runs the oracle on `tables` and asserts it found no problem and equal digests.
+    async fn check(&self, python: &Path, tables: &[&str]) -> serde_json::Value {
+        let report = run_oracle(python, &self.catalog, &self.warehouse, &self.source, tables).await;
+        let problems = report["problems"].as_array().cloned().unwrap_or_default();
+        assert!(
+            problems.is_empty(),
+            "oracle found problems: {problems:#?}\n{}",
+            self.etl.logs()
+        );
+        for table in tables {
+            let name = table.split(':').next().unwrap().replace('.', "_");
+            let result = &report["tables"][&name];
+            assert_eq!(
+                result["source_md5"], result["replay_md5"],
+                "{name}: {result}"
+            );
+            assert!(
+                result["source_rows"].as_u64().unwrap_or(0) > 0,
+                "{name}: {result}"
+            );
+        }
+        report
+    }
+
+    /// What another engine's maintenance does to every table: a commit whose snapshot carries
+    /// no etl position (an empty append by pyiceberg).
+    async fn foreign_commit(&self, python: &Path) {
+        let uri = self
+            .catalog
+            .url
+            .replacen("postgres://", "postgresql+psycopg2://", 1);
+        let script = "import sys, pyarrow as pa\n\
+            from pyiceberg.catalog.sql import SqlCatalog\n\
+            c = SqlCatalog('etl', uri=sys.argv[1], warehouse=sys.argv[2])\n\
+            for ident in c.list_tables('shop'):\n\
+            \x20   t = c.load_table(ident)\n\
+            \x20   t.append(pa.Table.from_pylist([], schema=t.schema().as_arrow()))\n";
+        let output = Command::new(python)
+            .args(["-c", script, &uri, &self.warehouse])
+            .output()
+            .await
+            .expect("run pyiceberg");
+        assert!(
+            output.status.success(),
+            "foreign commit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    async fn drop(self) {
+        self.source.drop_database().await;
+        self.catalog.drop_database().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changelog_replays_to_the_source_through_sigkills() {
+    let Some(python) = pyiceberg() else {
+        return;
+    };
+    let mut lake = Lake::create(SCHEMA, 0).await;
+    let pool = lake.pool.clone();
+    // The workload runs through every kill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload = {
+        let pool = pool.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut next_id = 100_000;
+            let mut done = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                change(&pool, &mut next_id)
+                    .await
+                    .expect("workload transaction");
+                done += 1;
+                if done == 150 {
+                    exec(
+                        &pool,
+                        "alter table orders add column note text; \
+                                 update orders set note = 'noted' where id <= 50",
+                    )
+                    .await;
+                }
+                if done == 300 {
+                    exec(&pool, "truncate scratch; insert into scratch select g, 'w' || g from generate_series(1, 10) g").await;
+                }
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            done
+        })
+    };
+
+    let cycles = 12;
+    for cycle in 0..cycles {
+        lake.etl.start();
+        let wait = if cycle == 0 {
+            Duration::from_millis(1500)
+        } else {
+            Duration::from_millis(rand::rng().random_range(800..4000))
+        };
+        tokio::time::sleep(wait).await;
+        lake.etl.kill().await;
+        if cycle == cycles / 2 {
+            lake.foreign_commit(&python).await;
+        }
+    }
+    lake.etl.start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let transactions = workload.await.expect("workload");
+    assert!(
+        transactions > 300,
+        "the workload ran only {transactions} transactions"
+    );
+    lake.wait_caught_up(TABLES.len()).await;
+    lake.etl.stop().await;
+
+    let report = lake.check(&python, TABLES).await;
+    let orders = &report["tables"]["public_orders"];
+    assert!(orders["changes"].as_u64().unwrap_or(0) > 100, "{orders}");
+    let snapshots: u64 = report["tables"]
+        .as_object()
+        .map(|tables| {
+            tables
+                .values()
+                .filter_map(|t| t["snapshots_checked"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(
+        snapshots > 20,
+        "only {snapshots} snapshots checked: {report}"
+    );
+    eprintln!("iceberg oracle after {cycles} SIGKILLs and {transactions} transactions: {report}");
+    lake.drop().await;
+}
+
+const EVOLVING: &str = r#"
+create table evolving (id int primary key, a int, b text, c real, d varchar(5), n numeric(8,2));
+insert into evolving select g, g, 'b' || g, g / 2.0, 'd', g * 1.5 from generate_series(1, 100) g;
+create table fragile (id int primary key, t text);
+insert into fragile select g, 't' || g from generate_series(1, 10) g;
+create publication lake for table evolving, fragile;
+"#;
+
+/// Schema changes as Iceberg schema evolution: a rename keeps the field (old rows read under the
+/// new name), int → bigint, real → double and numeric(8,2) → numeric(12,2) widen, a dropped
+/// column leaves the schema, an added one starts null; text → int cannot be expressed and
+/// errors only that table, naming the column; a renamed table renames its Iceberg table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_evolve_the_iceberg_schema() {
+    let Some(python) = pyiceberg() else {
+        return;
+    };
+    let mut lake = Lake::create(EVOLVING, 1).await;
+    lake.etl.start();
+    lake.wait_caught_up(2).await;
+    exec(
+        &lake.pool,
+        "alter table evolving rename column b to b2;
+         alter table evolving alter column a type bigint;
+         alter table evolving alter column c type double precision;
+         alter table evolving alter column n type numeric(12,2);
+         alter table evolving drop column d;
+         alter table evolving add column e text;
+         update evolving set a = a + 5000000000, c = c + 0.25, e = 'e' || id where id <= 30;
+         insert into evolving (id, a, b2, c, n, e) values (1000, 1, 'new', 1.5, 1234567890.12, 'x');
+         delete from evolving where id = 99;
+         alter table evolving rename to evolved;
+         update evolved set b2 = 'renamed' where id = 2;
+         alter table fragile alter column t type int using length(t);
+         insert into fragile values (100, 7);",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state: Option<String> = sqlx::query_scalar(
+            "select s.state from etl.replication_state s join pg_class c on c.oid = s.table_id \
+             where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
+        )
+        .bind(lake.pipeline_id as i64)
+        .fetch_optional(&lake.pool)
+        .await
+        .unwrap();
+        if state.as_deref() == Some("errored") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fragile is {state:?}, not errored: {}",
+            lake.etl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let reason: String = sqlx::query_scalar(
+        "select coalesce(s.error->>'reason', '') from etl.replication_state s join pg_class c on c.oid = s.table_id \
+         where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
+    )
+    .bind(lake.pipeline_id as i64)
+    .fetch_one(&lake.pool)
+    .await
+    .unwrap_or_default();
+    assert!(
+        reason.contains("`t`") && reason.contains("cannot become"),
+        "fragile's error: {reason}"
+    );
+    // The other table goes on.
+    let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+        .fetch_one(&lake.pool)
+        .await
+        .unwrap();
+    let slot = format!("etl_apply_{}", lake.pipeline_id);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !applied_up_to(&lake.pool, &slot, &target).await {
+        assert!(
+            Instant::now() < deadline,
+            "etl did not catch up: {}",
+            lake.etl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    lake.etl.stop().await;
+    let report = lake.check(&python, &["public.evolved:id"]).await;
+    assert_eq!(
+        report["listed"],
+        serde_json::json!(["shop.public_evolved", "shop.public_fragile"]),
+        "{report}"
+    );
+    eprintln!("iceberg oracle after schema changes: {report}");
+    lake.drop().await;
+}
