@@ -152,16 +152,19 @@ struct Source {
     wait: Duration,
     /// `pg_logical_emit_message` is allowed (else the WAL position is the marker).
     emit: bool,
+    /// A snapshot transaction is open on `snapshot`.
+    open: bool,
 }
 
 impl Source {
     /// Starts a new snapshot and returns the marker written after it.
     async fn snapshot(&mut self) -> Result<String, Error> {
-        let conn = &mut *self.snapshot;
-        sqlx::raw_sql("COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
-            .execute(&mut *conn)
+        self.end().await?;
+        sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
+            .execute(&mut *self.snapshot)
             .await
             .map_err(pg_error("cannot take a snapshot of the source"))?;
+        self.open = true;
         if self.emit {
             match sqlx::query_scalar::<_, String>(
                 "SELECT pg_logical_emit_message(true, 'etl_verify', '')::text",
@@ -180,6 +183,17 @@ impl Source {
             .fetch_one(&self.pool)
             .await
             .map_err(pg_error("cannot read the source's WAL position"))
+    }
+
+    /// Ends the current snapshot, if any.
+    async fn end(&mut self) -> Result<(), Error> {
+        if std::mem::take(&mut self.open) {
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut *self.snapshot)
+                .await
+                .map_err(pg_error("cannot end a snapshot of the source"))?;
+        }
+        Ok(())
     }
 
     /// Waits until the apply slot confirmed `lsn`: the destination holds all before it.
@@ -358,6 +372,7 @@ pub async fn verify(
         slot: crate::engine::apply_slot_name(pipeline_id),
         wait: options.wait,
         emit: true,
+        open: false,
     };
     let mut reports = Vec::new();
     for (table, state) in tables {

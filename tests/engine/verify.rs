@@ -297,3 +297,70 @@ async fn postgres_writes_during_a_verification_are_not_drift() {
     let (mirror, destination) = Mirror::postgres("eng_verify_load_pg_target").await;
     writes_during_a_verification_are_not_drift("eng_verify_load_pg", mirror, destination).await;
 }
+
+/// `etl verify` as a cron job or CI step sees it: its exit code and one line.
+async fn verify_binary(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .arg("--config-dir")
+        .arg(dir)
+        .args(["--env", "dev", "verify"])
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .expect("run etl verify");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_binary_exits_0_when_equal_3_on_drift_2_on_a_bad_table_1_when_not_streaming() {
+    let source = Source::create("eng_verify_cli", "pub_verify_cli").await;
+    source
+        .exec(
+            "create table t (id int primary key, v text); \
+             insert into t select g, 'v' || g from generate_series(1, 1000) g; \
+             create publication pub_verify_cli for table t",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::cli::write_config(dir.path(), &source);
+    let mut replicator = crate::cli::replicate(dir.path(), false);
+    source.wait_ready(1).await;
+
+    let (code, stdout, stderr) = verify_binary(dir.path(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("public.t: equal (1000 rows)"), "{stdout}");
+
+    let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn.execute("delete from \"public.t\" where id = 500", [])
+        .unwrap();
+    let (code, stdout, stderr) = verify_binary(dir.path(), &["--table", "public.t"]).await;
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("id=500: missing in the destination"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("error: drift found in 1 table(s): public.t"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = verify_binary(dir.path(), &["--table", "public.nosuch"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("table `public.nosuch` does not exist"),
+        "{stderr}"
+    );
+
+    replicator.kill().await.unwrap();
+    let (code, _, stderr) = verify_binary(dir.path(), &["--wait-secs", "2"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("replicator must be running"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    source.drop().await;
+}
