@@ -14,13 +14,17 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let source = config.checked("pipeline", pipeline.source())?;
     let destination: DestinationConfig = config.section("destination")?;
     config.checked("destination", destination.validate())?;
-    let report = super::verify(
-        pipeline.id,
-        &pipeline.publication_name,
-        &source,
-        &destination,
-        &options,
-    )
+    let report = async {
+        let target = super::Target::from_config(&destination)?;
+        super::verify(
+            pipeline.id,
+            &pipeline.publication_name,
+            &source,
+            &target,
+            &options,
+        )
+        .await
+    }
     .await
     .map_err(|error| {
         if error.is_usage() {

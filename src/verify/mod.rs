@@ -82,6 +82,8 @@ pub enum Error {
          their rows in SQL"
     )]
     NotVerifiable(String),
+    #[error("the destination {0} does not exist: the pipeline has not written to it yet")]
+    NoDestination(String),
     #[error("table `{0}` does not exist on the source")]
     UnknownTable(String),
     #[error("table `{table}` is not replicated by pipeline {pipeline_id} (not in its state)")]
@@ -117,7 +119,10 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::NotVerifiable(_) | Error::UnknownTable(_) | Error::NotReplicated { .. }
+            Error::NotVerifiable(_)
+                | Error::NoDestination(_)
+                | Error::UnknownTable(_)
+                | Error::NotReplicated { .. }
         )
     }
 }
@@ -132,8 +137,69 @@ fn sqlite_error(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> E
     move |source| Error::Sqlite { context, source }
 }
 
+/// A destination that can be verified, as its configuration names it.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A sqlite file (it must exist).
+    Sqlite(PathBuf),
+    /// A postgres target; `schema` is `destination.postgres.schema`.
+    Postgres {
+        connection: PgConnection,
+        schema: Option<String>,
+    },
+}
+
+impl Target {
+    /// The verifiable destination `config` describes; other kinds are [`Error::NotVerifiable`].
+    pub fn from_config(config: &DestinationConfig) -> Result<Target, Error> {
+        match config {
+            DestinationConfig::Sqlite(sqlite) => Ok(Target::Sqlite(sqlite.path.clone())),
+            DestinationConfig::Postgres(postgres) => Ok(Target::Postgres {
+                connection: postgres.connection.resolve().map_err(|e| {
+                    Error::NotVerifiable(format!("postgres: destination.postgres: {e}"))
+                })?,
+                schema: postgres.schema.clone(),
+            }),
+            other => Err(Error::NotVerifiable(other.kind().to_owned())),
+        }
+    }
+
+    /// The destination as its description names it (`sqlite data/etl.db`).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Sqlite(path) => crate::destinations::sqlite::describe(path),
+            Target::Postgres { connection, schema } => {
+                crate::destinations::postgres::describe(connection, schema.as_deref())
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Reader, Error> {
+        match self {
+            Target::Sqlite(path) => {
+                if !path.exists() {
+                    return Err(Error::NoDestination(self.describe()));
+                }
+                Ok(Reader::Sqlite(path.clone()))
+            }
+            Target::Postgres { connection, .. } => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(pg::session(connection.sqlx_options()))
+                    .await
+                    .map_err(pg_error(format!(
+                        "cannot connect to the destination {}",
+                        connection.describe()
+                    )))?;
+                Ok(Reader::Postgres(pool))
+            }
+        }
+    }
+}
+
 /// Where the destination's rows are read.
-enum Target {
+enum Reader {
     Sqlite(PathBuf),
     Postgres(PgPool),
 }
@@ -256,7 +322,7 @@ impl Pair {
 
     async fn target_buckets(
         &self,
-        target: &Target,
+        target: &Reader,
         scope: Option<&[String]>,
     ) -> Result<Entries, Error> {
         let context = "cannot hash the destination's rows";
@@ -265,32 +331,32 @@ impl Pair {
                 .buckets(self.digits, scope.map(<[String]>::to_vec))
                 .await
                 .map_err(sqlite_error(context)),
-            (TargetTable::Postgres(table), Target::Postgres(pool)) => {
+            (TargetTable::Postgres(table), Reader::Postgres(pool)) => {
                 let mut conn = pool.acquire().await.map_err(pg_error(context))?;
                 table
                     .buckets(&mut conn, self.digits, scope)
                     .await
                     .map_err(pg_error(context))
             }
-            (TargetTable::Postgres(_), Target::Sqlite(_)) => unreachable_pair(),
+            (TargetTable::Postgres(_), Reader::Sqlite(_)) => unreachable_pair(),
         }
     }
 
-    async fn target_keys(&self, target: &Target, scope: &[String]) -> Result<Entries, Error> {
+    async fn target_keys(&self, target: &Reader, scope: &[String]) -> Result<Entries, Error> {
         let context = "cannot hash the destination's rows";
         match (&self.target, target) {
             (TargetTable::Sqlite(table), _) => table
                 .keys(self.digits, scope.to_vec())
                 .await
                 .map_err(sqlite_error(context)),
-            (TargetTable::Postgres(table), Target::Postgres(pool)) => {
+            (TargetTable::Postgres(table), Reader::Postgres(pool)) => {
                 let mut conn = pool.acquire().await.map_err(pg_error(context))?;
                 table
                     .keys(&mut conn, self.digits, scope)
                     .await
                     .map_err(pg_error(context))
             }
-            (TargetTable::Postgres(_), Target::Sqlite(_)) => unreachable_pair(),
+            (TargetTable::Postgres(_), Reader::Sqlite(_)) => unreachable_pair(),
         }
     }
 
@@ -314,45 +380,11 @@ pub async fn verify(
     pipeline_id: u64,
     publication: &str,
     source: &PgConnection,
-    destination: &DestinationConfig,
+    destination: &Target,
     options: &Options,
 ) -> Result<Report, Error> {
-    let target = match destination {
-        DestinationConfig::Sqlite(config) => {
-            if !config.path.exists() {
-                return Err(Error::NotVerifiable(format!(
-                    "sqlite {}: the file does not exist",
-                    config.path.display()
-                )));
-            }
-            Target::Sqlite(config.path.clone())
-        }
-        DestinationConfig::Postgres(config) => {
-            let connection = config.connection.resolve().map_err(|e| {
-                Error::NotVerifiable(format!("postgres: destination.postgres: {e}"))
-            })?;
-            let pool = PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(pg::session(connection.sqlx_options()))
-                .await
-                .map_err(pg_error(format!(
-                    "cannot connect to the destination {}",
-                    connection.describe()
-                )))?;
-            Target::Postgres(pool)
-        }
-        other => return Err(Error::NotVerifiable(other.kind().to_owned())),
-    };
-    let description = match destination {
-        DestinationConfig::Sqlite(c) => crate::destinations::sqlite::describe(&c.path),
-        DestinationConfig::Postgres(c) => c
-            .connection
-            .resolve()
-            .map(|conn| crate::destinations::postgres::describe(&conn, c.schema.as_deref()))
-            .unwrap_or_else(|_| "postgres".into()),
-        other => other.kind().to_owned(),
-    };
+    let description = destination.describe();
+    let target = destination.open().await?;
     let pool = PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_secs(30))
@@ -503,11 +535,11 @@ fn columns_of(schema: &TableSchema, names: Vec<String>) -> Columns {
 async fn pair(
     pool: &PgPool,
     publication: &str,
-    target: &Target,
+    target: &Reader,
     table: TableId,
 ) -> Result<Result<Pair, String>, Error> {
     let (schema, target_table) = match target {
-        Target::Sqlite(path) => {
+        Reader::Sqlite(path) => {
             let conn = sqlite::open(path).map_err(sqlite_error(format!(
                 "cannot open the sqlite file {}",
                 path.display()
@@ -526,7 +558,7 @@ async fn pair(
             });
             (layout.schema, target_table)
         }
-        Target::Postgres(target_pool) => {
+        Reader::Postgres(target_pool) => {
             let mut conn = target_pool
                 .acquire()
                 .await
@@ -622,7 +654,7 @@ fn digits_for(rows: i64) -> usize {
 /// Compares one table (see the module documentation).
 async fn compare_table(
     source: &mut Source,
-    target: &Target,
+    target: &Reader,
     pair: &Pair,
     name: String,
     table: TableId,

@@ -59,7 +59,7 @@ async fn run_verify(source: &Source, mirror: &Mirror, tables: &[&str], repair: b
         source.config.id,
         &source.config.publication_name,
         &source.config.source().expect("source"),
-        &destination_config(mirror),
+        &verify::Target::from_config(&destination_config(mirror)).expect("verifiable"),
         &options,
     )
     .await
