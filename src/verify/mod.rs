@@ -661,8 +661,12 @@ async fn compare_table(
 ) -> Result<TableReport, Error> {
     let marker = source.snapshot().await?;
     source.wait_for(&marker).await?;
-    let source_buckets = pair.source_buckets(source, None).await?;
-    let target_buckets = pair.target_buckets(target, None).await?;
+    // Both sides hash at the same time (the destination has reached S0: any moment will do).
+    let (source_buckets, target_buckets) = tokio::join!(
+        pair.source_buckets(source, None),
+        pair.target_buckets(target, None)
+    );
+    let (source_buckets, target_buckets) = (source_buckets?, target_buckets?);
     let rows = |entries: &Entries| entries.values().map(|e| e.rows).sum::<i64>();
     let mut report = TableReport {
         table: name,
@@ -694,10 +698,11 @@ async fn compare_table(
     let by_key = suspects.len() <= MAX_KEY_BUCKETS && suspect_rows <= MAX_KEY_ROWS;
     // Round 0 reads the source in S0 (still open) and the destination now (it reached S0).
     let (mut before, mut current) = if by_key {
-        (
-            pair.source_keys(source, &suspects).await?,
-            pair.target_keys(target, &suspects).await?,
-        )
+        let (before, current) = tokio::join!(
+            pair.source_keys(source, &suspects),
+            pair.target_keys(target, &suspects)
+        );
+        (before?, current?)
     } else {
         (source_buckets.clone(), target_buckets.clone())
     };
