@@ -1,16 +1,18 @@
 //! The one text form every side of a verification agrees on, per column and per row, and the
 //! hashes built from it.
 //!
-//! A value's canonical text is what Postgres prints under the replication session's settings
-//! (`DateStyle=ISO`, `IntervalStyle=postgres`, `TimeZone=UTC`, `extra_float_digits=3`,
-//! `bytea_output=hex`), which is also the text the sqlite destination stores for every type it
-//! keeps as TEXT, with three exceptions where sqlite stores a native value: `bool` is
-//! `true`/`false`, `bytea` is lowercase hex without `\x`, and `float4`/`float8` are the 16 hex
-//! digits of the IEEE-754 double (`float4` widened exactly, `-0` as `0`) or `NaN`, so no float
-//! printing has to agree between Postgres and Rust.
+//! A value's canonical text is what the type's output function prints under the replication
+//! session's settings (`DateStyle=ISO`, `IntervalStyle=postgres`, `TimeZone=UTC`,
+//! `extra_float_digits=3`, `bytea_output=hex`) — not a `::text` cast, which trims `character(n)`
+//! and adds `/32` to an `inet` — so it is also the text the sqlite destination stores for every
+//! type it keeps as TEXT. Where sqlite stores a native value the form is chosen so both sides
+//! make it exactly: `bool` is `t`/`f`, integers are decimal, `bytea` is lowercase hex without
+//! `\x`, and `float4`/`float8` are the 16 hex digits of the IEEE-754 double (`float4` widened
+//! exactly, `-0` as `0`) or `NaN`, so no float printing has to agree between Postgres and Rust.
 //!
-//! A row's canonical text is, for each column in order, `N` for NULL or `<chars>:<text>`; the
-//! key's canonical text is the same over the key columns. Postgres computes both in SQL
+//! A row's canonical text is its columns' values in order as SQL literals (`quote_nullable`:
+//! `NULL`, `'it''s'`, `E'a\\b'`) joined by `,`, which no two different rows share; the key's
+//! canonical text is the same over the key columns. Postgres computes both in SQL
 //! ([`pg_row`], [`pg_key`]) on the source and on a postgres destination; the sqlite side
 //! computes them in application-defined SQL functions from the stored values ([`sqlite_row`]).
 //! Rows are bucketed by a hex prefix of `md5(key text)` and hashed by `md5(row text)`, whose
@@ -55,7 +57,8 @@ pub const PG_SETTINGS: &[(&str, &str)] = &[
     ("bytea_output", "hex"),
 ];
 
-/// The canonical text of column `name` in SQL (NULL stays NULL).
+/// The canonical text of column `name` in SQL (NULL stays NULL). `concat()` prints a value
+/// with its type's output function.
 fn pg_value(name: &str, kind: Kind) -> String {
     let c = quote_identifier(name);
     match kind {
@@ -63,22 +66,20 @@ fn pg_value(name: &str, kind: Kind) -> String {
             "CASE WHEN {c} = 'NaN' THEN 'NaN' ELSE encode(float8send({c}::float8 + 0), 'hex') END"
         ),
         Kind::Bytea => format!("encode({c}, 'hex')"),
-        Kind::Bool | Kind::Integer | Kind::Text => format!("{c}::text"),
+        Kind::Integer => format!("{c}::text"),
+        Kind::Bool | Kind::Text => format!("CASE WHEN {c} IS NULL THEN NULL ELSE concat({c}) END"),
     }
 }
 
-/// The canonical text of the given columns in SQL, concatenated.
+/// The canonical text of the given columns in SQL: their literals joined by `,`.
 fn pg_concat<'a>(columns: impl Iterator<Item = (&'a str, Kind)>) -> String {
     let parts: Vec<String> = columns
-        .map(|(name, kind)| {
-            let value = pg_value(name, kind);
-            format!("coalesce(length({value})::text || ':' || {value}, 'N')")
-        })
+        .map(|(name, kind)| format!("quote_nullable({})", pg_value(name, kind)))
         .collect();
     if parts.is_empty() {
         "''".into()
     } else {
-        parts.join(" || ")
+        parts.join(" || ',' || ")
     }
 }
 
@@ -121,16 +122,31 @@ impl Columns {
     }
 }
 
+/// Appends `text` as Postgres's `quote_literal` writes it: in single quotes, quotes doubled,
+/// and, when it holds a backslash, `E'…'` with backslashes doubled.
+fn quote_literal(out: &mut String, text: &str) {
+    if text.contains('\\') {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+}
+
 /// Appends the canonical text of one stored sqlite value of `kind`.
 fn sqlite_value(out: &mut String, kind: Kind, value: ValueRef<'_>) {
-    use std::fmt::Write as _;
     let text = match (kind, value) {
         (_, ValueRef::Null) => {
-            out.push('N');
+            out.push_str("NULL");
             return;
         }
-        (Kind::Bool, ValueRef::Integer(0)) => "false".to_owned(),
-        (Kind::Bool, ValueRef::Integer(1)) => "true".to_owned(),
+        (Kind::Bool, ValueRef::Integer(0)) => "f".to_owned(),
+        (Kind::Bool, ValueRef::Integer(1)) => "t".to_owned(),
         (Kind::Integer, ValueRef::Integer(i)) => i.to_string(),
         (Kind::Float, ValueRef::Real(f)) => float_hex(f),
         (Kind::Float, ValueRef::Integer(i)) => float_hex(i as f64),
@@ -140,7 +156,7 @@ fn sqlite_value(out: &mut String, kind: Kind, value: ValueRef<'_>) {
         // A value of the wrong storage class (written by hand): never equal to the source's.
         (_, other) => format!("?{other:?}"),
     };
-    let _ = write!(out, "{}:{text}", text.chars().count());
+    quote_literal(out, &text);
 }
 
 /// The 16 hex digits of a double, `-0` as `0`.
@@ -151,7 +167,10 @@ fn float_hex(value: f64) -> String {
 /// The canonical text of stored sqlite values of the given kinds.
 pub fn sqlite_row<'a>(values: impl Iterator<Item = (Kind, ValueRef<'a>)>) -> String {
     let mut out = String::new();
-    for (kind, value) in values {
+    for (i, (kind, value)) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
         sqlite_value(&mut out, kind, value);
     }
     out
@@ -171,36 +190,49 @@ pub fn md5_head(text: &str) -> i64 {
     i64::from_be_bytes(head)
 }
 
-/// A key's canonical text shown to people: `id=7`, `(a=1, b=x)`.
+/// A key's canonical text shown to people: `id=7`, `(a=1, b=x)`; the text itself when it
+/// cannot be read back.
 pub fn display_key(names: &[&str], text: &str) -> String {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    for name in names {
-        let value = if let Some(after) = rest.strip_prefix('N') {
-            rest = after;
-            "NULL".to_owned()
+    let parts = names
+        .iter()
+        .try_fold((Vec::new(), text), |(mut parts, rest), name| {
+            let rest = rest.strip_prefix(',').unwrap_or(rest);
+            let (value, rest) = read_literal(rest)?;
+            parts.push(format!("{name}={value}"));
+            Some((parts, rest))
+        })
+        .filter(|(_, rest)| rest.is_empty())
+        .map(|(parts, _)| parts);
+    match parts {
+        Some(mut parts) if parts.len() == 1 => parts.remove(0),
+        Some(parts) => format!("({})", parts.join(", ")),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads one `quote_nullable` literal from the start of `text`: its value and the rest.
+fn read_literal(text: &str) -> Option<(String, &str)> {
+    if let Some(rest) = text.strip_prefix("NULL") {
+        return Some(("NULL".into(), rest));
+    }
+    let (escaped, body) = match text.strip_prefix("E'") {
+        Some(body) => (true, body),
+        None => (false, text.strip_prefix('\'')?),
+    };
+    let mut value = String::new();
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let doubled = c == '\'' || (escaped && c == '\\');
+        if doubled && chars.peek().map(|(_, next)| *next) == Some(c) {
+            chars.next();
+            value.push(c);
+        } else if c == '\'' {
+            return Some((value, &body[i + 1..]));
         } else {
-            let Some((len, after)) = rest.split_once(':') else {
-                return text.to_owned();
-            };
-            let Ok(len) = len.parse::<usize>() else {
-                return text.to_owned();
-            };
-            let end = after
-                .char_indices()
-                .nth(len)
-                .map_or(after.len(), |(i, _)| i);
-            let value = after[..end].to_owned();
-            rest = &after[end..];
-            value
-        };
-        parts.push(format!("{name}={value}"));
+            value.push(c);
+        }
     }
-    if parts.len() == 1 {
-        parts.remove(0)
-    } else {
-        format!("({})", parts.join(", "))
-    }
+    None
 }
 
 #[cfg(test)]
@@ -224,14 +256,14 @@ mod tests {
         );
         assert_eq!(
             row,
-            "2:424:true16:000000000000000016:3ff80000000000003:NaN4:00ff1:éN"
+            "'42','t','0000000000000000','3ff8000000000000','NaN','00ff','é',NULL"
         );
     }
 
     #[test]
     fn a_stored_value_of_the_wrong_class_never_matches() {
         let row = sqlite_row([(Kind::Integer, ValueRef::Text(b"42"))].into_iter());
-        assert_ne!(row, "2:42");
+        assert_ne!(row, "'42'");
     }
 
     #[test]
@@ -243,9 +275,24 @@ mod tests {
 
     #[test]
     fn keys_are_shown_with_their_column_names() {
-        assert_eq!(display_key(&["id"], "2:17"), "id=17");
-        assert_eq!(display_key(&["a", "b"], "3:x:yN"), "(a=x:y, b=NULL)");
+        assert_eq!(display_key(&["id"], "'17'"), "id=17");
+        assert_eq!(
+            display_key(&["a", "b", "c"], "'x'',y',NULL,E'a\\\\b'"),
+            "(a=x',y, b=NULL, c=a\\b)"
+        );
         assert_eq!(display_key(&["a"], "garbage"), "garbage");
+        assert_eq!(display_key(&["a"], "'x','y'"), "'x','y'");
+    }
+
+    #[test]
+    fn literals_are_quoted_as_postgres_quotes_them() {
+        // select quote_literal('it''s'), quote_literal('a\b') = 'it''s', E'a\\b'
+        let mut out = String::new();
+        quote_literal(&mut out, "it's");
+        assert_eq!(out, "'it''s'");
+        out.clear();
+        quote_literal(&mut out, "a\\b");
+        assert_eq!(out, "E'a\\\\b'");
     }
 
     #[test]
@@ -255,10 +302,7 @@ mod tests {
             kinds: vec![Kind::Integer, Kind::Float],
             key: vec![0],
         };
-        assert_eq!(
-            columns.pg_key(),
-            "coalesce(length(\"Id\"::text)::text || ':' || \"Id\"::text, 'N')"
-        );
+        assert_eq!(columns.pg_key(), "quote_nullable(\"Id\"::text)");
         assert!(columns.pg_row().contains("float8send(\"f\"::float8 + 0)"));
     }
 }
