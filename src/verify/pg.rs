@@ -10,8 +10,12 @@ use super::canonical::{Columns, PG_SETTINGS};
 use super::compare::{Entries, Entry};
 
 /// The session options under which the canonical text is what the replicator received.
+/// Hashing a large table takes long by design: no "slow statement" warnings.
 pub fn session(options: PgConnectOptions) -> PgConnectOptions {
-    options.options(PG_SETTINGS.iter().copied())
+    use sqlx::ConnectOptions as _;
+    options
+        .options(PG_SETTINGS.iter().copied())
+        .disable_statement_logging()
 }
 
 /// One table as read by the SQL of this module.

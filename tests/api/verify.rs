@@ -36,6 +36,15 @@ async fn verify_reports_equal_then_drift_and_is_tenant_scoped() {
     let destination_id = app
         .create_destination("acme", "mirror", json!({"sqlite": {"path": "mirror.db"}}))
         .await;
+    // Slot names are per pipeline id and cluster-wide: an id of its own, so this test can run
+    // beside another that starts pipeline 1.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter table app.pipelines alter column id restart with {}",
+        u64::from(std::process::id()) * 10 + 7
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let id = app
         .create_pipeline("acme", source_id, destination_id, "orders_pub")
         .await["id"]
@@ -61,7 +70,7 @@ async fn verify_reports_equal_then_drift_and_is_tenant_scoped() {
     .await
     .expect(200);
     let mut ready = false;
-    for _ in 0..600 {
+    for _ in 0..1800 {
         let body = app
             .get(
                 &format!("/v1/pipelines/{id}/replication-status"),
@@ -189,4 +198,11 @@ async fn verify_reports_equal_then_drift_and_is_tenant_scoped() {
         "documented in OpenAPI"
     );
     assert!(spec["components"]["schemas"]["Report"].is_object());
+
+    // Deleting drops the pipeline's slot (slot names are per pipeline id, cluster-wide).
+    let deleted = app
+        .delete(&format!("/v1/pipelines/{id}"), Some("acme"))
+        .await
+        .expect(200);
+    assert_eq!(deleted["source_cleaned"], json!(true), "{deleted}");
 }
