@@ -17,8 +17,12 @@
 #   mixed          (only with --only mixed) the lag of small transactions committed every 20 ms
 #                  while one big transaction runs and after it commits, with pgoutput protocol 1
 #                  (`streaming: off`) beside protocol 2 (`streaming: auto`)
+#   verify         rows/s of `etl verify` comparing pgbench_accounts with its copy in the
+#                  destination (sqlite or postgres; a running replicator)  vs  psql
+#                  "COPY … TO STDOUT" > /dev/null of the same table (only with --only verify)
 #
-# usage: scripts/bench.sh [--quick] [--destination discard] [--only copy,drain,live,big,mixed]
+# usage: scripts/bench.sh [--quick] [--destination discard]
+#                         [--only copy,drain,live,big,mixed,verify]
 #                         [--destinations discard,sqlite,postgres [--repeat N]]
 #                         [--keep] [--no-build] [--perf] [--out FILE]
 #   --quick        a tenth of the sizes (a smoke run of a couple of minutes)
@@ -816,6 +820,48 @@ bench_mixed() {
     bench_mixed_one auto
 }
 
+# ---------------------------------------------------------------- verify
+# `etl verify` of pgbench_accounts against its copy in $destination while the replicator runs:
+# rows/s from its start to its exit, against psql COPY TO STDOUT of the same table just before.
+bench_verify() {
+    if [ "$destination" != sqlite ] && [ "$destination" != postgres ]; then
+        log "verify: destination $destination is not verifiable (sqlite, postgres): skipped"
+        return 0
+    fi
+    local table=pgbench_accounts rows=$accounts_rows start psql_secs psql_rate secs rate code
+    pipeline=$((pipeline + 1))
+    log "verify $table: etl replicate (pipeline $pipeline) until the table is ready"
+    start_etl "$pipeline" pub_accounts
+    wait_state "$pipeline" "$table" "{ready}"
+    sql "select count(*) from $table" >/dev/null   # warm the cache for both readers
+    log "verify $table: psql COPY TO STDOUT"
+    start="$(now)"
+    psql -X -q -c "copy $table to stdout" > /dev/null
+    psql_secs="$(calc "$(now) - $start" 3)"
+    psql_rate="$(calc "$rows / $psql_secs" 0)"
+    log "verify $table: etl verify"
+    start="$(now)"
+    code=0
+    "$etl" --config-dir "$work/etl-$pipeline" --env dev verify --table "$table" \
+        > "$work/etl-$pipeline/verify.out" 2> "$work/etl-$pipeline/verify.log" || code=$?
+    secs="$(calc "$(now) - $start" 3)"
+    stop_etl "$etl_pid"
+    sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+         where slot_name like 'etl%' and not active" >/dev/null
+    if [ "$code" != 0 ]; then
+        echo "error: etl verify exited $code; $work/etl-$pipeline/verify.out and verify.log:" >&2
+        cat "$work/etl-$pipeline/verify.out" >&2
+        tail -5 "$work/etl-$pipeline/verify.log" >&2
+        exit 1
+    fi
+    rate="$(calc "$rows / $secs" 0)"
+    load="$(load1)"
+    record "verify $table rows/s" "$rate" "psql COPY TO STDOUT rows/s" "$psql_rate" \
+        "$(calc "$rate / $psql_rate")" "" "$load"
+    record "  (etl verify, s)" "$secs" "(psql, s)" "$psql_secs" "" ""
+    keep "verify $table rows/s" "$rate" "$psql_rate" "$load"
+}
+
 # Runs the selected parts with etl writing to $destination.
 bench_parts() {
     header
@@ -823,6 +869,7 @@ bench_parts() {
     if wants drain || wants live; then bench_changes; fi
     if wants big; then bench_big; fi
     if wants mixed; then bench_mixed; fi
+    if wants verify; then bench_verify; fi
 }
 
 # ---------------------------------------------------------------- destination comparison
@@ -854,9 +901,10 @@ compare_table() {
         echo "is taken within its round (x $base: same figure of $base; x limit: the limit measured"
         echo "beside it; x alone: psql piping the same rows straight into the destination, see --help)"
         row "figure" "dest" "etl" "x $base" "target" "limit" "x limit" "alone" "x alone" "load"
-        for figure in "copy pgbench_accounts rows/s" "copy bench_mixed rows/s" "drain changes/s"; do
+        for figure in "copy pgbench_accounts rows/s" "copy bench_mixed rows/s" "drain changes/s" \
+                      "verify pgbench_accounts rows/s"; do
             case "$figure" in
-                copy*) limit_name="psql COPY" ;;
+                copy*|verify*) limit_name="psql COPY" ;;
                 *) limit_name="pg_recvlogical" ;;
             esac
             for kind in "${compared[@]}"; do

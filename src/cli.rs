@@ -70,6 +70,13 @@ pub enum Command {
     #[command(subcommand)]
     Tables(TablesCommand),
 
+    /// Compare every streaming table of the pipeline's destination with its source, at a
+    /// position the destination has reached (same configuration as `etl replicate`; the
+    /// replicator must be running). Exit code 0: equal, 3: drift found.
+    ///
+    /// Example: etl --env dev verify --table public.orders --repair
+    Verify(VerifyArgs),
+
     /// Run the REST control plane (sections `api` and `database`).
     ///
     /// Example: APP_ENVIRONMENT=dev etl serve-api
@@ -125,6 +132,21 @@ pub struct ResyncArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify only this table, as in SQL: `schema.name` (repeatable; default: every table).
+    #[arg(long, value_name = "SCHEMA.NAME")]
+    pub table: Vec<String>,
+
+    /// Resync (copy again, online) every table found to differ.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Seconds to wait for the destination to reach the source's position.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub wait_secs: u64,
 }
 
 #[derive(Debug, Args)]

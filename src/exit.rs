@@ -1,6 +1,6 @@
 //! How a failed command looks from outside: exit code 2 for usage and configuration errors, 1 for
-//! runtime failures, 4 when `etl replicate --once` ended with errored tables, and one readable
-//! line (plus its causes) on stderr.
+//! runtime failures, 3 when `etl verify` found drift, 4 when `etl replicate --once` ended with
+//! errored tables, and one readable line (plus its causes) on stderr.
 
 use std::process::ExitCode;
 
@@ -13,6 +13,14 @@ pub const FAILURE: u8 = 1;
 
 /// Exit code of `etl replicate --once` when it caught up but some tables ended `errored`.
 pub const TABLES_ERRORED: u8 = 4;
+
+/// Exit code of `etl verify` when a table's destination differs from its source.
+pub const DRIFT_FOUND: u8 = 3;
+
+/// `etl verify` found these tables (`name`) differing from the source.
+#[derive(Debug, thiserror::Error)]
+#[error("drift found in {} table(s): {}", .0.len(), .0.join(", "))]
+pub struct DriftFound(pub Vec<String>);
 
 /// `etl replicate --once` caught up, but these tables (`name: reason`) ended `errored`.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,9 @@ impl From<ConfigError> for UsageError {
 pub fn code_for(error: &anyhow::Error) -> ExitCode {
     if error.chain().any(|cause| cause.is::<TablesErrored>()) {
         return ExitCode::from(TABLES_ERRORED);
+    }
+    if error.chain().any(|cause| cause.is::<DriftFound>()) {
+        return ExitCode::from(DRIFT_FOUND);
     }
     let usage = error
         .chain()

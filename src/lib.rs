@@ -20,6 +20,7 @@
 //! - [`api`]: `etl serve-api`, the REST control plane (routes, auth, encrypted secrets, runtimes).
 //! - [`k8s`]: `etl k8s bootstrap` and replicators as StatefulSets (the `kubernetes` runtime).
 //! - [`netpolicy`]: which hosts and ports tenants' sources and destinations may reach.
+//! - [`verify`]: `etl verify`, a pipeline's destination compared with its source, row hashes in SQL.
 
 pub mod api;
 pub mod base;
@@ -37,3 +38,4 @@ pub mod reset;
 pub mod shutdown;
 pub mod tables;
 pub mod telemetry;
+pub mod verify;

@@ -79,6 +79,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(TablesCommand::Resync(args)) => {
             runtime.block_on(etl::tables::resync(load()?, &args.table, args.yes))
         }
+        Command::Verify(args) => runtime.block_on(etl::verify::command::run(
+            load()?,
+            etl::verify::Options {
+                tables: args.table,
+                repair: args.repair,
+                wait: std::time::Duration::from_secs(args.wait_secs),
+            },
+        )),
         Command::K8s(K8sCommand::Bootstrap(args)) => {
             // Bootstrap needs no config dir: without one, the `kubernetes` defaults apply.
             let settings = match Config::load(&cli.config_dir, environment) {

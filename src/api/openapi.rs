@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use super::domain::{destination, image, pipeline, source, tenant};
 use super::error::ErrorBody;
 use super::routes::{
-    destinations, health, images, pipeline_actions, pipeline_reset, pipelines, publications,
-    sources, table_actions, tenants,
+    destinations, health, images, pipeline_actions, pipeline_reset, pipeline_verify, pipelines,
+    publications, sources, table_actions, tenants,
 };
 
 #[derive(OpenApi)]
@@ -38,6 +38,7 @@ use super::routes::{
         pipeline_actions::replication_status, pipeline_actions::rollback_tables,
         table_actions::resync_table,
         pipeline_reset::reset_pipeline,
+        pipeline_verify::verify_pipeline,
     ),
     components(schemas(
         ErrorBody, health::Health,
@@ -58,6 +59,8 @@ use super::routes::{
         crate::api::lag::forecast::WalForecast, crate::api::lag::forecast::ForecastLevel, pipeline::RollbackRequest,
         pipeline::RollbackTables, pipeline::RollbackTarget, pipeline::RollbackResult,
         pipeline::RolledBackTable, pipeline::DeletedPipeline, pipeline_reset::PipelineReset,
+        pipeline_verify::VerifyRequest, crate::verify::Report, crate::verify::TableReport,
+        crate::verify::TableStatus, crate::verify::RangeDrift, crate::verify::RowDrift,
     )),
     tags(
         (name = "tenants"), (name = "images"), (name = "sources"), (name = "publications"),

@@ -52,6 +52,8 @@ struct Inner {
     spill_transactions: Gauge<u64, AtomicU64>,
     table_states: Family<StateLabels, Gauge>,
     current_states: Mutex<HashMap<TableName, String>>,
+    table_error_attempts: Family<TableLabels, Gauge>,
+    table_next_attempt: Family<TableLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// The metrics endpoint could not be served.
@@ -93,6 +95,18 @@ impl Metrics {
         let spill_bytes = Gauge::<u64, AtomicU64>::default();
         let spill_transactions = Gauge::<u64, AtomicU64>::default();
         let table_states = Family::<StateLabels, Gauge>::default();
+        let table_error_attempts = Family::<TableLabels, Gauge>::default();
+        let table_next_attempt = Family::<TableLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "etl_table_error_attempts",
+            "Errors in a row of a table since it was last ready (pipeline.table_errors)",
+            table_error_attempts.clone(),
+        );
+        registry.register(
+            "etl_table_next_attempt_timestamp_seconds",
+            "When the next automatic retry of an errored table is due (Unix time; 0: none)",
+            table_next_attempt.clone(),
+        );
         registry.register(
             "etl_rows_copied",
             "Rows copied from a source table during its initial copy",
@@ -160,6 +174,8 @@ impl Metrics {
                 spill_transactions,
                 table_states,
                 current_states: Mutex::default(),
+                table_error_attempts,
+                table_next_attempt,
             }),
         }
     }
@@ -241,6 +257,19 @@ impl Metrics {
             .get_or_create(&state_labels(table, state))
             .set(1);
         current.insert(table.clone(), state.to_owned());
+    }
+
+    /// `table` has had `attempts` errors in a row; its next automatic retry is due at
+    /// `next_attempt` (Unix seconds), if one is scheduled.
+    pub fn table_retries(&self, table: &TableName, attempts: i32, next_attempt: Option<f64>) {
+        self.inner
+            .table_error_attempts
+            .get_or_create(&table_labels(table))
+            .set(i64::from(attempts));
+        self.inner
+            .table_next_attempt
+            .get_or_create(&table_labels(table))
+            .set(next_attempt.unwrap_or(0.0));
     }
 
     /// The OpenMetrics text exposition of every metric (ends with `# EOF`).
@@ -378,6 +407,28 @@ mod tests {
             line(&text, "etl_slot_safe_wal_size_bytes "),
             Some("etl_slot_safe_wal_size_bytes 1073741824.0")
         );
+    }
+
+    #[test]
+    fn table_retries_show_attempts_and_the_next_attempt() {
+        let metrics = Metrics::new();
+        let orders = TableName::new("public", "orders");
+        metrics.table_retries(&orders, 2, Some(1_700_000_000.0));
+        let text = metrics.encode();
+        assert!(
+            text.contains("etl_table_error_attempts{schema=\"public\",table=\"orders\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "etl_table_next_attempt_timestamp_seconds{schema=\"public\",table=\"orders\"} 1700000000"
+            ),
+            "{text}"
+        );
+        metrics.table_retries(&orders, 0, None);
+        assert!(metrics.encode().contains(
+            "etl_table_next_attempt_timestamp_seconds{schema=\"public\",table=\"orders\"} 0"
+        ),);
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl Observer {
         self.metrics.spill(bytes, transactions as u64);
     }
 
+    /// A table's retry bookkeeping (`pipeline.table_errors`), read periodically.
+    pub fn table_retries(&self, table: &TableName, attempts: i32, next_attempt: Option<f64>) {
+        self.metrics.table_retries(table, attempts, next_attempt);
+    }
+
     /// The slot's health, read periodically.
     pub fn slot(&self, lag_bytes: Option<u64>, safe_wal_size: Option<i64>) {
         if let Some(lag) = lag_bytes {

@@ -27,3 +27,4 @@ mod rotation;
 mod sources;
 mod table_actions;
 mod tenants;
+mod verify;

@@ -56,6 +56,10 @@ async fn a_pipeline_needs_a_default_image_and_the_tenants_own_objects() {
     assert_eq!(created["desired_state"], json!("stopped"));
     assert_eq!(created["config"]["batch"]["max_size"], json!(100));
     assert_eq!(created["config"]["max_table_sync_workers"], json!(4));
+    assert_eq!(
+        created["config"]["table_errors"],
+        json!({"max_attempts": 3, "retry_delay_secs": 60})
+    );
     app.post("/v1/pipelines", Some("acme"), body)
         .await
         .expect(409);
@@ -68,6 +72,7 @@ async fn a_pipeline_needs_a_default_image_and_the_tenants_own_objects() {
         ),
         (json!({"resources": {"cpu_limit": "lots"}}), "cpu_limit"),
         (json!({"surprise": true}), "surprise"),
+        (json!({"table_errors": {"attempts": 1}}), "attempts"),
     ] {
         let reply = app
             .post(

@@ -30,4 +30,5 @@ mod resync;
 mod row_filters;
 mod source_restart;
 mod streaming;
+mod verify;
 mod versions;

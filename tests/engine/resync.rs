@@ -277,3 +277,61 @@ async fn an_errored_table_is_retried_up_to_the_configured_attempts_then_waits_fo
     running.stop().await;
     source.drop().await;
 }
+
+#[tokio::test]
+async fn retry_attempts_and_the_next_attempt_show_in_the_metrics() {
+    let mut source = Source::create("eng_retry_metrics", "pub_retry_metrics").await;
+    source.config.table_errors = TableErrorsConfig {
+        max_attempts: 5,
+        retry_delay_secs: 3600,
+    };
+    source
+        .exec(
+            "create table bad (id int primary key); insert into bad values (1); \
+             create publication pub_retry_metrics for table bad",
+        )
+        .await;
+    let dest = Arc::new(MemoryDestination::new());
+    dest.fail_writes_for(public("bad"), "value too wide for the destination");
+    let metrics = etl::engine::metrics::Metrics::new();
+    let options = etl::engine::RunOptions {
+        once: false,
+        observer: etl::engine::Observer::new(
+            metrics.clone(),
+            etl::engine::progress::CopyProgress::hidden(),
+        ),
+    };
+    let (trigger, shutdown) = etl::shutdown::channel();
+    let config = source.config.clone();
+    let task = tokio::spawn(async move {
+        let connection = config.source().expect("source");
+        etl::engine::run(&config, &connection, dest, shutdown, options).await
+    });
+    let attempts = "etl_table_error_attempts{schema=\"public\",table=\"bad\"} 1";
+    wait_for("the retry in the metrics", Duration::from_secs(60), || {
+        let text = metrics.encode();
+        async move { text.contains(attempts) }
+    })
+    .await;
+    let text = metrics.encode();
+    let next: f64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "etl_table_next_attempt_timestamp_seconds{schema=\"public\",table=\"bad\"} ",
+            )
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("the next attempt is exported");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        next > now + 3000.0 && next < now + 3700.0,
+        "next attempt in an hour: {next} vs now {now}"
+    );
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+    source.drop().await;
+}

@@ -7,7 +7,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::api::lag::forecast::WalForecast;
-use crate::config::{BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings};
+use crate::config::{
+    BatchConfig, PgConnectionConfig, PipelineConfig, ResourceSettings, TableErrorsConfig,
+};
 use crate::engine::state::StateName;
 
 /// Settings of a pipeline's replicator.
@@ -22,6 +24,11 @@ pub struct PipelineSettings {
     pub max_table_sync_workers: u16,
     #[serde(default = "default_copy_connections")]
     pub max_copy_connections_per_table: u16,
+    /// `{max_attempts, retry_delay_secs}` (default 3, 60): an `errored` table is copied again
+    /// after the delay, up to that many errors in a row (`pipeline.table_errors`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub table_errors: TableErrorsConfig,
     /// `kubernetes` runtime only: `{cpu_request, cpu_limit, memory_request, memory_limit}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -34,6 +41,7 @@ impl Default for PipelineSettings {
             batch: BatchConfig::default(),
             max_table_sync_workers: default_table_sync_workers(),
             max_copy_connections_per_table: default_copy_connections(),
+            table_errors: TableErrorsConfig::default(),
             resources: None,
         }
     }
@@ -60,6 +68,7 @@ impl PipelineSettings {
             batch: self.batch.clone(),
             max_table_sync_workers: self.max_table_sync_workers,
             max_copy_connections_per_table: self.max_copy_connections_per_table,
+            table_errors: self.table_errors.clone(),
             ..PipelineConfig::new(id, publication_name.to_owned(), pg_connection)
         }
     }
@@ -289,4 +298,29 @@ pub struct DeletedPipeline {
     /// Why the source could not be cleaned (unreachable, …); clean up later by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_cleanup_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_error_retries_are_a_pipeline_setting_the_replicator_receives() {
+        let settings: PipelineSettings = serde_json::from_value(serde_json::json!({
+            "table_errors": {"max_attempts": 0, "retry_delay_secs": 5}
+        }))
+        .unwrap();
+        let config = settings.pipeline_config(1, "pub", PgConnectionConfig::default());
+        assert_eq!(config.table_errors.max_attempts, 0);
+        assert_eq!(config.table_errors.retry_delay_secs, 5);
+        let shown = serde_json::to_value(PipelineSettings::default()).unwrap();
+        assert_eq!(
+            shown["table_errors"],
+            serde_json::json!({"max_attempts": 3, "retry_delay_secs": 60})
+        );
+        let unknown = serde_json::from_value::<PipelineSettings>(serde_json::json!({
+            "table_errors": {"max_attempt": 1}
+        }));
+        assert!(unknown.unwrap_err().to_string().contains("max_attempt"));
+    }
 }

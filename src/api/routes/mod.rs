@@ -8,6 +8,7 @@ pub mod images;
 pub mod owned;
 pub mod pipeline_actions;
 pub mod pipeline_reset;
+pub mod pipeline_verify;
 pub mod pipelines;
 pub mod publications;
 pub mod sources;
@@ -115,6 +116,10 @@ pub fn router(state: AppState, keys: ApiKeys, max_body_bytes: usize) -> Router {
         .route(
             "/pipelines/{pipeline_id}/rollback-tables",
             post(pa::rollback_tables),
+        )
+        .route(
+            "/pipelines/{pipeline_id}/verify",
+            post(pipeline_verify::verify_pipeline),
         )
         .route(
             "/pipelines/{pipeline_id}/tables/{table_id}/resync",

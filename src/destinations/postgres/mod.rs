@@ -359,3 +359,29 @@ async fn apply_pending(
     pending.clear();
     Ok(())
 }
+
+/// The mirror of `table` in the target (its name and the source schema it was last written
+/// with) and whether its initial copy finished, for readers such as `etl verify`; `None` when
+/// the target holds none.
+pub async fn mirror_layout(
+    conn: &mut sqlx::PgConnection,
+    table: TableId,
+) -> std::result::Result<Option<(crate::base::schema::TableName, TableSchema, bool)>, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('etl_destination.tables') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let Some((name, schema)) = metadata::load_table(conn, table).await? else {
+        return Ok(None);
+    };
+    let copied: bool = sqlx::query_scalar(
+        "SELECT copy_finished_at IS NOT NULL FROM etl_destination.tables WHERE table_id = $1",
+    )
+    .bind(i64::from(table.0))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some((name, schema, copied)))
+}

@@ -335,3 +335,53 @@ impl Destination for SqliteDestination {
         Ok(())
     }
 }
+
+/// How one source table is mirrored in a SQLite file, for readers such as `etl verify`.
+#[derive(Debug, Clone)]
+pub struct MirrorLayout {
+    /// The SQLite table.
+    pub table: String,
+    /// SQLite column names, one per `schema.columns`.
+    pub columns: Vec<String>,
+    /// The source schema the mirror was last written with.
+    pub schema: TableSchema,
+    /// Its initial copy finished (`etl_tables.copy_finished_at`).
+    pub copied: bool,
+}
+
+/// The mirror of `table` in the file `conn` reads, if the file holds one.
+pub fn mirror_layout(
+    conn: &Connection,
+    table: TableId,
+) -> std::result::Result<Option<MirrorLayout>, rusqlite::Error> {
+    use rusqlite::OptionalExtension as _;
+    let has_metadata: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'etl_tables')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_metadata {
+        return Ok(None);
+    }
+    let row: Option<(String, String, bool)> = conn
+        .query_row(
+            "SELECT sqlite_table, schema_json, copy_finished_at IS NOT NULL FROM etl_tables \
+             WHERE table_id = ?1",
+            [i64::from(table.0)],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let Some((name, json, copied)) = row else {
+        return Ok(None);
+    };
+    let schema: TableSchema = serde_json::from_str(&json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let mirror = MirrorTable::new(schema, name);
+    Ok(Some(MirrorLayout {
+        table: mirror.name,
+        columns: mirror.columns,
+        schema: mirror.schema,
+        copied,
+    }))
+}

@@ -446,6 +446,10 @@ impl<D: Destination + Clone> ApplyWorker<D> {
         if !retried.is_empty() {
             tracing::info!(tables = ?retried, "retrying errored tables (pipeline.table_errors)");
         }
+        let writer = self.core.tables.writer();
+        for (table, attempts, next) in writer.store().retry_status().await? {
+            writer.observer().table_retries(&table, attempts, next);
+        }
         let (position, in_transaction) = (self.core.position(), self.core.in_transaction());
         for table in self.core.tables.take_resyncs().await? {
             self.coordinator.hold(table, position, in_transaction);

@@ -300,6 +300,26 @@ impl PgStateStore {
         Ok(tables.into_iter().map(|t| TableId(t as u32)).collect())
     }
 
+    /// Per current table (`schema`, `name`): errors in a row (`attempts`) and when its next
+    /// automatic retry is due (Unix seconds; `None` when none is scheduled).
+    pub async fn retry_status(&self) -> Result<Vec<(TableName, i32, Option<f64>)>, Error> {
+        let rows: Vec<(String, String, i32, Option<f64>)> = sqlx::query_as(
+            "select n.nspname::text, c.relname::text, s.attempts, \
+               extract(epoch from s.next_attempt_at)::float8 \
+             from etl.replication_state s join pg_class c on c.oid = s.table_id \
+             join pg_namespace n on n.oid = c.relnamespace \
+             where s.pipeline_id = $1 and s.is_current order by s.table_id",
+        )
+        .bind(self.pipeline_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading the retry bookkeeping"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(schema, name, attempts, next)| (TableName::new(schema, name), attempts, next))
+            .collect())
+    }
+
     /// The pipeline's errored tables: id, name (`schema.table`, or the id when the relation
     /// is gone) and the recorded reason, in id order.
     pub async fn errored_tables(&self) -> Result<Vec<(TableId, String, String)>, Error> {

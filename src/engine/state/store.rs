@@ -62,6 +62,17 @@ impl StateStore {
         }
     }
 
+    /// Per table: errors in a row and when its next automatic retry is due; see
+    /// [`super::postgres::PgStateStore::retry_status`]. The memory store keeps no such count.
+    pub async fn retry_status(
+        &self,
+    ) -> Result<Vec<(crate::base::schema::TableName, i32, Option<f64>)>, Error> {
+        match self {
+            StateStore::Postgres(store) => store.retry_status().await,
+            StateStore::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Forgets a table (removed from the publication): its states and schema.
     pub async fn remove_table(&self, table: TableId) -> Result<(), Error> {
         match self {
