@@ -719,11 +719,18 @@ bench_changes() {
 }
 
 # ---------------------------------------------------------------- one big transaction
+# With $1 (off or auto): that `pipeline.streaming`, named in the figures' labels.
 bench_big() {
+    local mode="${1:-}" label="big txn"
     pipeline=$((pipeline + 1))
     sql "truncate bench_big"
-    log "big: etl replicate (pipeline $pipeline) on bench_big"
-    start_etl "$pipeline" pub_big
+    log "big: etl replicate (pipeline $pipeline) on bench_big${mode:+, streaming: $mode}"
+    if [ -n "$mode" ]; then
+        label="big txn (streaming: $mode)"
+        ETL_BENCH_PIPELINE="streaming: $mode" start_etl "$pipeline" pub_big
+    else
+        start_etl "$pipeline" pub_big
+    fi
     wait_state "$pipeline" bench_big "{ready}"
     slot="$(apply_slot "$pipeline")"
     create_slot bench_recv_big
@@ -752,10 +759,10 @@ bench_big() {
     read -r recv_secs _ <<< "$(recvlogical_measured bench_recv_big pub_big "$lsn")"
     drop_slot bench_recv_big
     hwm_mib="$(calc "$hwm_kb / 1024" 1)"
-    record "big txn peak RSS, MiB" "$hwm_mib" "target MiB" "256" "$(calc "$hwm_mib / 256")" "<= 1"
+    record "$label peak RSS, MiB" "$hwm_mib" "target MiB" "256" "$(calc "$hwm_mib / 256")" "<= 1"
     etl_rate="$(calc "$big_rows / $etl_secs" 0)"
     recv_rate="$(calc "$big_rows / $recv_secs" 0)"
-    record "big txn rows/s (commit to confirm)" "$etl_rate" "pg_recvlogical --endpos rows/s" \
+    record "$label rows/s (commit to confirm)" "$etl_rate" "pg_recvlogical --endpos rows/s" \
         "$recv_rate" "$(calc "$etl_rate / $recv_rate")" "" "$(load1)"
     record "  (commit to confirm, s)" "$etl_secs" "(pg_recvlogical, s)" "$recv_secs" "" ""
     record "  (peak spill, MiB)" "$(calc "$(cat "$spill_max") / 1048576" 1)" "" "" "" ""
@@ -867,7 +874,10 @@ bench_parts() {
     header
     if wants copy; then bench_copy; fi
     if wants drain || wants live; then bench_changes; fi
-    if wants big; then bench_big; fi
+    # Protocol 1 beside protocol 2 in the same run, unless ETL_BENCH_PIPELINE sets the pipeline.
+    if wants big; then
+        if [ -n "${ETL_BENCH_PIPELINE:-}" ]; then bench_big; else bench_big off; bench_big auto; fi
+    fi
     if wants mixed; then bench_mixed; fi
     if wants verify; then bench_verify; fi
 }
