@@ -35,10 +35,17 @@ impl std::fmt::Display for ServerError {
 
 impl ServerError {
     /// Connection exceptions (class 08), admin/crash shutdown, "cannot connect now" (the server is
-    /// starting up or shutting down) and "too many connections" are worth retrying.
+    /// starting up or shutting down) and "too many connections" are worth retrying; so is the
+    /// server's internal refusal to export a new slot's snapshot because its walsender already
+    /// holds an xmin (a race inside `CREATE_REPLICATION_SLOT … USE_SNAPSHOT`, seen under load on
+    /// PostgreSQL 15: a new session succeeds).
     pub fn is_transient(&self) -> bool {
         self.code.starts_with("08")
             || matches!(self.code.as_str(), "57P01" | "57P02" | "57P03" | "53300")
+            || (self.code == "XX000"
+                && self
+                    .message
+                    .starts_with("cannot build an initial slot snapshot when MyProc->xmin"))
     }
 }
 
@@ -177,6 +184,20 @@ mod tests {
             assert!(server(code).is_transient(), "{code}");
         }
         assert!(Error::Closed { target: "x".into() }.is_transient());
+    }
+
+    #[test]
+    fn the_slot_snapshot_race_is_transient_other_internal_errors_are_not() {
+        let with_message = |message: &str| {
+            let mut err = server("XX000");
+            if let Error::Server { error, .. } = &mut err {
+                error.message = message.into();
+            }
+            err
+        };
+        let race = "cannot build an initial slot snapshot when MyProc->xmin already is valid";
+        assert!(with_message(race).is_transient());
+        assert!(!with_message("could not open file").is_transient());
     }
 
     #[test]
