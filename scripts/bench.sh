@@ -769,6 +769,16 @@ bench_big() {
 }
 
 # ---------------------------------------------------------------- small transactions beside a big one
+# "count median max" of the lags (commit -> first confirm sample at or past it, s) of the
+# small transactions in bench_small_log matching the SQL condition $1.
+small_lags() {
+    sql "select count(*) || ' ' || coalesce(round(percentile_cont(0.5) within group
+            (order by lag)::numeric, 3), 0) || ' ' || coalesce(round(max(lag)::numeric, 3), 0)
+        from (select (select min(c.at) from bench_confirm_log c where c.lsn >= s.lsn)
+                     - s.committed_at as lag
+              from bench_small_log s where $1) x"
+}
+
 # With pgoutput protocol $1 (`pipeline.streaming: off` is 1, `auto` is 2): small transactions
 # commit every 20 ms while one transaction of $big_rows rows runs and for 2 s after it commits;
 # prints the lag (commit -> slot confirmed) of the small ones, during the big one and after it.
@@ -798,22 +808,10 @@ bench_mixed_one() {
     big_done="$(wait_confirmed "$slot" "$lsn" "$pipeline")"
     wait "$poller"
     stop_etl "$etl_pid"
-    # Lag of each small transaction: the first sample at which the slot had confirmed it.
-    local during after
-    during="$(sql "select count(*) || ' ' || coalesce(round(percentile_cont(0.5) within group
-            (order by lag)::numeric, 3), 0) || ' ' || coalesce(round(max(lag)::numeric, 3), 0)
-        from (select (select min(c.at) from bench_confirm_log c where c.lsn >= s.lsn)
-                     - s.committed_at as lag
-              from bench_small_log s where s.committed_at > $started
-                and s.committed_at < $committed_at) x")"
-    after="$(sql "select count(*) || ' ' || coalesce(round(percentile_cont(0.5) within group
-            (order by lag)::numeric, 3), 0) || ' ' || coalesce(round(max(lag)::numeric, 3), 0)
-        from (select (select min(c.at) from bench_confirm_log c where c.lsn >= s.lsn)
-                     - s.committed_at as lag
-              from bench_small_log s where s.committed_at >= $committed_at) x")"
     local n_during med_during max_during n_after med_after max_after
-    read -r n_during med_during max_during <<< "$during"
-    read -r n_after med_after max_after <<< "$after"
+    read -r n_during med_during max_during <<< "$(small_lags "committed_at > $started
+                                                           and committed_at < $committed_at")"
+    read -r n_after med_after max_after <<< "$(small_lags "committed_at >= $committed_at")"
     record "mixed, streaming: $streaming" "" "" "" "" "" "$(load1)"
     record "  small txns while big runs: n" "$n_during" "" "" "" ""
     record "  their lag median / max, s" "$med_during / $max_during" "" "" "" "<= 0.3"
