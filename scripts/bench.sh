@@ -99,6 +99,13 @@ destination_nats() {
     url="$(ETL_NATS_DIR="$work/nats" "$here/nats-server.sh" start)"
     echo "nats: {url: '$url', subject_prefix: bench, stream: BENCH}"
 }
+# kafka: a fresh broker (scripts/kafka-server.sh: tansu, data in memory) per run.
+destination_kafka() {
+    ETL_KAFKA_DIR="$work/kafka" "$here/kafka-server.sh" stop >/dev/null 2>&1 || true
+    local address
+    address="$(ETL_KAFKA_DIR="$work/kafka" "$here/kafka-server.sh" start)"
+    echo "kafka: {brokers: ['$address'], topic_prefix: bench}"
+}
 destination_postgres() {
     local db="dest_${1//[^a-zA-Z0-9]/_}"
     PGDATABASE=postgres sql "drop database if exists $db with (force)"
@@ -208,6 +215,7 @@ etl_pids=()
 cleanup() {
     perf_stop
     if [ -d "$work/nats" ]; then ETL_NATS_DIR="$work/nats" "$here/nats-server.sh" stop || true; fi
+    if [ -d "$work/kafka" ]; then ETL_KAFKA_DIR="$work/kafka" "$here/kafka-server.sh" stop || true; fi
     for pid in "${etl_pids[@]}"; do
         kill -CONT "$pid" 2>/dev/null || true
         kill -TERM "$pid" 2>/dev/null || true

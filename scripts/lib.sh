@@ -96,6 +96,25 @@ as_pg_owner() {
 }
 
 # A TCP port nobody listens on.
+# Whether the process whose pid is in file $1 runs.
+pidfile_running() {
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+# Stops the process whose pid is in file $1 (SIGCONT in case it is frozen, SIGTERM, then SIGKILL
+# after 5 s) and removes the file.
+pidfile_stop() {
+    if pidfile_running "$1"; then
+        local pid
+        pid="$(cat "$1")"
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$1"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

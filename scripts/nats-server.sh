@@ -44,7 +44,7 @@ url() {
 }
 
 running() {
-    [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null
+    pidfile_running "$dir/pid"
 }
 
 start() {
@@ -67,14 +67,7 @@ start() {
 }
 
 stop() {
-    if running; then
-        local pid
-        pid="$(cat "$dir/pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$dir/pid"
+    pidfile_stop "$dir/pid"
 }
 
 case "${1:-}" in

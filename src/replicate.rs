@@ -60,11 +60,15 @@ pub async fn run(config: Config, once: bool) -> anyhow::Result<()> {
     // Resolved after the policy pinned the host to the address it checked.
     let source = config.checked("pipeline", pipeline.source())?;
     probe_source(&pipeline.pg_connection, once).await?;
-    if let DestinationConfig::Nats(nats) = &mut destination_config
-        && nats.database.is_none()
-    {
-        // Debezium's `source.db`: the source database unless configured.
-        nats.database = Some(source.name.clone());
+    // Debezium's `source.db`: the source database unless configured.
+    match &mut destination_config {
+        DestinationConfig::Nats(nats) if nats.database.is_none() => {
+            nats.database = Some(source.name.clone());
+        }
+        DestinationConfig::Kafka(kafka) if kafka.database.is_none() => {
+            kafka.database = Some(source.name.clone());
+        }
+        _ => {}
     }
     let destination = AnyDestination::from_config(&destination_config)
         .await

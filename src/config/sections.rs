@@ -273,13 +273,15 @@ pub enum DestinationConfig {
     Jsonl(#[serde(default)] JsonlDestinationConfig),
     /// Change messages in a NATS JetStream stream (Debezium's format by default).
     Nats(NatsDestinationConfig),
+    /// Change messages in Kafka topics, one per table, written in transactions.
+    Kafka(Box<super::KafkaDestinationConfig>),
     /// Apache Iceberg tables in a SQL catalog and a warehouse directory.
     Iceberg(Box<super::IcebergDestinationConfig>),
 }
 
 /// The destination kinds as written in the configuration, in [`DestinationConfig`]'s order.
 pub const DESTINATION_KINDS: &[&str] = &[
-    "memory", "discard", "sqlite", "postgres", "jsonl", "nats", "iceberg",
+    "memory", "discard", "sqlite", "postgres", "jsonl", "nats", "kafka", "iceberg",
 ];
 
 impl DestinationConfig {
@@ -291,6 +293,7 @@ impl DestinationConfig {
             DestinationConfig::Postgres(postgres) => postgres.validate().map(drop),
             DestinationConfig::Jsonl(jsonl) => jsonl.validate(),
             DestinationConfig::Nats(nats) => nats.validate(),
+            DestinationConfig::Kafka(kafka) => kafka.validate(),
             DestinationConfig::Iceberg(iceberg) => iceberg.validate(),
         }
     }
@@ -304,6 +307,7 @@ impl DestinationConfig {
             DestinationConfig::Postgres(_) => "postgres",
             DestinationConfig::Jsonl(_) => "jsonl",
             DestinationConfig::Nats(_) => "nats",
+            DestinationConfig::Kafka(_) => "kafka",
             DestinationConfig::Iceberg(_) => "iceberg",
         }
     }
@@ -349,6 +353,7 @@ impl<'de> Visitor<'de> for OneKind {
             "postgres" => DestinationConfig::Postgres(map.next_value()?),
             "jsonl" => DestinationConfig::Jsonl(map.next_value()?),
             "nats" => DestinationConfig::Nats(map.next_value()?),
+            "kafka" => DestinationConfig::Kafka(map.next_value()?),
             "iceberg" => DestinationConfig::Iceberg(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, DESTINATION_KINDS)),
         };

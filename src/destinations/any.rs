@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::discard::DiscardDestination;
 use super::iceberg::IcebergDestination;
 use super::jsonl::JsonlDestination;
+use super::kafka::KafkaDestination;
 use super::memory::MemoryDestination;
 use super::nats::NatsDestination;
 use super::postgres::PostgresDestination;
@@ -26,6 +27,7 @@ pub enum AnyDestination {
     Postgres(Arc<PostgresDestination>),
     Jsonl(Arc<JsonlDestination>),
     Nats(Arc<NatsDestination>),
+    Kafka(Arc<KafkaDestination>),
     Iceberg(Arc<IcebergDestination>),
 }
 
@@ -84,6 +86,10 @@ impl AnyDestination {
                     .map_err(|e| BuildError::new("nats", e))?;
                 AnyDestination::Nats(Arc::new(destination))
             }
+            DestinationConfig::Kafka(kafka) => {
+                let database = kafka.database.clone().unwrap_or_default();
+                AnyDestination::Kafka(Arc::new(KafkaDestination::new(kafka, &database)))
+            }
             DestinationConfig::Iceberg(iceberg) => {
                 let destination = IcebergDestination::open(iceberg)
                     .await
@@ -110,6 +116,7 @@ pub fn describe_config(config: &DestinationConfig) -> std::result::Result<String
         }
         DestinationConfig::Jsonl(jsonl) => super::jsonl::describe(jsonl.path.as_deref()),
         DestinationConfig::Nats(nats) => super::nats::describe(nats),
+        DestinationConfig::Kafka(kafka) => super::kafka::describe(kafka),
         DestinationConfig::Iceberg(iceberg) => super::iceberg::describe(iceberg),
     })
 }
@@ -124,6 +131,7 @@ macro_rules! dispatch {
             AnyDestination::Postgres($d) => $call,
             AnyDestination::Jsonl($d) => $call,
             AnyDestination::Nats($d) => $call,
+            AnyDestination::Kafka($d) => $call,
             AnyDestination::Iceberg($d) => $call,
         }
     };

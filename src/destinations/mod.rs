@@ -13,6 +13,7 @@ pub mod sqlite;
 pub mod any;
 pub mod discard;
 pub mod iceberg;
+pub mod kafka;
 pub mod memory;
 pub mod nats;
 

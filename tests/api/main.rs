@@ -7,9 +7,9 @@ mod common;
 #[path = "../k8s/fake_api.rs"]
 #[allow(dead_code)]
 mod fake_api;
-#[path = "../destinations/nats_server.rs"]
+#[path = "../destinations/servers.rs"]
 #[allow(dead_code)]
-mod nats_server;
+mod servers;
 
 mod auth;
 mod cli;
@@ -19,6 +19,7 @@ mod helpers;
 mod hostile_tenant;
 mod identity;
 mod images;
+mod kafka_destination;
 mod kubernetes_runtime;
 mod local_runtime;
 mod nats_destination;

@@ -5,17 +5,17 @@
 use serde_json::json;
 
 use crate::helpers::spawn_app;
-use crate::nats_server::NatsServer;
+use crate::servers::NatsServer;
 
 #[tokio::test]
 async fn nats_destination_secrets_are_sealed_and_validate_reaches_the_server() {
-    let Some(server) = NatsServer::start("api") else {
+    let Some(server) = NatsServer::nats("api") else {
         return;
     };
     let app = spawn_app().await;
     app.create_tenant("acme").await;
     let config = json!({"nats": {
-        "url": server.url, "subject_prefix": "shop", "token": "t0ken-s3cret"
+        "url": server.address, "subject_prefix": "shop", "token": "t0ken-s3cret"
     }});
     let id = app.create_destination("acme", "stream", config).await;
     let got = app
@@ -39,7 +39,7 @@ async fn nats_destination_secrets_are_sealed_and_validate_reaches_the_server() {
             .expect(200)
         }
     };
-    let ok = validate(json!({"nats": {"url": server.url, "subject_prefix": "shop"}})).await;
+    let ok = validate(json!({"nats": {"url": server.address, "subject_prefix": "shop"}})).await;
     assert_eq!(ok, json!({"findings": []}));
 
     // A port nothing listens on.
@@ -53,7 +53,7 @@ async fn nats_destination_secrets_are_sealed_and_validate_reaches_the_server() {
         "{down}"
     );
 
-    let bad = validate(json!({"nats": {"url": server.url, "subject_prefix": "a..b"}})).await;
+    let bad = validate(json!({"nats": {"url": server.address, "subject_prefix": "a..b"}})).await;
     assert_eq!(bad["findings"][0]["code"], json!("invalid_config"));
     assert!(
         bad["findings"][0]["message"]

@@ -519,3 +519,12 @@ async fn nats_rebuilt_by_a_consumer_ends_equal_to_the_source_with_each_change_on
     run("dest_e2e_nats", &mut target, SCENARIO_LIMIT).await;
     target.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_read_committed_by_a_consumer_ends_equal_to_the_source_with_each_change_once() {
+    let Some(mut target) = Target::kafka("e2e") else {
+        return;
+    };
+    run("dest_e2e_kafka", &mut target, SCENARIO_LIMIT).await;
+    target.drop().await;
+}

@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use crate::compare::source_name;
 use crate::helpers::table_schema;
 
-pub use crate::nats_server::NatsServer;
+pub use crate::servers::NatsServer;
 
 /// One message of the stream.
 pub struct Received {
@@ -179,6 +179,18 @@ pub async fn differences(
     prefix: &str,
     table: &str,
 ) -> Option<String> {
+    differences_in(pool, rebuilt, prefix, table, table_subject).await
+}
+
+/// [`differences`] for any stream destination: `channel` names where a table's messages go
+/// (a NATS subject, a Kafka topic), given the prefix and the table's name.
+pub async fn differences_in(
+    pool: &PgPool,
+    rebuilt: &HashMap<String, Rebuilt>,
+    prefix: &str,
+    table: &str,
+    channel: fn(&str, &TableName) -> String,
+) -> Option<String> {
     let (schema_name, name) = source_name(pool, table).await;
     let schema = table_schema(pool, table).await;
     let rows = crate::helpers::rows(
@@ -202,7 +214,7 @@ pub async fn differences(
         })
         .collect();
     expected.sort();
-    let subject = table_subject(prefix, &TableName::new(schema_name, name));
+    let subject = channel(prefix, &TableName::new(schema_name, name));
     let actual = rebuilt.get(&subject).map(Rebuilt::rows).unwrap_or_default();
     if expected == actual {
         return None;

@@ -39,10 +39,10 @@ fn ops(messages: &[Received], subject: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn replays_are_skipped_and_a_recopy_purges_the_subject() {
-    let Some(server) = NatsServer::start("trait") else {
+    let Some(server) = NatsServer::nats("trait") else {
         return;
     };
-    let config = config(&server.url, "debezium_json");
+    let config = config(&server.address, "debezium_json");
     let table = Arc::new(simple_table(
         16_500,
         "public",
@@ -99,7 +99,7 @@ async fn replays_are_skipped_and_a_recopy_purges_the_subject() {
     // A crash between the two messages of a delete: the first is in the stream (published
     // here by hand), a new instance adds only the tombstone.
     let cut = event(&table, 4_000, 0, delete(row(&[Some("3"), None, None])));
-    let client = async_nats::connect(&server.url).await.unwrap();
+    let client = async_nats::connect(&server.address).await.unwrap();
     let context = async_nats::jetstream::new(client);
     let ack = context
         .send_publish(
@@ -114,7 +114,7 @@ async fn replays_are_skipped_and_a_recopy_purges_the_subject() {
     let third = NatsDestination::connect(&config, "shopdb").await.unwrap();
     third.write_events(vec![cut]).await.unwrap();
 
-    let messages = read_stream(&server.url, &config.stream_name())
+    let messages = read_stream(&server.address, &config.stream_name())
         .await
         .unwrap();
     assert_eq!(repeated_ids(&messages), Vec::<String>::new());
@@ -155,7 +155,7 @@ async fn replays_are_skipped_and_a_recopy_purges_the_subject() {
         restarted.copied_tables().await.unwrap(),
         Some(Default::default())
     );
-    let messages = read_stream(&server.url, &config.stream_name())
+    let messages = read_stream(&server.address, &config.stream_name())
         .await
         .unwrap();
     assert_eq!(ops(&messages, subject), ["t"]);
@@ -167,10 +167,10 @@ async fn replays_are_skipped_and_a_recopy_purges_the_subject() {
 
 #[tokio::test]
 async fn the_json_format_writes_the_jsonl_line_without_tombstones() {
-    let Some(server) = NatsServer::start("json") else {
+    let Some(server) = NatsServer::nats("json") else {
         return;
     };
-    let config = config(&server.url, "json");
+    let config = config(&server.address, "json");
     let table = Arc::new(simple_table(
         16_501,
         "public",
@@ -186,7 +186,7 @@ async fn the_json_format_writes_the_jsonl_line_without_tombstones() {
         ])
         .await
         .unwrap();
-    let messages = read_stream(&server.url, &config.stream_name())
+    let messages = read_stream(&server.address, &config.stream_name())
         .await
         .unwrap();
     let lines: Vec<Value> = messages
@@ -209,10 +209,10 @@ async fn the_json_format_writes_the_jsonl_line_without_tombstones() {
 /// not stored.
 #[tokio::test]
 async fn a_stale_expected_sequence_is_refused_and_a_known_id_is_a_duplicate() {
-    let Some(server) = NatsServer::start("dedup") else {
+    let Some(server) = NatsServer::nats("dedup") else {
         return;
     };
-    let config = config(&server.url, "json");
+    let config = config(&server.address, "json");
     let table = Arc::new(simple_table(
         16_502,
         "public",
@@ -225,7 +225,7 @@ async fn a_stale_expected_sequence_is_refused_and_a_known_id_is_a_duplicate() {
         .map(|i| event(&table, 1_000, i, insert(row(&[Some("1"), None, None]))))
         .collect();
     destination.write_events(events).await.unwrap();
-    let client = async_nats::connect(&server.url).await.unwrap();
+    let client = async_nats::connect(&server.address).await.unwrap();
     let context = async_nats::jetstream::new(client);
     let republish = |expected: u64| {
         let context = &context;
@@ -250,7 +250,7 @@ async fn a_stale_expected_sequence_is_refused_and_a_known_id_is_a_duplicate() {
     );
     let current = republish(3).await.unwrap();
     assert!(current.duplicate, "{current:?}");
-    let messages = read_stream(&server.url, &config.stream_name())
+    let messages = read_stream(&server.address, &config.stream_name())
         .await
         .unwrap();
     assert_eq!(messages.len(), 3);

@@ -13,7 +13,9 @@ use crate::compare::{
 };
 use crate::end_to_end::{Scenario, TABLES};
 use crate::helpers::{exec, source_pool};
-use crate::nats::{NatsServer, counted_ops, read_stream, rebuild, repeated_ids};
+use crate::kafka::read_topics;
+use crate::nats::{Received, counted_ops, read_stream, rebuild, repeated_ids};
+use crate::servers::{KafkaServer, NatsServer};
 
 pub enum Target {
     Sqlite {
@@ -35,6 +37,10 @@ pub enum Target {
         server: NatsServer,
         prefix: String,
         stream: String,
+    },
+    Kafka {
+        server: KafkaServer,
+        prefix: String,
     },
 }
 
@@ -66,15 +72,44 @@ impl Target {
     /// outside CI (skipped).
     pub fn nats(name: &str) -> Option<Target> {
         Some(Target::Nats {
-            server: NatsServer::start(name)?,
+            server: NatsServer::nats(name)?,
             prefix: "e2e".into(),
             stream: "E2E".into(),
         })
     }
 
+    /// Kafka topics on a broker of this test; `None` when no broker can be started outside CI
+    /// (skipped).
+    pub fn kafka(name: &str) -> Option<Target> {
+        Some(Target::Kafka {
+            server: KafkaServer::kafka(name)?,
+            prefix: "e2e".into(),
+        })
+    }
+
     /// Whether the destination is a log of changes rather than a mirror.
     pub fn is_change_log(&self) -> bool {
-        matches!(self, Target::Jsonl { .. } | Target::Nats { .. })
+        matches!(
+            self,
+            Target::Jsonl { .. } | Target::Nats { .. } | Target::Kafka { .. }
+        )
+    }
+
+    /// Every message of a stream destination, checked for repeated ids (exactly once: none).
+    async fn messages(&self) -> Result<Vec<Received>, String> {
+        let messages = match self {
+            Target::Nats { server, stream, .. } => read_stream(&server.address, stream).await?,
+            Target::Kafka { server, prefix } => read_topics(&server.address, prefix).await?,
+            _ => return Ok(Vec::new()),
+        };
+        let repeated = repeated_ids(&messages);
+        assert!(
+            repeated.is_empty(),
+            "exactly once: {} message ids repeat, first {:?}",
+            repeated.len(),
+            repeated.first()
+        );
+        Ok(messages)
     }
 
     /// The source's last transaction was `xid` (jsonl compares once the log holds it).
@@ -105,7 +140,11 @@ impl Target {
                 stream,
             } => format!(
                 "  nats: {{url: '{}', subject_prefix: {prefix}, stream: {stream}}}",
-                server.url
+                server.address
+            ),
+            Target::Kafka { server, prefix } => format!(
+                "  kafka: {{brokers: ['{}'], topic_prefix: {prefix}}}",
+                server.address
             ),
         }
     }
@@ -180,21 +219,11 @@ impl Target {
                 eprintln!("jsonl: {repeated} change lines were delivered again after a crash");
                 Some(counts)
             }
-            Target::Nats {
-                server,
-                prefix,
-                stream,
-            } => {
-                let messages = read_stream(&server.url, stream)
+            Target::Nats { prefix, .. } | Target::Kafka { prefix, .. } => {
+                let messages = self
+                    .messages()
                     .await
-                    .unwrap_or_else(|e| panic!("reading stream {stream}: {e}"));
-                let repeated = repeated_ids(&messages);
-                assert!(
-                    repeated.is_empty(),
-                    "exactly once: {} message ids repeat, first {:?}",
-                    repeated.len(),
-                    repeated.first()
-                );
+                    .unwrap_or_else(|e| panic!("reading the messages: {e}"));
                 Some(counted_ops(&messages, prefix))
             }
             Target::Postgres { pool: None, .. } => None,
@@ -233,9 +262,9 @@ impl Target {
             _ => None,
         };
         let rebuilt = match self {
-            Target::Nats { server, stream, .. } => match read_stream(&server.url, stream).await {
+            Target::Nats { .. } | Target::Kafka { .. } => match self.messages().await {
                 Ok(messages) => Some(rebuild(&messages)),
-                Err(e) => return Some(format!("cannot read the stream yet: {e}")),
+                Err(e) => return Some(format!("cannot read the messages yet: {e}")),
             },
             _ => None,
         };
@@ -258,6 +287,17 @@ impl Target {
                 Target::Nats { prefix, .. } => {
                     let rebuilt = rebuilt.as_ref().expect("rebuilt");
                     crate::nats::differences(&scenario.pool, rebuilt, prefix, table).await
+                }
+                Target::Kafka { prefix, .. } => {
+                    let rebuilt = rebuilt.as_ref().expect("rebuilt");
+                    crate::nats::differences_in(
+                        &scenario.pool,
+                        rebuilt,
+                        prefix,
+                        table,
+                        etl::destinations::kafka::topic::table_topic,
+                    )
+                    .await
                 }
             };
             if found.is_some() {

@@ -21,6 +21,7 @@ use crate::api::routes::owned;
 use crate::api::state::AppState;
 use crate::api::{reach, secrets};
 use crate::config::{DestinationConfig, NatsDestinationConfig};
+use crate::destinations::kafka::probe as kafka_probe;
 use crate::destinations::nats::probe as nats_probe;
 
 const TABLE: ConfigTable = ConfigTable::Destinations;
@@ -49,8 +50,14 @@ async fn check(state: &AppState, tenant: &TenantId, plain: &Value) -> Result<(),
     if let Some(target) = reach::destination_target(plain)? {
         reach::check(&state.policy, &target).await?;
     }
-    if let Ok(DestinationConfig::Nats(nats)) = serde_json::from_value(plain.clone()) {
-        check_nats_addresses(state, &nats).await?;
+    match serde_json::from_value(plain.clone()) {
+        Ok(DestinationConfig::Nats(nats)) => check_nats_addresses(state, &nats).await?,
+        Ok(DestinationConfig::Kafka(kafka)) => {
+            let addresses = kafka_probe::addresses(&kafka)
+                .map_err(|e| ApiError::Invalid(format!("`config.kafka.brokers`: {e}")))?;
+            check_addresses(state, addresses, "config.kafka.brokers").await?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -62,12 +69,21 @@ async fn check_nats_addresses(
 ) -> Result<(), ApiError> {
     let addresses = nats_probe::addresses(nats)
         .map_err(|e| ApiError::Invalid(format!("`config.nats.url`: {e}")))?;
+    check_addresses(state, addresses, "config.nats.url").await
+}
+
+/// The network policy applies to each of `addresses`; a refusal names `field`.
+async fn check_addresses(
+    state: &AppState,
+    addresses: Vec<(String, u16)>,
+    field: &str,
+) -> Result<(), ApiError> {
     for (host, port) in addresses {
         state
             .policy
             .check(&host, port)
             .await
-            .map_err(|refusal| reach::refused("config.nats.url", &refusal))?;
+            .map_err(|refusal| reach::refused(field, &refusal))?;
     }
     Ok(())
 }
@@ -218,25 +234,32 @@ pub async fn validate_destination(
 /// Servers a destination talks to must answer (`nats`: connected, JetStream enabled, the
 /// stream writable or creatable); other kinds are checked when the pipeline starts.
 async fn reachable(plain: &Value) -> Vec<Finding> {
-    let Ok(DestinationConfig::Nats(nats)) = serde_json::from_value(plain.clone()) else {
-        return Vec::new();
+    let (kind, hint, probe) = match serde_json::from_value(plain.clone()) {
+        Ok(DestinationConfig::Nats(nats)) => (
+            "nats",
+            "check nats.url, the credentials, that the server runs with JetStream (-js), and \
+             nats.stream",
+            futures_util::future::Either::Left(async move { nats_probe::probe(&nats).await }),
+        ),
+        Ok(DestinationConfig::Kafka(kafka)) => (
+            "kafka",
+            "check kafka.brokers, the security settings (security_protocol, sasl_*), and that \
+             the principal may create and write topics under kafka.topic_prefix",
+            futures_util::future::Either::Right(async move { kafka_probe::probe(&kafka).await }),
+        ),
+        _ => return Vec::new(),
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(20), nats_probe::probe(&nats)).await {
-        Ok(Ok(())) => Vec::new(),
-        Ok(Err(message)) => vec![unreachable_finding(message)],
-        Err(_) => vec![unreachable_finding("no answer within 20 s".into())],
-    }
-}
-
-fn unreachable_finding(message: String) -> Finding {
-    Finding {
+    let message = match tokio::time::timeout(std::time::Duration::from_secs(20), probe).await {
+        Ok(Ok(())) => return Vec::new(),
+        Ok(Err(message)) => message,
+        Err(_) => "no answer within 20 s".into(),
+    };
+    vec![Finding {
         level: FindingLevel::Critical,
         code: "destination_unreachable".into(),
-        message: format!("`config.nats`: {message}"),
-        hint: "check nats.url, the credentials, that the server runs with JetStream (-js), and \
-               nats.stream"
-            .into(),
-    }
+        message: format!("`config.{kind}`: {message}"),
+        hint: hint.into(),
+    }]
 }
 
 /// For an `iceberg` destination, whether its catalog database answers (through the network

@@ -19,6 +19,7 @@
 //! the new one, so a consumer compacting by key keeps the right rows. Value mapping: see
 //! [`values`].
 
+pub mod message_id;
 pub mod values;
 
 use std::io::Write as _;
@@ -50,6 +51,13 @@ pub struct Message {
     pub key: Option<String>,
     /// The JSON value; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+}
+
+/// Milliseconds since 1970-01-01 now (the envelopes' top-level `ts_ms`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Postgres epoch (2000-01-01) in milliseconds since 1970-01-01.

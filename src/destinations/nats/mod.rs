@@ -38,7 +38,7 @@ use self::subject::{Applied, change_id, control_subject, copy_id, table_subject}
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::schema::{TableId, TableSchema};
 use crate::config::NatsDestinationConfig;
-use crate::destinations::debezium::{Encoder, Message};
+use crate::destinations::debezium::{Encoder, Message, now_ms};
 use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use self::chain::KEY_HEADER;
@@ -143,13 +143,6 @@ pub async fn connect_client(
             _ => Error::transient(message, e),
         }
     })
-}
-
-/// Milliseconds since 1970-01-01 now (the envelopes' `ts_ms`).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl NatsDestination {

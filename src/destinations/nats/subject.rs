@@ -4,7 +4,9 @@
 //! subject, how far that table got.
 
 use crate::base::lsn::Lsn;
-use crate::base::schema::{TableId, TableName};
+use crate::base::schema::TableName;
+
+pub use crate::destinations::debezium::message_id::{change_id, copy_id};
 
 /// `{prefix}.{schema}.{table}`. Characters a subject token cannot hold (whitespace, `.`, `*`,
 /// `>`) and `%` itself are written `%XX` (their UTF-8 bytes in hex), so every table has its own
@@ -48,16 +50,6 @@ pub enum Applied {
         part: u32,
         parts: u32,
     },
-}
-
-/// `{table oid}:{commit lsn, 16 hex digits}:{ordinal}:{part}:{parts}` (part 1-based).
-pub fn change_id(table: TableId, commit_lsn: Lsn, ordinal: u32, part: u32, parts: u32) -> String {
-    format!("{}:{:016X}:{ordinal}:{part}:{parts}", table.0, commit_lsn.0)
-}
-
-/// `{table oid}:copy:{copy token}:{row number}`; row 0 is the copy's opening truncate.
-pub fn copy_id(table: TableId, token: u64, row: u64) -> String {
-    format!("{}:copy:{token:016x}:{row}", table.0)
 }
 
 /// What the id of a table subject's last message says; `None` when it is none of ours.
@@ -106,6 +98,7 @@ impl Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::schema::TableId;
 
     #[test]
     fn weird_names_become_distinct_valid_subjects() {
