@@ -33,6 +33,12 @@ start_cluster() {
     echo "==> test PostgreSQL ${PG_MAJOR:-(newest installed)}: $ETL_TEST_DATABASE_URL"
 }
 
+# The kafka destination tests run a Kafka-protocol broker (tansu, built from crates.io once into
+# /var/tmp/etl-kafka): its first build overlaps with the lints and the test build below.
+kafka_log="$(mktemp)"
+"$repo/scripts/kafka-server.sh" install >"$kafka_log" 2>&1 &
+kafka_install=$!
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> Kubernetes manifests: kubectl kustomize, kubernetes-validate (1.33, strict)"
@@ -49,6 +55,13 @@ ETL_PYICEBERG="$("$repo/scripts/pyiceberg.sh")"
 export ETL_PYICEBERG
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+echo "==> Kafka-protocol broker (tansu) for the kafka destination tests"
+if ! wait "$kafka_install"; then
+    cat "$kafka_log" >&2
+    echo "error: scripts/kafka-server.sh install failed" >&2
+    exit 1
+fi
 
 if [ -z "$matrix" ]; then
     if [ -z "${ETL_TEST_DATABASE_URL:-}" ]; then start_cluster; fi

@@ -521,7 +521,7 @@ async fn nats_rebuilt_by_a_consumer_ends_equal_to_the_source_with_each_change_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_read_committed_by_a_consumer_ends_equal_to_the_source_with_each_change_once() {
+async fn kafka_rebuilt_by_a_read_committed_consumer_ends_equal_to_the_source() {
     let Some(mut target) = Target::kafka("e2e") else {
         return;
     };

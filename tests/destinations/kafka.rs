@@ -4,7 +4,7 @@
 //! [`Received`] messages the NATS tests rebuild tables from (topic for subject, the `etl.id`
 //! header for the message id).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use etl::destinations::kafka::ID_HEADER;
@@ -97,4 +97,42 @@ fn read_topic(
         }
     }
     Ok(())
+}
+
+/// `messages` with each repeated `etl.id` kept once (the first), after checking that every
+/// repeat carries the same change as the first: same key, same value but for the envelope's
+/// top-level `ts_ms` (when etl wrote it). Prints how many repeats there were.
+pub fn without_aborted_repeats(messages: Vec<Received>) -> Vec<Received> {
+    fn change(message: &Received) -> (Option<String>, serde_json::Value) {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
+        if let Some(object) = value.as_object_mut() {
+            object.remove("ts_ms");
+        }
+        (message.key.clone(), value)
+    }
+    let mut first: HashMap<String, (Option<String>, serde_json::Value)> = HashMap::new();
+    let mut kept = Vec::with_capacity(messages.len());
+    let mut repeats = 0;
+    for message in messages {
+        match first.get(&message.id) {
+            Some(seen) => {
+                assert_eq!(
+                    seen,
+                    &change(&message),
+                    "id {} repeats with another change",
+                    message.id
+                );
+                repeats += 1;
+            }
+            None => {
+                first.insert(message.id.clone(), change(&message));
+                kept.push(message);
+            }
+        }
+    }
+    if repeats > 0 {
+        eprintln!("kafka: {repeats} records repeat an id (aborted transactions, shown by tansu)");
+    }
+    kept
 }

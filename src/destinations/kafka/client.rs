@@ -134,9 +134,7 @@ fn is_permanent(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(
-            Code::ProducerFenced
-                | Code::InvalidProducerEpoch
-                | Code::TransactionalIdAuthorizationFailed
+            Code::TransactionalIdAuthorizationFailed
                 | Code::TopicAuthorizationFailed
                 | Code::ClusterAuthorizationFailed
                 | Code::SaslAuthenticationFailed
@@ -153,7 +151,11 @@ fn is_permanent(error: &KafkaError) -> bool {
 pub fn kafka_error(doing: &str, error: KafkaError) -> Error {
     let fenced = matches!(
         error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::Fenced
+        )
     );
     if fenced {
         return Error::fatal(
