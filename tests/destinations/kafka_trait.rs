@@ -180,7 +180,7 @@ async fn the_test_broker_shows_aborted_transactions_to_read_committed_consumers(
     for (value, commit) in [("one", true), ("aborted", false), ("two", true)] {
         producer.begin_transaction().unwrap();
         let record = FutureRecord::<str, str>::to(topic).key("k").payload(value);
-        let _ = producer.send_result(record).unwrap();
+        drop(producer.send_result(record).unwrap());
         let p = producer.clone();
         tokio::task::spawn_blocking(move || {
             let timeout = std::time::Duration::from_secs(30);
