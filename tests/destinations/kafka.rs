@@ -1,6 +1,6 @@
 //! Reading what the `kafka` destination wrote, as a consumer would: every table topic of a
-//! prefix, each partition from its start to its end, with `isolation.level=read_committed`
-//! (records of aborted or open transactions are never seen). The records become the same
+//! prefix, each partition from its start (or where the last read stopped) to its end, with
+//! `isolation.level=read_committed`. The records become the same
 //! [`Received`] messages the NATS tests rebuild tables from (topic for subject, the `etl.id`
 //! header for the message id).
 
@@ -16,87 +16,117 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::nats::Received;
 
-/// Every committed record of the table topics of `prefix`, topic by topic, partitions in order.
+/// Every record of the table topics of `prefix`, topic by topic, partitions in order.
 pub async fn read_topics(address: &str, prefix: &str) -> Result<Vec<Received>, String> {
-    let address = address.to_owned();
-    let prefix = prefix.to_owned();
-    tokio::task::spawn_blocking(move || read_blocking(&address, &prefix))
+    let mut reader = TopicReader::new(address, prefix);
+    tokio::task::spawn_blocking(move || reader.read())
         .await
         .map_err(|e| e.to_string())?
 }
 
-fn read_blocking(address: &str, prefix: &str) -> Result<Vec<Received>, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", address)
-        .set("group.id", "etl-test-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(|e| format!("metadata: {e}"))?;
-    let state = state_topic(prefix);
-    let mut received = Vec::new();
-    for topic in metadata.topics() {
-        let name = topic.name();
-        if !name.starts_with(&format!("{prefix}.")) || name == state {
-            continue;
-        }
-        let ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-        read_topic(&consumer, name, &ids, &mut received)?;
-    }
-    Ok(received)
+/// A consumer that keeps its position, as a real one does: each [`TopicReader::read`] reads
+/// what was added since the last one (a debug build of the test broker serves about 5 000
+/// records a second, so reading everything again at each check would not keep up).
+pub struct TopicReader {
+    address: String,
+    prefix: String,
+    /// Per topic and partition, the offset to read from next.
+    next: HashMap<(String, i32), i64>,
+    received: Vec<Received>,
 }
 
-/// Appends the committed records of `topic` (its `partitions`, each to its end).
-fn read_topic(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: &[i32],
-    received: &mut Vec<Received>,
-) -> Result<(), String> {
-    let mut list = TopicPartitionList::new();
-    for partition in partitions {
-        list.add_partition_offset(topic, *partition, Offset::Beginning)
+impl TopicReader {
+    pub fn new(address: &str, prefix: &str) -> Self {
+        TopicReader {
+            address: address.to_owned(),
+            prefix: prefix.to_owned(),
+            next: HashMap::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads every table topic to its end (blocking); returns all records read so far.
+    pub fn read(&mut self) -> Result<Vec<Received>, String> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", "etl-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create()
             .map_err(|e| e.to_string())?;
-    }
-    consumer.assign(&list).map_err(|e| e.to_string())?;
-    let mut open: HashSet<i32> = partitions.iter().copied().collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !open.is_empty() {
-        if Instant::now() > deadline {
-            return Err(format!("{topic}: not read to its end in 60 s"));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                open.remove(&partition);
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| format!("metadata: {e}"))?;
+        let state = state_topic(&self.prefix);
+        for topic in metadata.topics() {
+            let name = topic.name();
+            if !name.starts_with(&format!("{}.", self.prefix)) || name == state {
+                continue;
             }
-            Some(Err(e)) => return Err(format!("{topic}: {e}")),
-            Some(Ok(message)) => {
-                if message.topic() != topic {
-                    continue; // left over from the previous assignment
+            let ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+            self.read_topic(&consumer, name, &ids)?;
+        }
+        Ok(self.received.clone())
+    }
+
+    /// Appends the records of `topic` (its `partitions`, each from where the last read stopped
+    /// to its end).
+    fn read_topic(
+        &mut self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(), String> {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            let offset = match self.next.get(&(topic.to_owned(), *partition)) {
+                Some(next) => Offset::Offset(*next),
+                None => Offset::Beginning,
+            };
+            list.add_partition_offset(topic, *partition, offset)
+                .map_err(|e| e.to_string())?;
+        }
+        consumer.assign(&list).map_err(|e| e.to_string())?;
+        let mut open: HashSet<i32> = partitions.iter().copied().collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !open.is_empty() {
+            if Instant::now() > deadline {
+                return Err(format!("{topic}: not read to its end in 120 s"));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
                 }
-                let id = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == ID_HEADER))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                received.push(Received {
-                    subject: message.topic().to_owned(),
-                    id,
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                });
+                Some(Err(e)) => return Err(format!("{topic}: {e}")),
+                Some(Ok(message)) => {
+                    if message.topic() != topic {
+                        continue; // left over from the previous assignment
+                    }
+                    self.next.insert(
+                        (topic.to_owned(), message.partition()),
+                        message.offset() + 1,
+                    );
+                    let id = message
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == ID_HEADER))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    self.received.push(Received {
+                        subject: message.topic().to_owned(),
+                        id,
+                        key: message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    });
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `messages` with each repeated `etl.id` kept once (the first), after checking that every

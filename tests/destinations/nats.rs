@@ -24,6 +24,7 @@ use crate::helpers::table_schema;
 pub use crate::servers::NatsServer;
 
 /// One message of the stream.
+#[derive(Clone)]
 pub struct Received {
     pub subject: String,
     pub id: String,

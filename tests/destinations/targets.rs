@@ -2,6 +2,7 @@
 //! how to count applications of `counted`'s changes, and how to compare with the source.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -13,7 +14,7 @@ use crate::compare::{
 };
 use crate::end_to_end::{Scenario, TABLES};
 use crate::helpers::{exec, source_pool};
-use crate::kafka::read_topics;
+use crate::kafka::TopicReader;
 use crate::nats::{Received, counted_ops, read_stream, rebuild, repeated_ids};
 use crate::servers::{KafkaServer, NatsServer};
 
@@ -41,6 +42,7 @@ pub enum Target {
     Kafka {
         server: KafkaServer,
         prefix: String,
+        reader: Arc<Mutex<TopicReader>>,
     },
 }
 
@@ -81,9 +83,12 @@ impl Target {
     /// Kafka topics on a broker of this test; `None` when no broker can be started outside CI
     /// (skipped).
     pub fn kafka(name: &str) -> Option<Target> {
+        let server = KafkaServer::kafka(name)?;
+        let reader = TopicReader::new(&server.address, "e2e");
         Some(Target::Kafka {
-            server: KafkaServer::kafka(name)?,
+            server,
             prefix: "e2e".into(),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -104,8 +109,14 @@ impl Target {
     async fn messages(&self) -> Result<Vec<Received>, String> {
         let messages = match self {
             Target::Nats { server, stream, .. } => read_stream(&server.address, stream).await?,
-            Target::Kafka { server, prefix } => {
-                let messages = read_topics(&server.address, prefix).await?;
+            Target::Kafka { reader, .. } => {
+                let reader = Arc::clone(reader);
+                let messages = tokio::task::spawn_blocking(move || match reader.lock() {
+                    Ok(mut reader) => reader.read(),
+                    Err(_) => Err("an earlier read panicked".to_owned()),
+                })
+                .await
+                .map_err(|e| e.to_string())??;
                 return Ok(crate::kafka::without_aborted_repeats(messages));
             }
             _ => return Ok(Vec::new()),
@@ -150,7 +161,7 @@ impl Target {
                 "  nats: {{url: '{}', subject_prefix: {prefix}, stream: {stream}}}",
                 server.address
             ),
-            Target::Kafka { server, prefix } => format!(
+            Target::Kafka { server, prefix, .. } => format!(
                 "  kafka: {{brokers: ['{}'], topic_prefix: {prefix}}}",
                 server.address
             ),
