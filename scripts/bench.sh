@@ -29,7 +29,10 @@
 #   --destination  where etl writes; each kind has a function `destination_<kind>` below
 #                  (discard; sqlite: a file in the work directory; postgres: a fresh database
 #                  on the bench cluster; iceberg: its SQL catalog in a fresh database of the
-#                  bench cluster, the warehouse in the work directory)
+#                  bench cluster, the warehouse in the work directory; nats, kafka: a fresh
+#                  server per run from scripts/nats-server.sh / kafka-server.sh — for kafka set
+#                  ETL_KAFKA_OPT_LEVEL=1 ETL_KAFKA_TOOLS=/var/tmp/etl-kafka-o1, or the debug
+#                  build of the test broker is what gets measured)
 #   --destinations compare destinations on the same data: runs the parts (default copy,drain)
 #                  for each in turn and ends with a table of each figure as a ratio to the
 #                  first destination (discard) of the same round and to the physical limit
