@@ -461,7 +461,7 @@ async fn scenario(prefix: &str, target: &mut Target) {
     scenario
         .wait_for(
             "the destination to equal the source",
-            Duration::from_secs(120),
+            target.convergence_limit(),
             || target.differences(&scenario),
         )
         .await;
@@ -525,6 +525,6 @@ async fn kafka_rebuilt_by_a_read_committed_consumer_ends_equal_to_the_source() {
     let Some(mut target) = Target::kafka("e2e") else {
         return;
     };
-    run("dest_e2e_kafka", &mut target, SCENARIO_LIMIT).await;
+    run("dest_e2e_kafka", &mut target, SCENARIO_LIMIT * 2).await;
     target.drop().await;
 }

