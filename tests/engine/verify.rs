@@ -269,6 +269,17 @@ async fn writes_during_a_verification_are_not_drift<D: Destination + Clone>(
         rounds > 20,
         "the load ran during the verifications ({rounds} rounds)"
     );
+    // Let the replicator apply the load's last changes first: an update of row 7 applied after
+    // the tamper would put the row back.
+    let written = source.current_lsn().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while source.confirmed_flush().await.unwrap_or(0) < written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replicator confirms the load's last commit within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The same check still sees a real difference made under the same load.
     tamper(
         &mirror,
