@@ -217,10 +217,11 @@ fn parse<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
 ///   `SET NOT NULL` reach mirrors that enforce it. A table described again whose nullability did
 ///   not change is not passed on at all.
 ///
-/// The catalog is read when the change reaches the destination, which is right unless the
-/// table changed again in between (the stream behind the source): then a dropped column reads
-/// as unknown (empty, warned), and a NOT NULL that came back is checked by the destination
-/// against the rows it holds.
+/// The catalog is read when the change reaches the destination (the engine first waits until
+/// the transaction that described the table is visible, see [`super::visibility`]), which is
+/// right unless the table changed again in between (the stream behind the source): then a
+/// dropped column reads as unknown (empty, warned), and a NOT NULL that came back is checked
+/// by the destination against the rows it holds.
 #[derive(Clone)]
 pub struct WithSourceDefaults<D> {
     inner: D,

@@ -40,6 +40,7 @@ mod table_copy;
 mod table_sync;
 #[cfg(test)]
 mod test_messages;
+pub mod visibility;
 
 pub use apply::apply_slot_name;
 pub use cleanup::delete_pipeline_state;

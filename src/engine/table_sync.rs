@@ -26,6 +26,7 @@ use super::source::{PgOutputOptions, ReplicationClient, ReplicationMessage, Snap
 use super::state::slots::sync_slot_name;
 use super::state::{StateWriter, TableState};
 use super::table_copy::{self, PARALLEL_COPY_MIN_PAGES};
+use super::visibility;
 use crate::base::error_chain;
 use crate::base::event::ChangeEvent;
 use crate::base::lsn::Lsn;
@@ -348,6 +349,7 @@ async fn catch_up<D: Destination>(
                         .await?;
                     bytes = 0;
                 }
+                visibility::wait_visible(&ctx.pool, applied.event.xid).await?;
                 match &reshape.old {
                     Some(old) => ctx.destination.alter_table(old, &reshape.new).await?,
                     None => ctx.destination.prepare_table(&reshape.new).await?,

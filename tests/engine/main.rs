@@ -32,3 +32,4 @@ mod source_restart;
 mod streaming;
 mod verify;
 mod versions;
+mod visibility;

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use sqlx::PgPool;
 use tokio::task::{JoinError, JoinHandle};
 
 use super::batch::Batch;
@@ -32,6 +33,7 @@ use crate::engine::router::{Applied, Reshape, Routed, Router, Rule, log_reshape}
 use crate::engine::source::{PgOutputMessage, ReplicationMessage};
 use crate::engine::state::{TableState, TableStates};
 use crate::engine::table_sync::SyncDone;
+use crate::engine::visibility;
 
 /// A write's result, the commit end it makes durable, and its event count.
 pub(crate) type WriteResult = (destination::Result<()>, Option<Lsn>, u64);
@@ -91,6 +93,9 @@ pub(crate) struct ApplyCore<D> {
     /// The top-level transaction of the stream block being received.
     stream_block: Option<u32>,
     replay: Option<Replay>,
+    /// The source, for waiting until a schema change's transaction is visible before the
+    /// destination reads the catalog about it (`None` in unit tests without a server).
+    source: Option<PgPool>,
 }
 
 impl<D: Destination + Clone> ApplyCore<D> {
@@ -102,6 +107,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
         limits: BatchConfig,
         resume: Lsn,
         spill: Spill,
+        source: Option<PgPool>,
     ) -> Self {
         Self {
             destination,
@@ -115,6 +121,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
             spill,
             stream_block: None,
             replay: None,
+            source,
         }
     }
 
@@ -424,7 +431,7 @@ impl<D: Destination + Clone> ApplyCore<D> {
 
     async fn push(&mut self, applied: Applied) -> Result<(), Error> {
         if let Some(reshape) = &applied.reshape {
-            self.reshape(reshape).await?;
+            self.reshape(reshape, applied.event.xid).await?;
         }
         self.batch.push(applied.event, applied.bytes);
         Ok(())
@@ -432,8 +439,12 @@ impl<D: Destination + Clone> ApplyCore<D> {
 
     /// Gives the destination the table's new shape (or, for a refresh, the chance to follow
     /// what changed beside the columns), after everything before it is written.
-    async fn reshape(&mut self, reshape: &Reshape) -> Result<(), Error> {
+    /// `xid`: the transaction that described the table.
+    async fn reshape(&mut self, reshape: &Reshape, xid: u32) -> Result<(), Error> {
         self.write_everything().await?;
+        if let Some(source) = &self.source {
+            visibility::wait_visible(source, xid).await?;
+        }
         match &reshape.old {
             Some(old) => self.destination.alter_table(old, &reshape.new).await?,
             None => self.destination.prepare_table(&reshape.new).await?,

@@ -133,6 +133,7 @@ impl<D: Destination + Clone> ApplyWorker<D> {
             config.batch.clone(),
             resume,
             spill,
+            Some(pool.clone()),
         );
         Self {
             slot: apply_slot_name(config.id),

@@ -186,7 +186,7 @@ async fn core_spilling(
     };
     let spill_dir = tempfile::tempdir().unwrap().keep();
     let spill = Spill::open(spill_dir, spill_bytes).unwrap();
-    let core = ApplyCore::new(destination.clone(), tables, [], limits, Lsn(1), spill);
+    let core = ApplyCore::new(destination.clone(), tables, [], limits, Lsn(1), spill, None);
     (core, destination, store)
 }
 
