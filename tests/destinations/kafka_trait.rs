@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use crate::kafka::read_topics;
-use crate::nats::{Received, repeated_ids};
+use crate::nats::{ops, repeated_ids};
 use crate::servers::KafkaServer;
 
 fn config(address: &str, prefix: &str) -> KafkaDestinationConfig {
@@ -23,20 +23,6 @@ fn config(address: &str, prefix: &str) -> KafkaDestinationConfig {
         "{{brokers: ['{address}'], topic_prefix: '{prefix}'}}"
     ))
     .unwrap()
-}
-
-fn ops(messages: &[Received], topic: &str) -> Vec<String> {
-    messages
-        .iter()
-        .filter(|m| m.subject == topic)
-        .map(|m| {
-            if m.payload.is_empty() {
-                return "tombstone".to_owned();
-            }
-            let value: Value = serde_json::from_slice(&m.payload).unwrap();
-            value["op"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,22 @@ pub async fn read_stream(url: &str, stream: &str) -> Result<Vec<Received>, Strin
     }
 }
 
+/// The `op` of each message of `subject` (a Kafka topic, for Kafka), in order; `tombstone` for an
+/// empty payload.
+pub fn ops(messages: &[Received], subject: &str) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m.subject == subject)
+        .map(|m| {
+            if m.payload.is_empty() {
+                return "tombstone".to_owned();
+            }
+            let value: Value = serde_json::from_slice(&m.payload).unwrap();
+            value["op"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Message ids seen more than once (exactly once: none).
 pub fn repeated_ids(messages: &[Received]) -> Vec<String> {
     let mut seen = HashSet::new();

@@ -13,7 +13,7 @@ use etl::engine::destination::PipelineIdentity;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::nats::{NatsServer, Received, read_stream, repeated_ids};
+use crate::nats::{NatsServer, ops, read_stream, repeated_ids};
 
 fn config(url: &str, format: &str) -> NatsDestinationConfig {
     serde_yaml::from_str(&format!(
@@ -21,20 +21,6 @@ fn config(url: &str, format: &str) -> NatsDestinationConfig {
         format.to_uppercase()
     ))
     .unwrap()
-}
-
-fn ops(messages: &[Received], subject: &str) -> Vec<String> {
-    messages
-        .iter()
-        .filter(|m| m.subject == subject)
-        .map(|m| {
-            if m.payload.is_empty() {
-                return "tombstone".to_owned();
-            }
-            let value: Value = serde_json::from_slice(&m.payload).unwrap();
-            value["op"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -187,12 +187,17 @@ impl KafkaDestination {
         let result = write_transaction(&producer, all).await;
         match result {
             Ok(()) => {
-                if let Some(state) = session.state.as_mut() {
-                    for (key, value) in &updates {
-                        apply_update(state, key, value.as_deref());
-                    }
+                let applied = match session.state.as_mut() {
+                    Some(state) => updates.iter().try_for_each(|(key, value)| {
+                        state.apply(&self.state_topic, key, value.as_deref())
+                    }),
+                    None => Ok(()),
+                };
+                if applied.is_err() {
+                    // Committed, but not understood: read the topic again before the next write.
+                    session.state = None;
                 }
-                Ok(())
+                applied
             }
             Err(e) => {
                 session.state = None;
@@ -215,35 +220,6 @@ impl KafkaDestination {
         }
         let ids: Vec<u32> = copied.iter().map(|t| t.0).collect();
         serde_json::to_vec(&ids).map_err(|e| Error::fatal("encoding", e))
-    }
-}
-
-/// Applies a state update the transaction committed to the held state.
-fn apply_update(state: &mut State, key: &str, value: Option<&[u8]>) {
-    match (key, value) {
-        (COPIED, Some(value)) => {
-            if let Ok(ids) = serde_json::from_slice::<Vec<u32>>(value) {
-                state.copied = ids.into_iter().map(TableId).collect();
-            }
-        }
-        (IDENTITY, Some(value)) => {
-            state.identity = serde_json::from_slice(value).ok();
-        }
-        (key, value) => {
-            if let Some(table) = key
-                .strip_prefix("position.")
-                .and_then(|oid| oid.parse::<u32>().ok())
-            {
-                match value.and_then(|v| serde_json::from_slice::<Position>(v).ok()) {
-                    Some(position) => {
-                        state.positions.insert(TableId(table), position);
-                    }
-                    None => {
-                        state.positions.remove(&TableId(table));
-                    }
-                }
-            }
-        }
     }
 }
 

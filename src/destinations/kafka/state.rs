@@ -65,7 +65,7 @@ pub struct State {
 
 impl State {
     /// Applies one record (`value` `None`: a tombstone).
-    fn apply(&mut self, topic: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
+    pub fn apply(&mut self, topic: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
         let not_ours = |e: serde_json::Error| {
             Error::fatal(
                 format!("the record `{key}` of topic {topic} was not written by etl"),
