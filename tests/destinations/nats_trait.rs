@@ -241,3 +241,76 @@ async fn a_stale_expected_sequence_is_refused_and_a_known_id_is_a_duplicate() {
         .unwrap();
     assert_eq!(messages.len(), 3);
 }
+
+/// Only every 200th message (and a call's last) asks for an acknowledgement. A message in the
+/// middle that the server refuses without saying so (here: larger than the stream's
+/// `max_msg_size`) still fails the call, because every later message expects it in the stream;
+/// the retry acknowledges each message, so its error names the real cause; and once the cause
+/// is gone the stream holds every change exactly once, in order.
+#[tokio::test]
+async fn a_silently_refused_message_fails_the_call_and_the_retry_names_it() {
+    let Some(server) = NatsServer::nats("refused") else {
+        return;
+    };
+    let config = config(&server.address, "json");
+    let table = Arc::new(simple_table(
+        16_503,
+        "public",
+        "t",
+        ReplicaIdentity::Default,
+        true,
+    ));
+    let destination = NatsDestination::connect(&config, "db").await.unwrap();
+    let first = event(&table, 1_000, 0, insert(row(&[Some("0"), None, None])));
+    destination.write_events(vec![first]).await.unwrap();
+
+    let client = async_nats::connect(&server.address).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    let mut stream = context.get_stream(config.stream_name()).await.unwrap();
+    let mut stream_config = stream.info().await.unwrap().config.clone();
+    stream_config.max_message_size = 2_000;
+    context.update_stream(&stream_config).await.unwrap();
+
+    let big = "x".repeat(3_000);
+    let events: Vec<_> = (1..=500u32)
+        .map(|i| {
+            let id = i.to_string();
+            let note = (i == 300).then_some(big.as_str());
+            event(&table, 2_000, i, insert(row(&[Some(&id), None, note])))
+        })
+        .collect();
+    let error = destination.write_events(events.clone()).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    let error = destination.write_events(events.clone()).await.unwrap_err();
+    let error = etl::base::error_chain(&error);
+    assert!(
+        error.contains("maximum"),
+        "the retry names the cause: {error}"
+    );
+    let held = read_stream(&server.address, &config.stream_name())
+        .await
+        .unwrap();
+    assert_eq!(
+        held.len(),
+        300,
+        "the first change and the 299 before the big one"
+    );
+
+    stream_config.max_message_size = -1;
+    context.update_stream(&stream_config).await.unwrap();
+    destination.write_events(events).await.unwrap();
+    let held = read_stream(&server.address, &config.stream_name())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 501);
+    assert!(repeated_ids(&held).is_empty());
+    let ids: Vec<String> = held
+        .iter()
+        .map(|m| {
+            let line: Value = serde_json::from_slice(&m.payload).unwrap();
+            line["new"]["id"].to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..=500).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected);
+}

@@ -7,26 +7,37 @@
 //! message, see [`super::subject::Applied`]) before it publishes again, so what is already
 //! there is skipped rather than written twice, whatever the duplicate window.
 //!
-//! Publishing is pipelined: up to [`ACK_WINDOW`] acknowledgements are awaited at once.
+//! Publishing is pipelined, and only every [`ACK_EVERY`]th message (and the last of a call)
+//! asks for an acknowledgement: the chain makes one acknowledged message vouch for every message
+//! before it (it is stored only right after them), and a message the server refused without
+//! telling makes every later one fail, the acknowledged one included. Up to [`ACK_WINDOW`]
+//! messages are in flight. Asking for fewer acknowledgements spares the client a reply inbox,
+//! a channel and a lookup per message, and the server an acknowledgement to route back. After
+//! a failure every message asks for one until a call succeeds, so an error names its cause
+//! (the refused message's own reason, not the `wrong last sequence` of the ones after it).
 
 use std::collections::{HashMap, VecDeque};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::{HeaderMap, Subject, header};
 use bytes::Bytes;
 
 use super::stream::{StreamSpec, ensure_stream};
 use super::subject::{Applied, parse_id};
 use crate::engine::destination::{Error, Result};
 
-/// Acknowledgements awaited at once.
+/// Messages in flight (published, not yet vouched for by an acknowledgement).
 const ACK_WINDOW: usize = 2_000;
+
+/// Every this many messages, one asks for an acknowledgement.
+const ACK_EVERY: usize = 200;
 
 /// A message ready to publish.
 pub struct Outgoing {
-    pub subject: String,
+    /// Shared by the messages of a table (a cheap clone).
+    pub subject: Subject,
     pub id: String,
     pub key: Option<String>,
     pub payload: Bytes,
@@ -45,6 +56,9 @@ pub struct Chain {
     last_sequence: Option<u64>,
     /// Per subject, how far it got (read lazily; cleared after a failure).
     applied: HashMap<String, Applied>,
+    /// Set by a failure, cleared by a success: every message asks for an acknowledgement, so
+    /// a message the server refuses again is named with its own reason.
+    ack_each: bool,
 }
 
 impl Chain {
@@ -55,6 +69,7 @@ impl Chain {
             stream: None,
             last_sequence: None,
             applied: HashMap::new(),
+            ack_each: false,
         }
     }
 
@@ -142,10 +157,19 @@ impl Chain {
     /// Publishes `messages` in order and waits until the server stored every one. On failure
     /// nothing is assumed: the next call reads the stream's state again.
     pub async fn publish(&mut self, messages: Vec<Outgoing>) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let result = self.publish_in_order(messages).await;
+        self.publish_each(messages.into_iter().map(Ok)).await
+    }
+
+    /// [`Chain::publish`] of messages made as they are taken, so making them overlaps the
+    /// server's work on the ones before; a message that cannot be made ends the call with its
+    /// error (what was published before it stays, as after any failure).
+    pub async fn publish_each<I>(&mut self, messages: I) -> Result<()>
+    where
+        I: Iterator<Item = Result<Outgoing>> + Send,
+    {
+        let ack_every = if self.ack_each { 1 } else { ACK_EVERY };
+        let result = self.publish_in_order(messages.peekable(), ack_every).await;
+        self.ack_each = result.is_err();
         if result.is_err() {
             self.last_sequence = None;
             self.applied.clear();
@@ -153,28 +177,55 @@ impl Chain {
         result
     }
 
-    async fn publish_in_order(&mut self, messages: Vec<Outgoing>) -> Result<()> {
+    async fn publish_in_order<I>(
+        &mut self,
+        mut messages: std::iter::Peekable<I>,
+        ack_every: usize,
+    ) -> Result<()>
+    where
+        I: Iterator<Item = Result<Outgoing>> + Send,
+    {
+        if messages.peek().is_none() {
+            return Ok(());
+        }
         let mut expected = self.last_sequence().await?;
-        let mut pending = VecDeque::with_capacity(ACK_WINDOW.min(messages.len()));
+        let client = self.context.client();
+        let mut pending = VecDeque::with_capacity(ACK_WINDOW / ack_every + 1);
         let mut last_acked = expected;
-        for message in messages {
+        let mut index = 0usize;
+        while let Some(message) = messages.next() {
+            let message = message?;
+            index += 1;
             let mut headers = HeaderMap::new();
             if let Some(key) = &message.key {
                 headers.insert(KEY_HEADER, key.as_str());
             }
-            let publish = PublishMessage::build()
-                .payload(message.payload)
-                .headers(headers)
-                .message_id(&message.id)
-                .expected_last_sequence(expected);
+            let acked = index.is_multiple_of(ack_every) || messages.peek().is_none();
+            if acked {
+                let publish = PublishMessage::build()
+                    .payload(message.payload)
+                    .headers(headers)
+                    .message_id(&message.id)
+                    .expected_last_sequence(expected);
+                let ack = self
+                    .context
+                    .send_publish(message.subject, publish)
+                    .await
+                    .map_err(publish_error)?;
+                pending.push_back(ack);
+            } else {
+                headers.insert(header::NATS_MESSAGE_ID, message.id.as_str());
+                headers.insert(
+                    header::NATS_EXPECTED_LAST_SEQUENCE,
+                    expected.to_string().as_str(),
+                );
+                client
+                    .publish_with_headers(message.subject, headers, message.payload)
+                    .await
+                    .map_err(core_publish_error)?;
+            }
             expected += 1;
-            let ack = self
-                .context
-                .send_publish(message.subject, publish)
-                .await
-                .map_err(publish_error)?;
-            pending.push_back(ack);
-            if pending.len() >= ACK_WINDOW
+            if pending.len() * ack_every >= ACK_WINDOW
                 && let Some(ack) = pending.pop_front()
             {
                 last_acked = ack.await.map_err(publish_error)?.sequence;
@@ -188,15 +239,27 @@ impl Chain {
     }
 }
 
+/// A message published without an acknowledgement could not be handed to the connection.
+fn core_publish_error(error: async_nats::client::PublishError) -> Error {
+    match error.kind() {
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded => max_payload(&error),
+        _ => Error::transient("publishing to JetStream", error),
+    }
+}
+
+fn max_payload(error: &dyn std::fmt::Display) -> Error {
+    Error::Fatal {
+        message: format!(
+            "a message is larger than the server's max_payload ({error}): raise \
+             max_payload in the NATS server configuration"
+        ),
+        source: None,
+    }
+}
+
 fn publish_error(error: async_nats::jetstream::context::PublishError) -> Error {
     match error.kind() {
-        PublishErrorKind::MaxPayloadExceeded => Error::Fatal {
-            message: format!(
-                "a message is larger than the server's max_payload ({error}): raise \
-                 max_payload in the NATS server configuration"
-            ),
-            source: None,
-        },
+        PublishErrorKind::MaxPayloadExceeded => max_payload(&error),
         PublishErrorKind::StreamNotFound => Error::Fatal {
             message: "the stream is gone (deleted?): no stream takes the subjects any more".into(),
             source: Some(Box::new(error)),

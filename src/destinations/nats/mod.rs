@@ -26,9 +26,10 @@ mod stream;
 pub mod subject;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::{Subject, jetstream};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
@@ -188,7 +189,7 @@ impl NatsDestination {
     fn outgoing(
         &self,
         schema: &TableSchema,
-        subject: &str,
+        subject: &Subject,
         id: String,
         message: Message,
     ) -> Result<Outgoing> {
@@ -205,7 +206,7 @@ impl NatsDestination {
             ));
         }
         Ok(Outgoing {
-            subject: subject.to_owned(),
+            subject: subject.clone(),
             id,
             key: message.key,
             payload,
@@ -248,7 +249,7 @@ impl NatsDestination {
         let result = state
             .chain
             .publish(vec![Outgoing {
-                subject: control_subject(&self.prefix, what),
+                subject: Subject::from(control_subject(&self.prefix, what)),
                 id: format!("_etl:{what}:{:016x}", rand::random::<u64>()),
                 key: None,
                 payload: Bytes::from(payload),
@@ -310,7 +311,12 @@ impl Destination for NatsDestination {
         state.chain.purge(&subject).await?;
         let token = rand::random::<u64>();
         let start = self.encoder.copy_start(schema, now_ms());
-        let start = self.outgoing(schema, &subject, copy_id(schema.id, token, 0), start)?;
+        let start = self.outgoing(
+            schema,
+            &Subject::from(subject.as_str()),
+            copy_id(schema.id, token, 0),
+            start,
+        )?;
         state.chain.publish(vec![start]).await?;
         state.chain.set_applied(&subject, Applied::Nothing);
         state.copies.insert(schema.id, (token, 1));
@@ -321,7 +327,7 @@ impl Destination for NatsDestination {
         let rows = chunk
             .rows(schema.columns.len())
             .map_err(|e| Error::table(schema, format!("initial copy: {e}")))?;
-        let subject = table_subject(&self.prefix, &schema.name);
+        let subject = Subject::from(table_subject(&self.prefix, &schema.name));
         let now = now_ms();
         let mut state = self.state.lock().await;
         let (token, first) = *state
@@ -363,40 +369,111 @@ impl Destination for NatsDestination {
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
         let now = now_ms();
         let mut state = self.state.lock().await;
-        let mut messages = Vec::with_capacity(events.len());
-        let mut reached: HashMap<String, Applied> = HashMap::new();
-        for event in &events {
-            let schema = &event.table;
-            let subject = table_subject(&self.prefix, &schema.name);
-            let encoded = self.encoder.change(event, now);
-            let parts = encoded.len() as u32;
-            let applied = match reached.get(&subject) {
-                Some(applied) => *applied,
-                None => state.chain.applied(&subject).await?,
+        // First the subject of each run of one table's events (a batch mostly holds long runs)
+        // and how far each subject got; the changes are then encoded as they are published.
+        let mut subjects: Vec<(String, Subject, Applied)> = Vec::new();
+        let mut known: HashMap<String, usize> = HashMap::new();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut previous: Option<&Arc<TableSchema>> = None;
+        for (index, event) in events.iter().enumerate() {
+            if previous.is_some_and(|table| Arc::ptr_eq(table, &event.table)) {
+                continue;
+            }
+            previous = Some(&event.table);
+            let name = table_subject(&self.prefix, &event.table.name);
+            let at = match known.get(&name) {
+                Some(&at) => at,
+                None => {
+                    let applied = state.chain.applied(&name).await?;
+                    known.insert(name.clone(), subjects.len());
+                    let subject = Subject::from(name.as_str());
+                    subjects.push((name, subject, applied));
+                    subjects.len() - 1
+                }
             };
-            let written = applied.written(event.position(), parts);
-            for (part, message) in (1..).zip(encoded).skip(written as usize) {
-                let id = change_id(schema.id, event.commit_lsn, event.ordinal, part, parts);
-                messages.push(self.outgoing(schema, &subject, id, message)?);
-            }
-            if written < parts {
-                reached.insert(
-                    subject,
-                    Applied::Change {
-                        commit_lsn: event.commit_lsn,
-                        ordinal: event.ordinal,
-                        part: parts,
-                        parts,
-                    },
-                );
-            } else {
-                reached.insert(subject, applied);
-            }
+            runs.push((index, at));
         }
-        state.chain.publish(messages).await?;
-        for (subject, applied) in reached {
-            state.chain.set_applied(&subject, applied);
+        let messages = Encoding {
+            destination: self,
+            events: &events,
+            next: 0,
+            runs: &runs,
+            run: 0,
+            subjects: &mut subjects,
+            now,
+            ready: Vec::new().into_iter(),
+        };
+        state.chain.publish_each(messages).await?;
+        for (name, _, applied) in subjects {
+            state.chain.set_applied(&name, applied);
         }
         Ok(())
+    }
+}
+
+/// The messages of a batch's changes not yet in the stream, encoded as they are taken; each
+/// subject's [`Applied`] follows what was taken.
+struct Encoding<'a> {
+    destination: &'a NatsDestination,
+    events: &'a [ChangeEvent],
+    /// The next event to encode.
+    next: usize,
+    /// `(first event, subject)` of each run of one table's events.
+    runs: &'a [(usize, usize)],
+    run: usize,
+    subjects: &'a mut [(String, Subject, Applied)],
+    now: i64,
+    /// Messages of the last event encoded, not yet taken.
+    ready: std::vec::IntoIter<Result<Outgoing>>,
+}
+
+impl Iterator for Encoding<'_> {
+    type Item = Result<Outgoing>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(message) = self.ready.next() {
+                return Some(message);
+            }
+            let index = self.next;
+            let event = self.events.get(index)?;
+            self.next += 1;
+            while self
+                .runs
+                .get(self.run + 1)
+                .is_some_and(|&(first, _)| first <= index)
+            {
+                self.run += 1;
+            }
+            let found = self.runs.get(self.run).map(|&(_, at)| at);
+            let Some((_, subject, applied)) = found.and_then(|at| self.subjects.get_mut(at)) else {
+                // Every event is in a run (the first of each table's run starts one).
+                return Some(Err(Error::Fatal {
+                    message: format!("no subject was looked up for change {index} of the batch"),
+                    source: None,
+                }));
+            };
+            let schema = &event.table;
+            let encoded = self.destination.encoder.change(event, self.now);
+            let parts = encoded.len() as u32;
+            let written = applied.written(event.position(), parts);
+            if written < parts {
+                *applied = Applied::Change {
+                    commit_lsn: event.commit_lsn,
+                    ordinal: event.ordinal,
+                    part: parts,
+                    parts,
+                };
+            }
+            let messages: Vec<_> = (1..)
+                .zip(encoded)
+                .skip(written as usize)
+                .map(|(part, message)| {
+                    let id = change_id(schema.id, event.commit_lsn, event.ordinal, part, parts);
+                    self.destination.outgoing(schema, subject, id, message)
+                })
+                .collect();
+            self.ready = messages.into_iter();
+        }
     }
 }
