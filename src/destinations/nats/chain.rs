@@ -29,10 +29,10 @@ use super::subject::{Applied, parse_id};
 use crate::engine::destination::{Error, Result};
 
 /// Messages in flight (published, not yet vouched for by an acknowledgement).
-const ACK_WINDOW: usize = 2_000;
+const ACK_WINDOW: usize = 5_000;
 
 /// Every this many messages, one asks for an acknowledgement.
-const ACK_EVERY: usize = 200;
+const ACK_EVERY: usize = 1_000;
 
 /// A message ready to publish.
 pub struct Outgoing {
