@@ -49,9 +49,9 @@ pub fn base_config(config: &KafkaDestinationConfig) -> ClientConfig {
     client
 }
 
-/// A transactional, idempotent producer whose transactions are initialised (any transaction
-/// an earlier producer with the same id left open is aborted, and that producer is fenced).
-pub async fn transactional_producer(config: &KafkaDestinationConfig) -> Result<FutureProducer> {
+/// The producer's settings: the exactly-once ones, then throughput defaults the user's
+/// `kafka.properties` may override (`linger.ms`, the local queue's bounds).
+fn producer_config(config: &KafkaDestinationConfig) -> ClientConfig {
     let mut client = base_config(config);
     client
         .set("transactional.id", config.transactional_id())
@@ -59,10 +59,26 @@ pub async fn transactional_producer(config: &KafkaDestinationConfig) -> Result<F
         .set("acks", "all")
         // Java's default partitioner: a key lands where Java producers would put it.
         .set("partitioner", "murmur2_random")
-        .set("transaction.timeout.ms", "60000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("linger.ms", "5");
+        .set("transaction.timeout.ms", "60000");
+    // Records wait up to `linger.ms` to fill a produce request; a commit sends what is queued
+    // at once, so a longer linger costs no latency at the end of a batch and spares the
+    // broker thread a wake-up per record.
+    for (key, value) in [
+        ("linger.ms", "100"),
+        ("queue.buffering.max.messages", "1000000"),
+        ("queue.buffering.max.kbytes", "1048576"),
+    ] {
+        if !config.properties.contains_key(key) {
+            client.set(key, value);
+        }
+    }
+    client
+}
+
+/// A transactional, idempotent producer whose transactions are initialised (any transaction
+/// an earlier producer with the same id left open is aborted, and that producer is fenced).
+pub async fn transactional_producer(config: &KafkaDestinationConfig) -> Result<FutureProducer> {
+    let client = producer_config(config);
     let producer: FutureProducer = client
         .create()
         .map_err(|e| Error::fatal("kafka: creating the producer", e))?;
@@ -171,5 +187,26 @@ pub fn kafka_error(doing: &str, error: KafkaError) -> Error {
         Error::fatal(format!("kafka: {doing}"), error)
     } else {
         Error::transient(format!("kafka: {doing}"), error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_users_producer_properties_override_the_throughput_defaults_only() {
+        let config: KafkaDestinationConfig = serde_yaml::from_str(
+            "{brokers: ['localhost:9092'], properties: {linger.ms: '20', compression.type: zstd}}",
+        )
+        .expect("a kafka config");
+        let client = producer_config(&config);
+        assert_eq!(client.get("linger.ms"), Some("20"));
+        assert_eq!(client.get("compression.type"), Some("zstd"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("queue.buffering.max.messages"), Some("1000000"));
+        let defaults: KafkaDestinationConfig =
+            serde_yaml::from_str("{brokers: ['localhost:9092']}").expect("a kafka config");
+        assert_eq!(producer_config(&defaults).get("linger.ms"), Some("100"));
     }
 }
