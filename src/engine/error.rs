@@ -105,10 +105,17 @@ impl Error {
             Error::State(e) => e.is_transient(),
             Error::SourceTimeout { .. } => true,
             Error::Spill(_) => true,
-            Error::Query { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
+            // Connection problems, and the server going away (`57P01` administrator shutdown,
+            // `57P02`/`57P03` crash or start-up): the state store classifies them alike.
+            Error::Query { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                ) || source
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+            }
             _ => false,
         }
     }
