@@ -96,6 +96,19 @@ impl From<super::router::RouteError> for Error {
     }
 }
 
+/// Whether a query failed because the connection or the server went away (worth retrying)
+/// rather than because of the query: I/O, the pool, class `08` (connection exception) and
+/// `57P01`–`57P03` (administrator shutdown, crash, server starting up).
+pub(crate) fn connection_lost(source: &sqlx::Error) -> bool {
+    matches!(
+        source,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    ) || source
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+}
+
 impl Error {
     /// Worth retrying after a pause (connection lost, server restarting, destination busy).
     pub fn is_transient(&self) -> bool {
@@ -105,17 +118,7 @@ impl Error {
             Error::State(e) => e.is_transient(),
             Error::SourceTimeout { .. } => true,
             Error::Spill(_) => true,
-            // Connection problems, and the server going away (`57P01` administrator shutdown,
-            // `57P02`/`57P03` crash or start-up): the state store classifies them alike.
-            Error::Query { source, .. } => {
-                matches!(
-                    source,
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                ) || source
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
-            }
+            Error::Query { source, .. } => connection_lost(source),
             _ => false,
         }
     }

@@ -250,15 +250,7 @@ impl Error {
     /// Connection problems are worth retrying; SQL errors are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Query { source, .. } => {
-                matches!(
-                    source,
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                ) || source
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
-            }
+            Error::Query { source, .. } => crate::engine::error::connection_lost(source),
             Error::Corrupt(_)
             | Error::RollbackWouldSkipChanges { .. }
             | Error::UnknownTable { .. }
