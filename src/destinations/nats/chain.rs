@@ -157,18 +157,11 @@ impl Chain {
     /// Publishes `messages` in order and waits until the server stored every one. On failure
     /// nothing is assumed: the next call reads the stream's state again.
     pub async fn publish(&mut self, messages: Vec<Outgoing>) -> Result<()> {
-        self.publish_each(messages.into_iter().map(Ok)).await
-    }
-
-    /// [`Chain::publish`] of messages made as they are taken, so making them overlaps the
-    /// server's work on the ones before; a message that cannot be made ends the call with its
-    /// error (what was published before it stays, as after any failure).
-    pub async fn publish_each<I>(&mut self, messages: I) -> Result<()>
-    where
-        I: Iterator<Item = Result<Outgoing>> + Send,
-    {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let ack_every = if self.ack_each { 1 } else { ACK_EVERY };
-        let result = self.publish_in_order(messages.peekable(), ack_every).await;
+        let result = self.publish_in_order(messages, ack_every).await;
         self.ack_each = result.is_err();
         if result.is_err() {
             self.last_sequence = None;
@@ -177,30 +170,18 @@ impl Chain {
         result
     }
 
-    async fn publish_in_order<I>(
-        &mut self,
-        mut messages: std::iter::Peekable<I>,
-        ack_every: usize,
-    ) -> Result<()>
-    where
-        I: Iterator<Item = Result<Outgoing>> + Send,
-    {
-        if messages.peek().is_none() {
-            return Ok(());
-        }
+    async fn publish_in_order(&mut self, messages: Vec<Outgoing>, ack_every: usize) -> Result<()> {
         let mut expected = self.last_sequence().await?;
         let client = self.context.client();
         let mut pending = VecDeque::with_capacity(ACK_WINDOW / ack_every + 1);
         let mut last_acked = expected;
-        let mut index = 0usize;
-        while let Some(message) = messages.next() {
-            let message = message?;
-            index += 1;
+        let count = messages.len();
+        for (index, message) in (1usize..).zip(messages) {
             let mut headers = HeaderMap::new();
             if let Some(key) = &message.key {
                 headers.insert(KEY_HEADER, key.as_str());
             }
-            let acked = index.is_multiple_of(ack_every) || messages.peek().is_none();
+            let acked = index.is_multiple_of(ack_every) || index == count;
             if acked {
                 let publish = PublishMessage::build()
                     .payload(message.payload)

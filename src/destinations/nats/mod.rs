@@ -369,111 +369,55 @@ impl Destination for NatsDestination {
     async fn write_events(&self, events: Vec<ChangeEvent>) -> Result<()> {
         let now = now_ms();
         let mut state = self.state.lock().await;
-        // First the subject of each run of one table's events (a batch mostly holds long runs)
-        // and how far each subject got; the changes are then encoded as they are published.
-        let mut subjects: Vec<(String, Subject, Applied)> = Vec::new();
-        let mut known: HashMap<String, usize> = HashMap::new();
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        let mut previous: Option<&Arc<TableSchema>> = None;
-        for (index, event) in events.iter().enumerate() {
-            if previous.is_some_and(|table| Arc::ptr_eq(table, &event.table)) {
-                continue;
-            }
-            previous = Some(&event.table);
-            let name = table_subject(&self.prefix, &event.table.name);
-            let at = match known.get(&name) {
-                Some(&at) => at,
-                None => {
-                    let applied = state.chain.applied(&name).await?;
-                    known.insert(name.clone(), subjects.len());
-                    let subject = Subject::from(name.as_str());
-                    subjects.push((name, subject, applied));
-                    subjects.len() - 1
-                }
-            };
-            runs.push((index, at));
-        }
-        let messages = Encoding {
-            destination: self,
-            events: &events,
-            next: 0,
-            runs: &runs,
-            run: 0,
-            subjects: &mut subjects,
-            now,
-            ready: Vec::new().into_iter(),
-        };
-        state.chain.publish_each(messages).await?;
-        for (name, _, applied) in subjects {
-            state.chain.set_applied(&name, applied);
-        }
-        Ok(())
-    }
-}
-
-/// The messages of a batch's changes not yet in the stream, encoded as they are taken; each
-/// subject's [`Applied`] follows what was taken.
-struct Encoding<'a> {
-    destination: &'a NatsDestination,
-    events: &'a [ChangeEvent],
-    /// The next event to encode.
-    next: usize,
-    /// `(first event, subject)` of each run of one table's events.
-    runs: &'a [(usize, usize)],
-    run: usize,
-    subjects: &'a mut [(String, Subject, Applied)],
-    now: i64,
-    /// Messages of the last event encoded, not yet taken.
-    ready: std::vec::IntoIter<Result<Outgoing>>,
-}
-
-impl Iterator for Encoding<'_> {
-    type Item = Result<Outgoing>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(message) = self.ready.next() {
-                return Some(message);
-            }
-            let index = self.next;
-            let event = self.events.get(index)?;
-            self.next += 1;
-            while self
-                .runs
-                .get(self.run + 1)
-                .is_some_and(|&(first, _)| first <= index)
-            {
-                self.run += 1;
-            }
-            let found = self.runs.get(self.run).map(|&(_, at)| at);
-            let Some((_, subject, applied)) = found.and_then(|at| self.subjects.get_mut(at)) else {
-                // Every event is in a run (the first of each table's run starts one).
-                return Some(Err(Error::Fatal {
-                    message: format!("no subject was looked up for change {index} of the batch"),
-                    source: None,
-                }));
-            };
+        let mut messages = Vec::with_capacity(events.len());
+        let mut reached: HashMap<String, Applied> = HashMap::new();
+        // The table of the previous event, its subject, and how far that subject got: a batch
+        // mostly holds runs of one table, so the subject is made once per run.
+        let mut current: Option<(&Arc<TableSchema>, String, Subject)> = None;
+        let mut applied = Applied::Nothing;
+        for event in &events {
             let schema = &event.table;
-            let encoded = self.destination.encoder.change(event, self.now);
+            if !current
+                .as_ref()
+                .is_some_and(|(table, ..)| Arc::ptr_eq(table, schema))
+            {
+                let name = table_subject(&self.prefix, &schema.name);
+                if let Some((_, previous, _)) = current.take() {
+                    reached.insert(previous, applied);
+                }
+                applied = match reached.get(&name) {
+                    Some(applied) => *applied,
+                    None => state.chain.applied(&name).await?,
+                };
+                let subject = Subject::from(name.as_str());
+                current = Some((schema, name, subject));
+            }
+            let Some((_, _, subject)) = &current else {
+                continue;
+            };
+            let encoded = self.encoder.change(event, now);
             let parts = encoded.len() as u32;
             let written = applied.written(event.position(), parts);
+            for (part, message) in (1..).zip(encoded).skip(written as usize) {
+                let id = change_id(schema.id, event.commit_lsn, event.ordinal, part, parts);
+                messages.push(self.outgoing(schema, subject, id, message)?);
+            }
             if written < parts {
-                *applied = Applied::Change {
+                applied = Applied::Change {
                     commit_lsn: event.commit_lsn,
                     ordinal: event.ordinal,
                     part: parts,
                     parts,
                 };
             }
-            let messages: Vec<_> = (1..)
-                .zip(encoded)
-                .skip(written as usize)
-                .map(|(part, message)| {
-                    let id = change_id(schema.id, event.commit_lsn, event.ordinal, part, parts);
-                    self.destination.outgoing(schema, subject, id, message)
-                })
-                .collect();
-            self.ready = messages.into_iter();
         }
+        if let Some((_, name, _)) = current {
+            reached.insert(name, applied);
+        }
+        state.chain.publish(messages).await?;
+        for (subject, applied) in reached {
+            state.chain.set_applied(&subject, applied);
+        }
+        Ok(())
     }
 }
