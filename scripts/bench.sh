@@ -29,7 +29,8 @@
 #   --destination  where etl writes; each kind has a function `destination_<kind>` below
 #                  (discard; sqlite: a file in the work directory; postgres: a fresh database
 #                  on the bench cluster; iceberg: its SQL catalog in a fresh database of the
-#                  bench cluster, the warehouse in the work directory; nats, kafka: a fresh
+#                  bench cluster, the warehouse in the work directory (iceberg_mirror: the
+#                  same with `mode: mirror`); nats, kafka: a fresh
 #                  server per run from scripts/nats-server.sh / kafka-server.sh — for kafka set
 #                  ETL_KAFKA_OPT_LEVEL=1 ETL_KAFKA_TOOLS=/var/tmp/etl-kafka-o1, or the debug
 #                  build of the test broker is what gets measured)
@@ -121,6 +122,10 @@ destination_iceberg() { # the SQL catalog in a fresh database of the bench clust
     PGDATABASE=postgres sql "create database $db"
     echo "iceberg: {catalog: {sql: {host: 127.0.0.1, port: $port, name: $db, username: postgres, password: bench, tls: {mode: disable}}}, warehouse: 'file://$work/$1/lake', namespace: bench}"
 }
+# The same in mirror mode (tables that read as the source's rows: position deletes).
+destination_iceberg_mirror() {
+    destination_iceberg "$1" | sed 's/namespace: bench}$/namespace: bench, mode: mirror}/'
+}
 
 # The destination's own write limit for the initial copy, where one can be measured: after etl's
 # copy of table $2 in run $1, the same rows piped by psql straight into the destination's copy
@@ -159,6 +164,8 @@ table = csv.read_csv(sys.stdin.buffer, read_options=csv.ReadOptions(autogenerate
 pq.write_table(table, sys.argv[1], compression="zstd")' "$work/$1/plain.parquet"
     calc "$(now) - $start" 3
 }
+target_limit_label_iceberg_mirror="$target_limit_label_iceberg"
+target_limit_iceberg_mirror() { target_limit_iceberg "$@"; }
 
 known_destination() {
     declare -F "destination_$1" >/dev/null && return 0

@@ -25,6 +25,10 @@ pub struct IcebergDestinationConfig {
     /// Size at which a Parquet data file is closed and the next one started (bytes written).
     #[serde(default = "default_target_file_bytes")]
     pub target_file_bytes: u64,
+    /// Mirror mode: once a table's commit leaves more live files (data and position deletes)
+    /// than this, its live rows are rewritten into fresh data files (`0`: never).
+    #[serde(default = "default_compact_files")]
+    pub compact_files: u32,
 }
 
 /// `catalog: {sql: {url: postgres://…}}`: the catalog that holds each table's current metadata.
@@ -44,7 +48,7 @@ pub enum IcebergMode {
     /// Append-only: every copied row and every change is one row with `_etl_*` columns.
     #[default]
     Changelog,
-    /// Tables that read as the source's current rows (not available yet: refused by `validate`).
+    /// Tables that read as the source's current rows (merge-on-read: position deletes).
     Mirror,
 }
 
@@ -54,6 +58,10 @@ fn default_namespace() -> String {
 
 fn default_catalog_name() -> String {
     "etl".to_owned()
+}
+
+fn default_compact_files() -> u32 {
+    100
 }
 
 fn default_target_file_bytes() -> u64 {
@@ -101,11 +109,11 @@ impl IcebergDestinationConfig {
                 Problem::Invalid("must be at least 1048576 (1 MiB)".into()),
             ));
         }
-        if self.mode == IcebergMode::Mirror {
+        if self.compact_files == 1 {
             return Err(InvalidSetting::new(
-                "iceberg.mode",
+                "iceberg.compact_files",
                 Problem::Invalid(
-                    "`mirror` is not available yet: use `changelog` (see README, ### iceberg)"
+                    "must be 0 (never compact) or at least 2 (a compacted table has one file)"
                         .into(),
                 ),
             ));
@@ -171,13 +179,19 @@ mod tests {
             "iceberg.catalog.sql"
         );
         assert_eq!(bad(&GOOD.replace("shop", "a.b")), "iceberg.namespace");
-        assert_eq!(
-            bad(&GOOD.replace("namespace: shop", "mode: mirror")),
-            "iceberg.mode"
+        let mirror = parse(&GOOD.replace("namespace: shop", "mode: mirror"));
+        assert!(
+            matches!(&mirror, Ok(DestinationConfig::Iceberg(c)) if c.mode == super::IcebergMode::Mirror && c.validate().is_ok()),
+            "{mirror:?}"
         );
+        assert!(parse(&GOOD.replace("namespace: shop", "mode: mirrored")).is_err());
         assert_eq!(
             bad(&GOOD.replace("namespace: shop", "target_file_bytes: 10")),
             "iceberg.target_file_bytes"
+        );
+        assert_eq!(
+            bad(&GOOD.replace("namespace: shop", "compact_files: 1")),
+            "iceberg.compact_files"
         );
         let unknown = parse(&GOOD.replace("namespace:", "namespaces:")).unwrap_err();
         assert!(unknown.contains("namespaces"), "{unknown}");

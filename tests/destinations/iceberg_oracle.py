@@ -1,5 +1,6 @@
 """Oracle of the iceberg destination tests: pyiceberg opens etl's SQL catalog, reads every
-table, replays each changelog and compares it with the source (md5 of the ordered rows).
+table, replays each changelog (or reads each mirror) and compares it with the source (md5 of
+the ordered rows).
 
 Prints one JSON object: {"tables": {name: {...}}, "problems": [...]}; exit status 0 even when
 problems are found (the Rust test asserts on them), non-zero only when the oracle itself fails.
@@ -9,6 +10,10 @@ Checks per table:
 - replaying copy + changes in (_etl_lsn, _etl_seq) order gives the source's rows (md5);
 - every snapshot that carries a position (etl.commit-lsn, etl.ordinal) holds exactly the final
   log's changes up to that position and every copied row: no half batch, no gap, no orphan.
+
+With --mode mirror, per table: the scan (position deletes applied by pyiceberg) equals the
+source (md5 of the ordered rows) with no key twice, and no snapshot etl committed shows a key
+twice.
 """
 
 import argparse
@@ -163,6 +168,65 @@ def check_table(catalog, namespace, conn, qualified, key, problems):
     }
 
 
+def check_mirror(catalog, namespace, conn, qualified, key, problems):
+    schema, table = qualified.split(".")
+    name = f"{schema}_{table}"
+    t = catalog.load_table(f"{namespace}.{name}")
+    if t.properties.get("etl.copy-finished") != "true":
+        problems.append(f"{name}: copy not marked finished")
+    if t.properties.get("etl.mode") != "mirror":
+        problems.append(f"{name}: etl.mode is {t.properties.get('etl.mode')}, not mirror")
+    columns, json_columns, source = source_rows(conn, qualified, key)
+    mirror = {}
+    twice = 0
+    for row in t.scan().to_arrow().to_pylist():
+        k = str(row[key])
+        if k in mirror:
+            twice += 1
+        mirror[k] = [norm(row.get(c), c in json_columns) for c in columns]
+    if twice:
+        problems.append(f"{name}: {twice} keys appear twice")
+    source_md5 = digest([source[k] for k in sorted(source, key=int)])
+    mirror_md5 = digest([mirror[k] for k in sorted(mirror, key=int)])
+    if source_md5 != mirror_md5:
+        missing = sorted(set(source) - set(mirror), key=int)[:5]
+        extra = sorted(set(mirror) - set(source), key=int)[:5]
+        differ = [k for k in sorted(set(source) & set(mirror), key=int) if source[k] != mirror[k]][:3]
+        problems.append(
+            f"{name}: mirror differs from the source: missing keys {missing}, extra keys {extra}, "
+            f"differing {[(k, source[k], mirror[k]) for k in differ]}"
+        )
+    snapshots = [
+        s for s in t.snapshots()
+        if "etl.commit-lsn" in s.summary.additional_properties
+    ]
+    position_deletes = sum(
+        int(s.summary.additional_properties.get("added-position-deletes", 0)) for s in snapshots
+    )
+    compactions = sum(1 for s in snapshots if s.summary.operation.value == "replace")
+    tasks = list(t.scan().plan_files())
+    delete_files = {d.file_path for task in tasks for d in task.delete_files}
+    if len(snapshots) > 40:
+        step = len(snapshots) / 40
+        snapshots = [snapshots[int(i * step)] for i in range(40)] + [snapshots[-1]]
+    for s in snapshots:
+        keys = t.scan(snapshot_id=s.snapshot_id, selected_fields=(key,)).to_arrow().column(key).to_pylist()
+        if len(keys) != len(set(keys)):
+            problems.append(
+                f"{name}: snapshot {s.snapshot_id} shows {len(keys) - len(set(keys))} keys twice"
+            )
+    return name, {
+        "rows": len(mirror),
+        "snapshots_checked": len(snapshots),
+        "position_deletes": position_deletes,
+        "compactions": compactions,
+        "live_files": len(tasks) + len(delete_files),
+        "source_rows": len(source),
+        "source_md5": source_md5,
+        "replay_md5": mirror_md5,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--catalog-uri", required=True)
@@ -171,6 +235,7 @@ def main():
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--source-dsn", required=True)
     parser.add_argument("--table", action="append", required=True, help="schema.table:key")
+    parser.add_argument("--mode", choices=("changelog", "mirror"), default="changelog")
     args = parser.parse_args()
     catalog = SqlCatalog(args.catalog_name, uri=args.catalog_uri, warehouse=args.warehouse)
     conn = psycopg2.connect(args.source_dsn)
@@ -183,7 +248,8 @@ def main():
     for spec in args.table:
         qualified, key = spec.split(":")
         try:
-            name, result = check_table(catalog, args.namespace, conn, qualified, key, problems)
+            check = check_mirror if args.mode == "mirror" else check_table
+            name, result = check(catalog, args.namespace, conn, qualified, key, problems)
             tables[name] = result
         except Exception as e:  # the test reports it
             problems.append(f"{qualified}: {type(e).__name__}: {e}")

@@ -33,8 +33,9 @@ pub const META_COLUMNS: [&str; 6] = [OP, LSN, SEQ, COMMIT_TIME, OLD_KEY, UNCHANG
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 /// The Iceberg schema of a new table for `source`: its columns (all optional, since deletes
-/// carry only the key and truncates no columns), then the `_etl_*` columns.
-pub fn table_schema(source: &TableSchema) -> iceberg::Result<Schema> {
+/// carry only the key and truncates no columns), then (`with_meta`, changelog mode) the `_etl_*`
+/// columns.
+pub fn table_schema(source: &TableSchema, with_meta: bool) -> iceberg::Result<Schema> {
     let mut next = 0;
     let mut id = || {
         next += 1;
@@ -50,7 +51,7 @@ pub fn table_schema(source: &TableSchema) -> iceberg::Result<Schema> {
             field_type,
         )));
     }
-    for name in META_COLUMNS {
+    for name in META_COLUMNS.iter().filter(|_| with_meta) {
         fields.push(Arc::new(NestedField::optional(id(), name, meta_type(name))));
     }
     Schema::builder().with_fields(fields).build()

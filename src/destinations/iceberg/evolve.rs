@@ -17,16 +17,18 @@ use crate::base::schema::TableSchema;
 use crate::destinations::schema_diff::SchemaDiff;
 use crate::engine::destination::{Error, Result};
 
-/// Commits the schema of `new` (the source table changed from `old`) to `table`.
+/// Commits the schema of `new` (the source table changed from `old`) to `table`; `with_meta`
+/// (changelog mode) keeps the `_etl_*` columns at the end.
 pub async fn alter(
     catalog: &SqlCatalog,
     table: Table,
     old: &TableSchema,
     new: &TableSchema,
+    with_meta: bool,
 ) -> Result<Table> {
     let current = table.metadata().current_schema().clone();
     let mut next_id = table.metadata().last_column_id();
-    let evolved = evolve(&current, old, new, &mut next_id)?;
+    let evolved = evolve(&current, old, new, &mut next_id, with_meta)?;
     if evolved == current.as_struct().fields() {
         return Ok(table);
     }
@@ -56,6 +58,7 @@ fn evolve(
     old: &TableSchema,
     new: &TableSchema,
     next_id: &mut i32,
+    with_meta: bool,
 ) -> Result<Vec<NestedFieldRef>> {
     let diff = SchemaDiff::between(old, new);
     let mut id = || {
@@ -106,7 +109,7 @@ fn evolve(
             }
         }
     }
-    for name in META_COLUMNS {
+    for name in META_COLUMNS.iter().filter(|_| with_meta) {
         match current.field_by_name(name) {
             Some(field) => fields.push(field.clone()),
             None => fields.push(Arc::new(NestedField::optional(
@@ -191,10 +194,10 @@ mod tests {
     #[test]
     fn renames_keep_ids_adds_get_new_ones_and_narrowing_is_refused() {
         let old = table(&[("id", oid::INT4), ("a", oid::TEXT), ("b", oid::INT4)]);
-        let current = super::super::batch::table_schema(&old).unwrap();
+        let current = super::super::batch::table_schema(&old, true).unwrap();
         let mut next = current.highest_field_id();
         let renamed = table(&[("id", oid::INT8), ("a2", oid::TEXT), ("c", oid::BOOL)]);
-        let fields = evolve(&current, &old, &renamed, &mut next).unwrap();
+        let fields = evolve(&current, &old, &renamed, &mut next, true).unwrap();
         let got = names(&fields);
         assert_eq!(got[0], (1, "id".to_owned()));
         assert_eq!(got[1], (2, "a2".to_owned()));
@@ -202,7 +205,7 @@ mod tests {
         assert_eq!(*fields[0].field_type, Type::Primitive(PrimitiveType::Long));
         let narrowed = table(&[("id", oid::INT2), ("a", oid::INT4), ("b", oid::INT4)]);
         let mut next = current.highest_field_id();
-        let error = evolve(&current, &old, &narrowed, &mut next).unwrap_err();
+        let error = evolve(&current, &old, &narrowed, &mut next, true).unwrap_err();
         assert!(error.to_string().contains("`a`"), "{error}");
     }
 }

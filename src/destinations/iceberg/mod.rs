@@ -1,6 +1,7 @@
 //! The `iceberg` destination: one Apache Iceberg table per source table, in a SQL catalog
-//! ([`catalog`]) and a warehouse directory, in **changelog** mode: every copied row and every
-//! change is appended as one row with `_etl_*` columns ([`batch`]).
+//! ([`catalog`]) and a warehouse directory. In **changelog** mode every copied row and every
+//! change is appended as one row with `_etl_*` columns ([`batch`]); in **mirror** mode the
+//! table reads as the source's current rows ([`mirror`]: position deletes).
 //!
 //! Exactly once: each commit of a table's changes is one Iceberg snapshot whose summary holds
 //! the position `(commit_lsn, ordinal)` of its last change ([`POSITION_LSN`], [`POSITION_ORDINAL`];
@@ -20,6 +21,7 @@
 mod batch;
 mod catalog;
 mod evolve;
+mod mirror;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +48,7 @@ use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
 use crate::config::IcebergDestinationConfig;
+use crate::config::iceberg::IcebergMode;
 use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use self::batch::META_COLUMNS;
@@ -63,6 +66,8 @@ pub const COPY_FINISHED: &str = "etl.copy-finished";
 pub const SOURCE_TABLE_ID: &str = "etl.source-table-id";
 /// Table property: the source table's schema-qualified name.
 pub const SOURCE_TABLE: &str = "etl.source-table";
+/// Table property: `changelog` or `mirror`, what the table holds (absent: changelog).
+pub const MODE: &str = "etl.mode";
 /// Namespace property: the pipeline identity as JSON.
 const IDENTITY: &str = "etl.pipeline-identity";
 
@@ -78,14 +83,20 @@ struct Slot {
     copy: Option<Writer>,
     /// Rows copied so far (their `_etl_seq`).
     copied_rows: i64,
+    /// Mirror mode: where each key's row is; `None` until read from the table (and after an
+    /// error, so the table is read again).
+    index: Option<mirror::KeyIndex>,
 }
 
 /// See the module documentation.
 pub struct IcebergDestination {
     catalog: SqlCatalog,
     namespace: NamespaceIdent,
+    mode: IcebergMode,
     description: String,
     target_file_bytes: usize,
+    /// Mirror mode: live files of a table above which it is compacted (0: never).
+    compact_files: u32,
     slots: std::sync::Mutex<HashMap<TableId, Arc<Mutex<Slot>>>>,
     /// Which Iceberg table holds each source table (by the `etl.source-table-id` property);
     /// `None` until the namespace was read.
@@ -173,8 +184,10 @@ impl IcebergDestination {
         Ok(IcebergDestination {
             catalog,
             namespace,
+            mode: config.mode,
             description: describe(config),
             target_file_bytes: usize::try_from(config.target_file_bytes).unwrap_or(usize::MAX),
+            compact_files: config.compact_files,
             slots: std::sync::Mutex::new(HashMap::new()),
             idents: std::sync::Mutex::new(None),
         })
@@ -234,14 +247,15 @@ impl IcebergDestination {
     }
 
     fn creation(&self, schema: &TableSchema) -> Result<TableCreation> {
-        let iceberg_schema =
-            batch::table_schema(schema).map_err(|e| error(schema, "building the schema", e))?;
+        let iceberg_schema = batch::table_schema(schema, self.mode == IcebergMode::Changelog)
+            .map_err(|e| error(schema, "building the schema", e))?;
         Ok(TableCreation::builder()
             .name(table_name(schema))
             .schema(iceberg_schema)
             .properties([
                 (SOURCE_TABLE.to_owned(), schema.name.to_string()),
                 (SOURCE_TABLE_ID.to_owned(), schema.id.0.to_string()),
+                (MODE.to_owned(), mode_name(self.mode).to_owned()),
                 (
                     "write.parquet.compression-codec".to_owned(),
                     "zstd".to_owned(),
@@ -322,6 +336,35 @@ impl IcebergDestination {
         Ok(DataFileWriterBuilder::new(rolling))
     }
 
+    /// An open data file writer for `table`, its files named `<prefix>-…`.
+    async fn open_writer(
+        &self,
+        table: &Table,
+        schema: &TableSchema,
+        prefix: &str,
+    ) -> Result<Writer> {
+        self.writer_builder(table, unique_prefix(prefix))?
+            .build(None)
+            .await
+            .map_err(|e| error(schema, "opening a data file", e))
+    }
+
+    /// The data files of `batch`, written and closed.
+    async fn write_data(
+        &self,
+        table: &Table,
+        schema: &TableSchema,
+        prefix: &str,
+        batch: arrow_array::RecordBatch,
+    ) -> Result<Vec<iceberg::spec::DataFile>> {
+        let mut writer = self.open_writer(table, schema, prefix).await?;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| error(schema, "writing a data file", e))?;
+        close_writer(schema, writer).await
+    }
+
     /// Appends `records` (rows of `schema`) to the table in one snapshot carrying `properties`.
     async fn append(
         &self,
@@ -342,19 +385,7 @@ impl IcebergDestination {
         );
         let batch = batch::record_batch(&arrow, schema, records)
             .map_err(|message| Error::table(schema, message))?;
-        let mut writer = self
-            .writer_builder(&table, unique_prefix("changes"))?
-            .build(None)
-            .await
-            .map_err(|e| error(schema, "opening a data file", e))?;
-        writer
-            .write(batch)
-            .await
-            .map_err(|e| error(schema, "writing a data file", e))?;
-        let files = writer
-            .close()
-            .await
-            .map_err(|e| error(schema, "closing a data file", e))?;
+        let files = self.write_data(&table, schema, "changes", batch).await?;
         let tx = Transaction::new(&table);
         let tx = tx
             .update_table_properties()
@@ -384,6 +415,25 @@ impl IcebergDestination {
             }
         }
     }
+}
+
+/// The [`MODE`] property's value of `mode`.
+fn mode_name(mode: IcebergMode) -> &'static str {
+    match mode {
+        IcebergMode::Changelog => "changelog",
+        IcebergMode::Mirror => "mirror",
+    }
+}
+
+/// Closes `writer`; returns the files it wrote.
+async fn close_writer(
+    schema: &TableSchema,
+    mut writer: Writer,
+) -> Result<Vec<iceberg::spec::DataFile>> {
+    writer
+        .close()
+        .await
+        .map_err(|e| error(schema, "closing a data file", e))
 }
 
 /// A data file name prefix no other writer uses.
@@ -496,6 +546,7 @@ impl Destination for IcebergDestination {
         let mut slot = slot.lock().await;
         slot.copy = None;
         slot.copied_rows = 0;
+        slot.index = None;
         let table = self.table(&mut slot, schema).await?;
         let wanted = self.creation(schema)?;
         if table.metadata().current_snapshot().is_some()
@@ -552,12 +603,7 @@ impl Destination for IcebergDestination {
         let batch = batch::record_batch(&arrow, schema, &records)
             .map_err(|message| Error::table(schema, message))?;
         if slot.copy.is_none() {
-            let writer = self
-                .writer_builder(&table, unique_prefix("copy"))?
-                .build(None)
-                .await
-                .map_err(|e| error(schema, "opening a data file", e))?;
-            slot.copy = Some(writer);
+            slot.copy = Some(self.open_writer(&table, schema, "copy").await?);
         }
         let Some(writer) = slot.copy.as_mut() else {
             return Err(Error::table(schema, "copy writer missing"));
@@ -574,13 +620,11 @@ impl Destination for IcebergDestination {
         let slot = self.slot(schema.id);
         let mut slot = slot.lock().await;
         let files = match slot.copy.take() {
-            Some(mut writer) => writer
-                .close()
-                .await
-                .map_err(|e| error(schema, "closing a data file", e))?,
+            Some(writer) => close_writer(schema, writer).await?,
             None => Vec::new(),
         };
         let table = self.table(&mut slot, schema).await?;
+        slot.index = None;
         let tx = Transaction::new(&table);
         let tx = tx
             .update_table_properties()
@@ -604,7 +648,9 @@ impl Destination for IcebergDestination {
         let mut slot = slot.lock().await;
         let table = self.table(&mut slot, new).await?;
         slot.table = None;
-        let table = evolve::alter(&self.catalog, table, old, new).await?;
+        slot.index = None;
+        let with_meta = self.mode == IcebergMode::Changelog;
+        let table = evolve::alter(&self.catalog, table, old, new, with_meta).await?;
         slot.table = Some(table);
         Ok(())
     }
@@ -643,6 +689,26 @@ impl Destination for IcebergDestination {
                 continue;
             };
             let position = last.position();
+            let written = table
+                .metadata()
+                .properties()
+                .get(MODE)
+                .map_or("changelog", String::as_str);
+            if written != mode_name(self.mode) {
+                return Err(Error::table(
+                    &schema,
+                    format!(
+                        "Iceberg table {} holds a {written} but the destination is configured \
+                         for {}; recopy the table (etl tables resync) or use another namespace",
+                        table.identifier(),
+                        mode_name(self.mode)
+                    ),
+                ));
+            }
+            if self.mode == IcebergMode::Mirror {
+                self.mirror(&mut slot, &schema, &fresh, position).await?;
+                continue;
+            }
             let records: Vec<Record<'_>> = fresh
                 .iter()
                 .map(|event| Record::of_event(event, &event.table))
