@@ -23,12 +23,13 @@ pub const DELETE_FILE_PATH_ID: i32 = 2_147_483_546;
 /// Field id of a position-delete file's `pos` column (fixed by the Iceberg spec).
 pub const DELETE_POS_ID: i32 = 2_147_483_545;
 
-/// A row of a data file.
+/// A row of a data file (8 bytes: the index is held for every row of a table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Loc {
     /// Index into [`KeyIndex::files`].
     pub file: u32,
-    pub pos: u64,
+    /// Row position in the file (a data file of `target_file_bytes` holds far fewer than 2³²).
+    pub pos: u32,
 }
 
 /// See the module documentation.
@@ -39,9 +40,11 @@ pub struct KeyIndex {
     pub snapshot: Option<i64>,
     /// Paths of the data files rows live in (indexed by [`Loc::file`]).
     pub files: Vec<String>,
-    /// The live rows of each key: one, or several for a table without a key whose identical
-    /// rows repeat.
-    rows: HashMap<String, Vec<Loc>>,
+    /// The live row of each key.
+    rows: HashMap<Box<str>, Loc>,
+    /// Further live rows of keys held more than once (a table without a key that holds
+    /// identical rows); kept apart so the common case costs one `Loc` per key.
+    more: HashMap<Box<str>, Vec<Loc>>,
 }
 
 impl KeyIndex {
@@ -55,17 +58,36 @@ impl KeyIndex {
 
     /// Takes one row of `key` out of the index (the row is about to be deleted).
     pub fn take(&mut self, key: &str) -> Option<Loc> {
-        let locs = self.rows.get_mut(key)?;
-        let loc = locs.pop();
-        if locs.is_empty() {
-            self.rows.remove(key);
+        if let Some(more) = self.more.get_mut(key) {
+            let loc = more.pop();
+            if more.is_empty() {
+                self.more.remove(key);
+            }
+            if loc.is_some() {
+                return loc;
+            }
         }
-        loc
+        self.rows.remove(key)
+    }
+
+    fn insert(&mut self, key: String, loc: Loc) {
+        match self.rows.entry(key.into_boxed_str()) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(loc);
+            }
+            std::collections::hash_map::Entry::Occupied(occupied) => {
+                self.more
+                    .entry(occupied.key().clone())
+                    .or_default()
+                    .push(loc);
+            }
+        }
     }
 
     /// Forgets every row (a truncate).
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.more.clear();
         self.files.clear();
     }
 
@@ -74,16 +96,19 @@ impl KeyIndex {
         let file = self.files.len() as u32;
         self.files.push(path);
         for (pos, key) in keys.into_iter().enumerate() {
-            self.rows.entry(key).or_default().push(Loc {
-                file,
-                pos: pos as u64,
-            });
+            self.insert(
+                key,
+                Loc {
+                    file,
+                    pos: pos as u32,
+                },
+            );
         }
     }
 
     /// Number of live rows.
     pub fn len(&self) -> usize {
-        self.rows.values().map(Vec::len).sum()
+        self.rows.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 
     /// Reads the index of `table`'s current snapshot; `key_ids` are the key columns' field ids
@@ -163,11 +188,12 @@ impl KeyIndex {
                     &(0..batch.num_columns()).collect::<Vec<_>>(),
                 )?);
             }
-            if keys.len() as u64 != records {
+            if keys.len() as u64 != records || records > u64::from(u32::MAX) {
                 return Err(Error::new(
                     ErrorKind::DataInvalid,
                     format!(
-                        "data file {path} holds {} rows, its manifest says {records}",
+                        "data file {path} holds {} rows, its manifest says {records} (at most \
+                         2^32 rows per file are supported)",
                         keys.len()
                     ),
                 ));
@@ -176,9 +202,14 @@ impl KeyIndex {
             let file = index.files.len() as u32;
             index.files.push(path);
             for (pos, key) in keys.into_iter().enumerate() {
-                let pos = pos as u64;
-                if !gone.contains(&pos) {
-                    index.rows.entry(key).or_default().push(Loc { file, pos });
+                if !gone.contains(&(pos as u64)) {
+                    index.insert(
+                        key,
+                        Loc {
+                            file,
+                            pos: pos as u32,
+                        },
+                    );
                 }
             }
         }

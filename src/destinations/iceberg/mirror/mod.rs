@@ -321,7 +321,7 @@ impl IcebergDestination {
         if deletes.is_empty() {
             return Ok(None);
         }
-        let mut named: Vec<(&str, u64)> = deletes
+        let mut named: Vec<(&str, u32)> = deletes
             .iter()
             .map(|loc| {
                 index
@@ -343,7 +343,7 @@ impl IcebergDestination {
             vec![
                 Arc::new(StringArray::from_iter_values(named.iter().map(|(p, _)| *p))),
                 Arc::new(Int64Array::from_iter_values(
-                    named.iter().map(|(_, pos)| *pos as i64),
+                    named.iter().map(|(_, pos)| i64::from(*pos)),
                 )),
             ],
         )
