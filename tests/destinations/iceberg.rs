@@ -380,6 +380,35 @@ impl Lake {
         report
     }
 
+    /// Waits until the source table `relname` is `errored` (at most 120 s) and returns the
+    /// reason recorded.
+    async fn errored(&self, relname: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let state: Option<(String, String)> = sqlx::query_as(
+                "select s.state, coalesce(s.error->>'reason', '') from etl.replication_state s \
+                 join pg_class c on c.oid = s.table_id \
+                 where s.pipeline_id = $1 and s.is_current and c.relname = $2",
+            )
+            .bind(self.pipeline_id as i64)
+            .bind(relname)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap();
+            if let Some((state, reason)) = &state
+                && state == "errored"
+            {
+                return reason.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{relname} is {state:?}, not errored: {}",
+                self.etl.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// What another engine's maintenance does to every table: a commit whose snapshot carries
     /// no etl position (an empty append by pyiceberg).
     async fn foreign_commit(&self, python: &Path) {
@@ -537,6 +566,56 @@ async fn mirror_reads_as_the_source_through_sigkills() {
     lake.drop().await;
 }
 
+/// A table written in changelog mode is refused by the same pipeline configured for mirror mode,
+/// with a table error that says how to switch; `etl tables resync` then recopies it as a mirror
+/// table that reads as the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_modes_needs_a_resync() {
+    let mut lake = Lake::create(EVOLVING, 4, "changelog").await;
+    lake.etl.start();
+    lake.wait_caught_up(2).await;
+    lake.etl.stop().await;
+    let config = lake.etl.config_dir.path().join("dev.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, yaml.replace("mode: changelog", "mode: mirror")).unwrap();
+    lake.mode = "mirror".to_owned();
+    lake.etl.start();
+    exec(&lake.pool, "update evolving set a = a + 1 where id = 1").await;
+    let reason = lake.errored("evolving").await;
+    assert!(
+        reason.contains("holds a changelog")
+            && reason.contains("configured for mirror")
+            && reason.contains("etl tables resync"),
+        "evolving's error: {reason}"
+    );
+    let resync = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .arg("--config-dir")
+        .arg(lake.etl.config_dir.path())
+        .args([
+            "--env",
+            "dev",
+            "tables",
+            "resync",
+            "--table",
+            "public.evolving",
+            "--yes",
+        ])
+        .output()
+        .await
+        .expect("run etl tables resync");
+    assert!(
+        resync.status.success(),
+        "resync failed: {}",
+        String::from_utf8_lossy(&resync.stderr)
+    );
+    lake.wait_caught_up(2).await;
+    lake.etl.stop().await;
+    if let Some(python) = pyiceberg() {
+        lake.check(&python, &["public.evolving:id"]).await;
+    }
+    lake.drop().await;
+}
+
 const EVOLVING: &str = r#"
 create table evolving (id int primary key, a int, b text, c real, d varchar(5), n numeric(8,2));
 insert into evolving select g, g, 'b' || g, g / 2.0, 'd', g * 1.5 from generate_series(1, 100) g;
@@ -585,34 +664,7 @@ async fn schema_changes_evolve(mode: &str, pipeline_offset: u64) {
          insert into fragile values (100, 7);",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state: Option<String> = sqlx::query_scalar(
-            "select s.state from etl.replication_state s join pg_class c on c.oid = s.table_id \
-             where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
-        )
-        .bind(lake.pipeline_id as i64)
-        .fetch_optional(&lake.pool)
-        .await
-        .unwrap();
-        if state.as_deref() == Some("errored") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fragile is {state:?}, not errored: {}",
-            lake.etl.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let reason: String = sqlx::query_scalar(
-        "select coalesce(s.error->>'reason', '') from etl.replication_state s join pg_class c on c.oid = s.table_id \
-         where s.pipeline_id = $1 and s.is_current and c.relname = 'fragile'",
-    )
-    .bind(lake.pipeline_id as i64)
-    .fetch_one(&lake.pool)
-    .await
-    .unwrap_or_default();
+    let reason = lake.errored("fragile").await;
     assert!(
         reason.contains("`t`") && reason.contains("cannot become"),
         "fragile's error: {reason}"
