@@ -10,12 +10,12 @@ use iceberg::spec::Operation;
 use iceberg::table::Table;
 use iceberg::writer::IcebergWriter as _;
 
-use super::index::keys_of;
-use super::{Commit, KeyIndex, key_columns};
+use super::index::{keys_of, written};
+use super::{Commit, KeyIndex, key_columns, missing_key};
 use crate::base::lsn::Lsn;
 use crate::base::schema::TableSchema;
 use crate::destinations::iceberg::{IcebergDestination, Slot, close_writer, error};
-use crate::engine::destination::{Error, Result};
+use crate::engine::destination::Result;
 
 impl IcebergDestination {
     /// Rewrites `table` (just committed at `position`) as described in the module documentation.
@@ -35,12 +35,7 @@ impl IcebergDestination {
             .into_iter()
             .map(|k| {
                 let name = &schema.columns[k].name;
-                arrow.index_of(name).map_err(|_| {
-                    Error::table(
-                        schema,
-                        format!("key column `{name}` is not in the Iceberg table"),
-                    )
-                })
+                arrow.index_of(name).map_err(|_| missing_key(schema, name))
             })
             .collect::<Result<Vec<usize>>>()?;
         let mut rows = table
@@ -65,13 +60,14 @@ impl IcebergDestination {
                 .map_err(|e| error(schema, "writing a data file", e))?;
         }
         let files = close_writer(schema, writer).await?;
+        let written = written(&files);
         let before = table.metadata().current_snapshot_id();
         let (table, live_files) = self
             .commit_mirror(
                 &table,
                 schema,
                 Commit {
-                    data_files: files.clone(),
+                    data_files: files,
                     delete_file: None,
                     keep_current: false,
                     operation: Operation::Replace,
@@ -80,11 +76,7 @@ impl IcebergDestination {
             )
             .await?;
         let mut index = KeyIndex::empty(table.metadata().current_snapshot_id());
-        let mut keys = keys.into_iter();
-        for file in &files {
-            let count = file.record_count() as usize;
-            index.add_file(file.file_path().to_owned(), keys.by_ref().take(count));
-        }
+        index.add_files(written, keys);
         tracing::info!(
             table = %schema.name,
             rows = index.len(),

@@ -12,8 +12,8 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use futures_util::{TryStreamExt, stream};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{
-    DataContentType, DataFileFormat, ManifestFile, NestedField, PrimitiveType, Schema, SchemaRef,
-    Type,
+    DataContentType, DataFile, DataFileFormat, ManifestFile, NestedField, PrimitiveType, Schema,
+    SchemaRef, Type,
 };
 use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result};
@@ -103,6 +103,14 @@ impl KeyIndex {
                     pos: pos as u32,
                 },
             );
+        }
+    }
+
+    /// Records the rows of new data files ([`written`]): `keys` in file order, row by row.
+    pub fn add_files(&mut self, files: Vec<(String, usize)>, keys: Vec<String>) {
+        let mut keys = keys.into_iter();
+        for (path, rows) in files {
+            self.add_file(path, keys.by_ref().take(rows));
         }
     }
 
@@ -215,6 +223,14 @@ impl KeyIndex {
         }
         Ok(index)
     }
+}
+
+/// Path and row count of each of `files`, for [`KeyIndex::add_files`] once they are committed.
+pub fn written(files: &[DataFile]) -> Vec<(String, usize)> {
+    files
+        .iter()
+        .map(|file| (file.file_path().to_owned(), file.record_count() as usize))
+        .collect()
 }
 
 /// The manifests of `table`'s current snapshot; `None` for a table without snapshots.

@@ -92,12 +92,7 @@ impl IcebergDestination {
                             .current_schema()
                             .field_by_name(name)
                             .map(|f| f.id)
-                            .ok_or_else(|| {
-                                Error::table(
-                                    schema,
-                                    format!("key column `{name}` is not in the Iceberg table"),
-                                )
-                            })
+                            .ok_or_else(|| missing_key(schema, name))
                     })
                     .collect::<Result<Vec<i32>>>()?;
                 let started = std::time::Instant::now();
@@ -123,6 +118,7 @@ impl IcebergDestination {
             .rows_batch(&table, &arrow, schema, &index.files, &new_rows)
             .await?;
         let (data_files, new_keys) = self.write_rows(&table, schema, rows, &new_rows).await?;
+        let written = index::written(&data_files);
         let delete_file = self
             .write_deletes(&table, schema, &index, &plan.deletes)
             .await?;
@@ -131,7 +127,7 @@ impl IcebergDestination {
                 &table,
                 schema,
                 Commit {
-                    data_files: data_files.clone(),
+                    data_files,
                     delete_file,
                     keep_current: !plan.truncated,
                     operation: Operation::Overwrite,
@@ -141,11 +137,7 @@ impl IcebergDestination {
             .await;
         match committed {
             Ok((table, live_files)) => {
-                let mut keys = new_keys.into_iter();
-                for file in &data_files {
-                    let count = file.record_count() as usize;
-                    index.add_file(file.file_path().to_owned(), keys.by_ref().take(count));
-                }
+                index.add_files(written, new_keys);
                 index.snapshot = table.metadata().current_snapshot_id();
                 slot.index = Some(index);
                 slot.table = Some(table.clone());
@@ -246,38 +238,37 @@ impl IcebergDestination {
         let sizes = data_file_sizes(table)
             .await
             .map_err(|e| error(schema, "listing data files", e))?;
-        let mut files: HashMap<u32, RecordBatch> = HashMap::new();
-        let mut picked = Vec::with_capacity(fills.len());
+        let arrow = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(&current)
+                .map_err(|e| error(schema, "deriving the Arrow schema", e))?,
+        );
+        // Each data file the fills point into, read once, whole.
+        let mut sources: Vec<RecordBatch> = Vec::new();
+        let mut source_of: HashMap<u32, usize> = HashMap::new();
+        let mut picks = Vec::with_capacity(fills.len());
         for (_, loc) in fills {
-            if let std::collections::hash_map::Entry::Vacant(vacant) = files.entry(loc.file) {
-                let path = files_of
-                    .get(loc.file as usize)
-                    .ok_or_else(|| Error::table(schema, "a stored row's data file is unknown"))?;
-                let size = sizes.get(path.as_str()).copied().ok_or_else(|| {
-                    Error::table(schema, format!("data file {path} is not in the table"))
-                })?;
-                let batches = read_file(table, path, size, current.clone(), ids.clone())
-                    .await
-                    .map_err(|e| error(schema, "reading stored rows", e))?;
-                let arrow = Arc::new(
-                    iceberg::arrow::schema_to_arrow_schema(&current)
-                        .map_err(|e| error(schema, "deriving the Arrow schema", e))?,
-                );
-                let whole = concat_batches(&arrow, &batches)
-                    .map_err(|e| Error::table(schema, e.to_string()))?;
-                vacant.insert(whole);
-            }
-            picked.push(loc);
+            let source = match source_of.get(&loc.file) {
+                Some(&source) => source,
+                None => {
+                    let path = files_of.get(loc.file as usize).ok_or_else(|| {
+                        Error::table(schema, "a stored row's data file is unknown")
+                    })?;
+                    let size = sizes.get(path.as_str()).copied().ok_or_else(|| {
+                        Error::table(schema, format!("data file {path} is not in the table"))
+                    })?;
+                    let batches = read_file(table, path, size, current.clone(), ids.clone())
+                        .await
+                        .map_err(|e| error(schema, "reading stored rows", e))?;
+                    sources.push(
+                        concat_batches(&arrow, &batches)
+                            .map_err(|e| Error::table(schema, e.to_string()))?,
+                    );
+                    source_of.insert(loc.file, sources.len() - 1);
+                    sources.len() - 1
+                }
+            };
+            picks.push((source, loc.pos as usize));
         }
-        let order: Vec<u32> = files.keys().copied().collect();
-        let sources: Vec<&RecordBatch> = order.iter().map(|f| &files[f]).collect();
-        let picks: Vec<(usize, usize)> = picked
-            .iter()
-            .map(|loc| {
-                let source = order.iter().position(|f| *f == loc.file).unwrap_or(0);
-                (source, loc.pos as usize)
-            })
-            .collect();
         let columns = (0..ids.len())
             .map(|c| {
                 let arrays: Vec<&dyn arrow_array::Array> =
@@ -286,11 +277,7 @@ impl IcebergDestination {
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::table(schema, format!("stored row out of range: {e}")))?;
-        let first = sources
-            .first()
-            .ok_or_else(|| Error::table(schema, "no stored row to fill from"))?;
-        RecordBatch::try_new(first.schema(), columns)
-            .map_err(|e| Error::table(schema, e.to_string()))
+        RecordBatch::try_new(arrow, columns).map_err(|e| Error::table(schema, e.to_string()))
     }
 
     /// Writes `rows` to data files; returns them and the key of each row in file order.
@@ -513,7 +500,7 @@ impl IcebergDestination {
                 additional_properties: summary,
             })
             .with_schema_id(metadata.current_schema_id())
-            .with_timestamp_ms(chrono_now_ms())
+            .with_timestamp_ms(now_ms())
             .build();
         let next = metadata
             .clone()
@@ -554,8 +541,16 @@ struct Commit {
     operation: Operation,
 }
 
+/// The error of a key column the Iceberg table lacks.
+fn missing_key(schema: &TableSchema, name: &str) -> Error {
+    Error::table(
+        schema,
+        format!("key column `{name}` is not in the Iceberg table"),
+    )
+}
+
 /// Milliseconds since the Unix epoch.
-fn chrono_now_ms() -> i64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -613,12 +608,9 @@ fn event_keys(
     let mut fields = Vec::with_capacity(keys.len());
     for &k in keys {
         let column = &schema.columns[k];
-        let field = arrow.field_with_name(&column.name).map_err(|_| {
-            Error::table(
-                schema,
-                format!("key column `{}` is not in the Iceberg table", column.name),
-            )
-        })?;
+        let field = arrow
+            .field_with_name(&column.name)
+            .map_err(|_| missing_key(schema, &column.name))?;
         let mut values = Vec::with_capacity(rows.len());
         for (_, _, cells, fallback) in &rows {
             let cell = match cells.get(k) {
