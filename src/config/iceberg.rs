@@ -1,6 +1,8 @@
 //! Settings of the `iceberg` destination (`destination: {iceberg: …}`) and their checks; errors
 //! name the key below `destination` (e.g. `iceberg.warehouse`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::invalid::{InvalidSetting, Problem};
@@ -29,6 +31,135 @@ pub struct IcebergDestinationConfig {
     /// than this, its live rows are rewritten into fresh data files (`0`: never).
     #[serde(default = "default_compact_files")]
     pub compact_files: u32,
+    /// How tables are partitioned, per source table (`schema.table`): one partition expression
+    /// (`day(placed)`) or a list of them, applied when etl creates (or recopies) the table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partition_by: BTreeMap<String, PartitionExprs>,
+}
+
+/// One partition expression or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum PartitionExprs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl PartitionExprs {
+    fn texts(&self) -> &[String] {
+        match self {
+            PartitionExprs::One(one) => std::slice::from_ref(one),
+            PartitionExprs::Many(many) => many,
+        }
+    }
+}
+
+/// A parsed partition expression: an Iceberg partition transform of one source column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionExpr {
+    pub column: String,
+    pub transform: PartitionTransform,
+}
+
+/// The Iceberg partition transforms, as written in `partition_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionTransform {
+    /// `column`: the value itself.
+    Identity,
+    /// `year(column)`, `month(column)`, `day(column)`, `hour(column)` of a date or timestamp.
+    Year,
+    Month,
+    Day,
+    Hour,
+    /// `bucket(N, column)`: a hash of the value modulo N.
+    Bucket(u32),
+    /// `truncate(W, column)`: the value truncated to width W.
+    Truncate(u32),
+}
+
+impl PartitionExpr {
+    /// Parses `column`, `day(column)` or `bucket(16, column)`; a column name may be written in
+    /// double quotes (`day("Placed At")`).
+    pub fn parse(text: &str) -> Result<PartitionExpr, String> {
+        let text = text.trim();
+        let Some(open) = text.find('(').filter(|_| !text.starts_with('"')) else {
+            return Ok(PartitionExpr {
+                column: column_name(text)?,
+                transform: PartitionTransform::Identity,
+            });
+        };
+        let name = text[..open].trim().to_ascii_lowercase();
+        let inner = text[open + 1..].strip_suffix(')').ok_or_else(|| {
+            format!(
+                "`{text}` does not end with `)` (in a YAML [list], quote an expression \
+                     that holds a comma: ['bucket(16, id)'])"
+            )
+        })?;
+        let numbered =
+            |inner: &str| -> Result<(u32, String), String> {
+                let (n, column) = inner.split_once(',').ok_or_else(|| {
+                    format!("`{text}`: {name} takes a number and a column, e.g. {name}(16, id)")
+                })?;
+                let n: u32 =
+                    n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("`{text}`: `{}` is not a positive number", n.trim())
+                    })?;
+                Ok((n, column_name(column)?))
+            };
+        let (transform, column) = match name.as_str() {
+            "identity" => (PartitionTransform::Identity, column_name(inner)?),
+            "year" | "years" => (PartitionTransform::Year, column_name(inner)?),
+            "month" | "months" => (PartitionTransform::Month, column_name(inner)?),
+            "day" | "days" => (PartitionTransform::Day, column_name(inner)?),
+            "hour" | "hours" => (PartitionTransform::Hour, column_name(inner)?),
+            "bucket" => {
+                let (n, column) = numbered(inner)?;
+                (PartitionTransform::Bucket(n), column)
+            }
+            "truncate" => {
+                let (n, column) = numbered(inner)?;
+                (PartitionTransform::Truncate(n), column)
+            }
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown transform `{other}` (expected identity, year, month, day, \
+                     hour, bucket or truncate)"
+                ));
+            }
+        };
+        Ok(PartitionExpr { column, transform })
+    }
+}
+
+impl std::fmt::Display for PartitionExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.column;
+        match self.transform {
+            PartitionTransform::Identity => write!(f, "{c}"),
+            PartitionTransform::Year => write!(f, "year({c})"),
+            PartitionTransform::Month => write!(f, "month({c})"),
+            PartitionTransform::Day => write!(f, "day({c})"),
+            PartitionTransform::Hour => write!(f, "hour({c})"),
+            PartitionTransform::Bucket(n) => write!(f, "bucket({n}, {c})"),
+            PartitionTransform::Truncate(w) => write!(f, "truncate({w}, {c})"),
+        }
+    }
+}
+
+/// A column name as written: bare, or in double quotes (`""` inside stands for `"`).
+fn column_name(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let name = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None if text.contains(['(', ')', ',', '"']) => {
+            return Err(format!("`{text}` is not a column name"));
+        }
+        None => text.to_owned(),
+    };
+    if name.is_empty() {
+        return Err("a partition expression names no column".to_owned());
+    }
+    Ok(name)
 }
 
 /// `catalog: {sql: {url: postgres://…}}`: the catalog that holds each table's current metadata.
@@ -118,7 +249,33 @@ impl IcebergDestinationConfig {
                 ),
             ));
         }
+        self.partitioning()?;
         Ok(())
+    }
+
+    /// `partition_by`, parsed: source table (`schema.table`) → its partition expressions.
+    pub fn partitioning(&self) -> Result<BTreeMap<String, Vec<PartitionExpr>>, InvalidSetting> {
+        let mut parsed = BTreeMap::new();
+        for (table, exprs) in &self.partition_by {
+            let key = format!("iceberg.partition_by.{table}");
+            let invalid = |message: String| InvalidSetting::new(&key, Problem::Invalid(message));
+            if table.split('.').count() != 2 || table.split('.').any(str::is_empty) {
+                return Err(invalid(format!(
+                    "`{table}` is not a source table: write schema.table, e.g. public.orders"
+                )));
+            }
+            if exprs.texts().is_empty() {
+                return Err(InvalidSetting::new(&key, Problem::Empty));
+            }
+            let exprs = exprs
+                .texts()
+                .iter()
+                .map(|text| PartitionExpr::parse(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(invalid)?;
+            parsed.insert(table.clone(), exprs);
+        }
+        Ok(parsed)
     }
 
     /// The directory of `warehouse` (without `file://`).
@@ -193,8 +350,73 @@ mod tests {
             bad(&GOOD.replace("namespace: shop", "compact_files: 1")),
             "iceberg.compact_files"
         );
+        assert_eq!(
+            bad(&GOOD.replace("namespace: shop", "partition_by: {orders: day(placed)}")),
+            "iceberg.partition_by.orders"
+        );
+        assert_eq!(
+            bad(&GOOD.replace(
+                "namespace: shop",
+                "partition_by: {public.orders: [id, 'week(placed)']}"
+            )),
+            "iceberg.partition_by.public.orders"
+        );
         let unknown = parse(&GOOD.replace("namespace:", "namespaces:")).unwrap_err();
         assert!(unknown.contains("namespaces"), "{unknown}");
         assert!(parse("iceberg: {catalog: {rest: {uri: x}}, warehouse: 'file:///x'}").is_err());
+    }
+
+    #[test]
+    fn partition_expressions_parse_and_print() {
+        use super::{PartitionExpr, PartitionTransform as T};
+        let parsed =
+            |text: &str| PartitionExpr::parse(text).map(|e| (e.column.clone(), e.transform));
+        assert_eq!(parsed("placed"), Ok(("placed".into(), T::Identity)));
+        assert_eq!(parsed(" DAY( placed ) "), Ok(("placed".into(), T::Day)));
+        assert_eq!(parsed("bucket(16, id)"), Ok(("id".into(), T::Bucket(16))));
+        assert_eq!(
+            parsed("truncate(4,name)"),
+            Ok(("name".into(), T::Truncate(4)))
+        );
+        assert_eq!(
+            parsed(r#"month("Placed ""At")"#),
+            Ok((r#"Placed "At"#.into(), T::Month))
+        );
+        assert_eq!(parsed(r#""a(b)""#), Ok(("a(b)".into(), T::Identity)));
+        for bad in [
+            "week(placed)",
+            "bucket(id)",
+            "bucket(0, id)",
+            "day(placed",
+            "day()",
+            "a,b",
+        ] {
+            assert!(parsed(bad).is_err(), "{bad} parsed");
+        }
+        let config = parse(&GOOD.replace(
+            "namespace: shop",
+            "partition_by: {public.orders: 'day(placed)', public.counted: ['bucket(4, id)', v]}",
+        ))
+        .unwrap();
+        let DestinationConfig::Iceberg(config) = config else {
+            panic!("not iceberg")
+        };
+        let parts = config.partitioning().unwrap();
+        let unquoted = parse(&GOOD.replace(
+            "namespace: shop",
+            "partition_by: {public.counted: [bucket(4, id)]}",
+        ))
+        .unwrap();
+        let DestinationConfig::Iceberg(unquoted) = unquoted else {
+            panic!("not iceberg")
+        };
+        let error = unquoted.validate().unwrap_err().to_string();
+        assert!(error.contains("quote an expression"), "{error}");
+        let shown: Vec<String> = parts["public.counted"]
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(shown, ["bucket(4, id)", "v"]);
+        assert_eq!(parts["public.orders"][0].transform, T::Day);
     }
 }

@@ -14,6 +14,11 @@ Checks per table:
 With --mode mirror, per table: the scan (position deletes applied by pyiceberg) equals the
 source (md5 of the ordered rows) with no key twice, and no snapshot etl committed shows a key
 twice.
+
+Every table also reports its partition spec and how many partitions its live data files (and
+delete files) hold; with --pruned schema.table:column:op:value (op ge or eq), a scan filtered by
+the predicate must return exactly the full scan's rows that satisfy it while planning fewer
+files (readers prune files by the partition values etl wrote, so a wrong value loses rows).
 """
 
 import argparse
@@ -26,6 +31,7 @@ import uuid
 
 import psycopg2
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import EqualTo, GreaterThanOrEqual
 
 JSON_TYPES = {114, 3802}
 
@@ -221,10 +227,50 @@ def check_mirror(catalog, namespace, conn, qualified, key, problems):
         "position_deletes": position_deletes,
         "compactions": compactions,
         "live_files": len(tasks) + len(delete_files),
+        "batch_files": len(delete_files)
+        + sum(1 for task in tasks if task.file.file_path.rsplit("/", 1)[-1].startswith("mirror-")),
         "source_rows": len(source),
         "source_md5": source_md5,
         "replay_md5": mirror_md5,
     }
+
+
+def partitioning(t, pruned, problems, name):
+    """The table's partition spec, partitions of its live files, and the pruning check."""
+    schema = t.schema()
+    spec = [f"{schema.find_column_name(f.source_id)}:{f.transform}" for f in t.spec().fields]
+    tasks = list(t.scan().plan_files())
+    data_partitions = {repr(task.file.partition) for task in tasks}
+    delete_partitions = {repr(d.partition) for task in tasks for d in task.delete_files}
+    report = {
+        "partition_spec": spec,
+        "partitions": len(data_partitions),
+        "delete_partitions": len(delete_partitions),
+    }
+    if pruned is None:
+        return report
+    column, op, value = pruned
+    try:
+        literal = int(value)
+        wanted = literal
+    except ValueError:
+        literal = value
+        wanted = datetime.datetime.fromisoformat(value)
+    predicate = GreaterThanOrEqual(column, literal) if op == "ge" else EqualTo(column, literal)
+    keep = (lambda v: v >= wanted) if op == "ge" else (lambda v: v == wanted)
+    everything = t.scan().to_arrow().to_pylist()
+    expected = sorted(json.dumps(r, default=str, sort_keys=True) for r in everything if r[column] is not None and keep(r[column]))
+    filtered = t.scan(row_filter=predicate)
+    got = sorted(json.dumps(r, default=str, sort_keys=True) for r in filtered.to_arrow().to_pylist())
+    if got != expected:
+        problems.append(
+            f"{name}: scan filtered by {column} {op} {value} returns {len(got)} rows, "
+            f"the full scan holds {len(expected)} such rows"
+        )
+    report["pruned_rows"] = len(got)
+    report["pruned_files"] = len(list(filtered.plan_files()))
+    report["all_files"] = len(tasks)
+    return report
 
 
 def main():
@@ -236,7 +282,12 @@ def main():
     parser.add_argument("--source-dsn", required=True)
     parser.add_argument("--table", action="append", required=True, help="schema.table:key")
     parser.add_argument("--mode", choices=("changelog", "mirror"), default="changelog")
+    parser.add_argument("--pruned", action="append", default=[], help="schema.table:column:op:value")
     args = parser.parse_args()
+    pruned = {}
+    for spec in args.pruned:
+        qualified, column, op, value = spec.split(":", 3)
+        pruned[qualified] = (column, op, value)
     catalog = SqlCatalog(args.catalog_name, uri=args.catalog_uri, warehouse=args.warehouse)
     conn = psycopg2.connect(args.source_dsn)
     conn.set_session(readonly=True)
@@ -250,6 +301,8 @@ def main():
         try:
             check = check_mirror if args.mode == "mirror" else check_table
             name, result = check(catalog, args.namespace, conn, qualified, key, problems)
+            t = catalog.load_table(f"{args.namespace}.{name}")
+            result.update(partitioning(t, pruned.get(qualified), problems, name))
             tables[name] = result
         except Exception as e:  # the test reports it
             problems.append(f"{qualified}: {type(e).__name__}: {e}")

@@ -2,7 +2,8 @@
 //! ones leave the current schema (old snapshots keep them), renames keep the field id, and
 //! retypes are allowed where Iceberg widens (int → long, float → double, decimal(p,s) →
 //! decimal(p',s) with p' ≥ p; and any type whose Iceberg type does not change). Any other change
-//! errors the table, naming the column. The new schema is committed as a new metadata file
+//! errors the table, naming the column, as does dropping a column the table is partitioned by.
+//! The new schema is committed as a new metadata file
 //! (iceberg's own schema action only adds and deletes columns).
 
 use std::sync::Arc;
@@ -31,6 +32,23 @@ pub async fn alter(
     let evolved = evolve(&current, old, new, &mut next_id, with_meta)?;
     if evolved == current.as_struct().fields() {
         return Ok(table);
+    }
+    for field in table.metadata().default_partition_spec().fields() {
+        if !evolved.iter().any(|f| f.id == field.source_id) {
+            let column = current
+                .name_by_field_id(field.source_id)
+                .unwrap_or("?")
+                .to_owned();
+            return Err(Error::table(
+                new,
+                format!(
+                    "column `{column}` was dropped but the Iceberg table is partitioned by it \
+                     ({}({column})); take it out of iceberg.partition_by and recopy the table \
+                     (etl tables resync)",
+                    field.transform
+                ),
+            ));
+        }
     }
     let schema = Schema::builder()
         .with_schema_id(current.schema_id() + 1)

@@ -22,9 +22,10 @@ mod batch;
 mod catalog;
 mod evolve;
 mod mirror;
+mod partition;
 mod types;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use iceberg::spec::{DataFileFormat, TableMetadataBuilder};
@@ -36,7 +37,6 @@ use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -44,11 +44,12 @@ use tokio::sync::Mutex;
 
 use self::batch::Record;
 use self::catalog::SqlCatalog;
+use self::partition::FileSet;
 use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
 use crate::config::IcebergDestinationConfig;
-use crate::config::iceberg::IcebergMode;
+use crate::config::iceberg::{IcebergMode, PartitionExpr};
 use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use self::batch::META_COLUMNS;
@@ -73,14 +74,16 @@ const IDENTITY: &str = "etl.pipeline-identity";
 
 type Writer =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type WriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// What the destination keeps per table between calls.
 #[derive(Default)]
 struct Slot {
     /// The table as last loaded or committed; `None` after an error (reloaded next time).
     table: Option<Table>,
-    /// The open writer of a running copy.
-    copy: Option<Writer>,
+    /// The open data files of a running copy.
+    copy: Option<FileSet>,
     /// Rows copied so far (their `_etl_seq`).
     copied_rows: i64,
     /// Mirror mode: where each key's row is; `None` until read from the table (and after an
@@ -97,6 +100,8 @@ pub struct IcebergDestination {
     target_file_bytes: usize,
     /// Mirror mode: live files of a table above which it is compacted (0: never).
     compact_files: u32,
+    /// `iceberg.partition_by`, parsed: `schema.table` → its partition expressions.
+    partition_by: BTreeMap<String, Vec<PartitionExpr>>,
     slots: std::sync::Mutex<HashMap<TableId, Arc<Mutex<Slot>>>>,
     /// Which Iceberg table holds each source table (by the `etl.source-table-id` property);
     /// `None` until the namespace was read.
@@ -188,6 +193,10 @@ impl IcebergDestination {
             description: describe(config),
             target_file_bytes: usize::try_from(config.target_file_bytes).unwrap_or(usize::MAX),
             compact_files: config.compact_files,
+            partition_by: config.partitioning().map_err(|e| Error::Fatal {
+                message: format!("destination.{e}"),
+                source: None,
+            })?,
             slots: std::sync::Mutex::new(HashMap::new()),
             idents: std::sync::Mutex::new(None),
         })
@@ -249,9 +258,23 @@ impl IcebergDestination {
     fn creation(&self, schema: &TableSchema) -> Result<TableCreation> {
         let iceberg_schema = batch::table_schema(schema, self.mode == IcebergMode::Changelog)
             .map_err(|e| error(schema, "building the schema", e))?;
+        let spec = match self.partition_by.get(&schema.name.to_string()) {
+            Some(exprs) => Some(partition::spec(&iceberg_schema, exprs).map_err(|e| {
+                Error::table(
+                    schema,
+                    format!(
+                        "destination.iceberg.partition_by.{}: {}",
+                        schema.name,
+                        e.message()
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(TableCreation::builder()
             .name(table_name(schema))
             .schema(iceberg_schema)
+            .partition_spec_opt(spec)
             .properties([
                 (SOURCE_TABLE.to_owned(), schema.name.to_string()),
                 (SOURCE_TABLE_ID.to_owned(), schema.id.0.to_string()),
@@ -282,7 +305,10 @@ impl IcebergDestination {
             ident = named;
         }
         let table = match self.catalog.load_table(&ident).await {
-            Ok(table) => table,
+            Ok(table) => {
+                self.check_partitioning(&table, schema);
+                table
+            }
             Err(e) if e.kind() == ErrorKind::TableNotFound => self
                 .catalog
                 .create_table(&self.namespace, self.creation(schema)?)
@@ -308,17 +334,33 @@ impl IcebergDestination {
         Ok(table)
     }
 
-    fn writer_builder(
-        &self,
-        table: &Table,
-        prefix: String,
-    ) -> Result<
-        DataFileWriterBuilder<
-            ParquetWriterBuilder,
-            DefaultLocationGenerator,
-            DefaultFileNameGenerator,
-        >,
-    > {
+    /// The partitioning `partition_by` asks of `schema`'s table, as [`partition::described`]
+    /// prints a table's.
+    fn wanted_partitioning(&self, schema: &TableSchema) -> Vec<String> {
+        self.partition_by
+            .get(&schema.name.to_string())
+            .map(|exprs| exprs.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Warns when a table's partitioning is not the configured one: etl writes it as it is
+    /// (partitioning is layout, not content) until a recopy recreates it.
+    fn check_partitioning(&self, table: &Table, schema: &TableSchema) {
+        let has = partition::described(table);
+        let wanted = self.wanted_partitioning(schema);
+        if has != wanted {
+            tracing::warn!(
+                table = %schema.name,
+                iceberg_table = %table.identifier(),
+                partitioned_by = ?has,
+                configured = ?wanted,
+                "iceberg: the table's partitioning is not iceberg.partition_by's; etl keeps \
+                 writing it as it is, `etl tables resync` recreates it as configured"
+            );
+        }
+    }
+
+    fn writer_builder(&self, table: &Table, prefix: String) -> Result<WriterBuilder> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
@@ -336,33 +378,28 @@ impl IcebergDestination {
         Ok(DataFileWriterBuilder::new(rolling))
     }
 
-    /// An open data file writer for `table`, its files named `<prefix>-…`.
-    async fn open_writer(
-        &self,
-        table: &Table,
-        schema: &TableSchema,
-        prefix: &str,
-    ) -> Result<Writer> {
-        self.writer_builder(table, unique_prefix(prefix))?
-            .build(None)
-            .await
-            .map_err(|e| error(schema, "opening a data file", e))
+    /// The data files of one write to `table` (one per partition), named `<prefix>-…`.
+    fn open_files(&self, table: &Table, schema: &TableSchema, prefix: &str) -> Result<FileSet> {
+        FileSet::new(self.writer_builder(table, unique_prefix(prefix))?, table)
+            .map_err(|e| error(schema, "preparing the partitioned write", e))
     }
 
-    /// The data files of `batch`, written and closed.
+    /// The data files of `batch`, written and closed, with `tags` (one per row) in the order
+    /// of the files' rows.
     async fn write_data(
         &self,
         table: &Table,
         schema: &TableSchema,
         prefix: &str,
         batch: arrow_array::RecordBatch,
-    ) -> Result<Vec<iceberg::spec::DataFile>> {
-        let mut writer = self.open_writer(table, schema, prefix).await?;
-        writer
-            .write(batch)
+        tags: Option<Vec<String>>,
+    ) -> Result<(Vec<iceberg::spec::DataFile>, Vec<String>)> {
+        let mut files = self.open_files(table, schema, prefix)?;
+        files
+            .write(batch, tags)
             .await
             .map_err(|e| error(schema, "writing a data file", e))?;
-        close_writer(schema, writer).await
+        close_files(schema, files).await
     }
 
     /// Appends `records` (rows of `schema`) to the table in one snapshot carrying `properties`.
@@ -385,7 +422,9 @@ impl IcebergDestination {
         );
         let batch = batch::record_batch(&arrow, schema, records)
             .map_err(|message| Error::table(schema, message))?;
-        let files = self.write_data(&table, schema, "changes", batch).await?;
+        let (files, _) = self
+            .write_data(&table, schema, "changes", batch, None)
+            .await?;
         let tx = Transaction::new(&table);
         let tx = tx
             .update_table_properties()
@@ -425,12 +464,12 @@ fn mode_name(mode: IcebergMode) -> &'static str {
     }
 }
 
-/// Closes `writer`; returns the files it wrote.
-async fn close_writer(
+/// Closes `files`; returns the files written and the tags of their rows.
+async fn close_files(
     schema: &TableSchema,
-    mut writer: Writer,
-) -> Result<Vec<iceberg::spec::DataFile>> {
-    writer
+    files: FileSet,
+) -> Result<(Vec<iceberg::spec::DataFile>, Vec<String>)> {
+    files
         .close()
         .await
         .map_err(|e| error(schema, "closing a data file", e))
@@ -553,6 +592,7 @@ impl Destination for IcebergDestination {
             || table.metadata().properties().contains_key(COPY_FINISHED)
             || source_id(&table) != Some(schema.id)
             || !evolve::same_fields(table.metadata().current_schema(), &wanted.schema)
+            || partition::described(&table) != self.wanted_partitioning(schema)
         {
             // A fresh metadata (same location, no snapshots, no position) replaces the old one
             // in one pointer swap.
@@ -603,12 +643,12 @@ impl Destination for IcebergDestination {
         let batch = batch::record_batch(&arrow, schema, &records)
             .map_err(|message| Error::table(schema, message))?;
         if slot.copy.is_none() {
-            slot.copy = Some(self.open_writer(&table, schema, "copy").await?);
+            slot.copy = Some(self.open_files(&table, schema, "copy")?);
         }
-        let Some(writer) = slot.copy.as_mut() else {
+        let Some(files) = slot.copy.as_mut() else {
             return Err(Error::table(schema, "copy writer missing"));
         };
-        if let Err(e) = writer.write(batch).await {
+        if let Err(e) = files.write(batch, None).await {
             slot.copy = None;
             return Err(error(schema, "writing a data file", e));
         }
@@ -620,7 +660,7 @@ impl Destination for IcebergDestination {
         let slot = self.slot(schema.id);
         let mut slot = slot.lock().await;
         let files = match slot.copy.take() {
-            Some(writer) => close_writer(schema, writer).await?,
+            Some(files) => close_files(schema, files).await?.0,
             None => Vec::new(),
         };
         let table = self.table(&mut slot, schema).await?;

@@ -1,5 +1,6 @@
-//! Compaction of a mirror table: once a commit leaves more live files than
-//! `iceberg.compact_files` (each batch adds a data file and a position-delete file), the table's
+//! Compaction of a mirror table: once a commit leaves more files written by batches than
+//! `iceberg.compact_files` (each batch adds a data file and a position-delete file per partition
+//! it touches; the copy's and the last compaction's files do not count), the table's
 //! live rows (deletes applied by the `iceberg` crate's scan) are rewritten into data files of
 //! `iceberg.target_file_bytes` and committed as one `replace` snapshot that keeps none of the
 //! old manifests: no delete file is left, readers see the same rows before and after, and the
@@ -8,13 +9,12 @@
 use futures_util::TryStreamExt as _;
 use iceberg::spec::Operation;
 use iceberg::table::Table;
-use iceberg::writer::IcebergWriter as _;
 
 use super::index::{keys_of, written};
 use super::{Commit, KeyIndex, key_columns, missing_key};
 use crate::base::lsn::Lsn;
 use crate::base::schema::TableSchema;
-use crate::destinations::iceberg::{IcebergDestination, Slot, close_writer, error};
+use crate::destinations::iceberg::{IcebergDestination, Slot, close_files, error};
 use crate::engine::destination::Result;
 
 impl IcebergDestination {
@@ -46,29 +46,28 @@ impl IcebergDestination {
             .to_arrow()
             .await
             .map_err(|e| error(schema, "reading the table to compact", e))?;
-        let mut writer = self.open_writer(&table, schema, "compact").await?;
-        let mut keys = Vec::new();
+        let mut writer = self.open_files(&table, schema, "compact")?;
         while let Some(batch) = rows
             .try_next()
             .await
             .map_err(|e| error(schema, "reading the table to compact", e))?
         {
-            keys.extend(keys_of(&batch, &key_at).map_err(|e| error(schema, "formatting keys", e))?);
+            let keys = keys_of(&batch, &key_at).map_err(|e| error(schema, "formatting keys", e))?;
             writer
-                .write(batch)
+                .write(batch, Some(keys))
                 .await
                 .map_err(|e| error(schema, "writing a data file", e))?;
         }
-        let files = close_writer(schema, writer).await?;
-        let written = written(&files);
+        let (files, keys) = close_files(schema, writer).await?;
+        let written = written(&files, table.metadata().default_partition_spec().spec_id());
         let before = table.metadata().current_snapshot_id();
-        let (table, live_files) = self
+        let (table, _) = self
             .commit_mirror(
                 &table,
                 schema,
                 Commit {
                     data_files: files,
-                    delete_file: None,
+                    delete_files: Vec::new(),
                     keep_current: false,
                     operation: Operation::Replace,
                 },
@@ -80,7 +79,7 @@ impl IcebergDestination {
         tracing::info!(
             table = %schema.name,
             rows = index.len(),
-            files = live_files,
+            files = index.files.len(),
             replaced = ?before,
             ms = started.elapsed().as_millis() as u64,
             "iceberg mirror: compacted the table"

@@ -13,7 +13,7 @@ use futures_util::{TryStreamExt, stream};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, ManifestFile, NestedField, PrimitiveType, Schema,
-    SchemaRef, Type,
+    SchemaRef, Struct, Type,
 };
 use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result};
@@ -32,14 +32,49 @@ pub struct Loc {
     pub pos: u32,
 }
 
+/// A data file rows live in: its path and its partition (a position delete of its rows is
+/// written to a delete file of the same partition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOf {
+    pub path: String,
+    /// The partition spec the file was written under.
+    pub spec_id: i32,
+    /// The file's partition values (empty when unpartitioned).
+    pub partition: Struct,
+    /// Rows in the file.
+    pub rows: usize,
+}
+
+impl FileOf {
+    /// An unpartitioned file of `rows` rows (tests).
+    #[cfg(test)]
+    pub fn unpartitioned(path: &str, rows: usize) -> FileOf {
+        FileOf {
+            path: path.to_owned(),
+            spec_id: 0,
+            partition: Struct::empty(),
+            rows,
+        }
+    }
+
+    fn of(file: &DataFile, spec_id: i32) -> FileOf {
+        FileOf {
+            path: file.file_path().to_owned(),
+            spec_id,
+            partition: file.partition().clone(),
+            rows: file.record_count() as usize,
+        }
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct KeyIndex {
     /// The snapshot the index describes (`None`: a table without snapshots); an index whose
     /// snapshot is not the table's current one is read again.
     pub snapshot: Option<i64>,
-    /// Paths of the data files rows live in (indexed by [`Loc::file`]).
-    pub files: Vec<String>,
+    /// The data files rows live in (indexed by [`Loc::file`]).
+    pub files: Vec<FileOf>,
     /// The live row of each key.
     rows: HashMap<Box<str>, Loc>,
     /// Further live rows of keys held more than once (a table without a key that holds
@@ -92,9 +127,9 @@ impl KeyIndex {
     }
 
     /// Records the rows of a new data file: `keys[i]` is at position `i`.
-    pub fn add_file(&mut self, path: String, keys: impl IntoIterator<Item = String>) {
+    pub fn add_file(&mut self, of: FileOf, keys: impl IntoIterator<Item = String>) {
         let file = self.files.len() as u32;
-        self.files.push(path);
+        self.files.push(of);
         for (pos, key) in keys.into_iter().enumerate() {
             self.insert(
                 key,
@@ -107,10 +142,11 @@ impl KeyIndex {
     }
 
     /// Records the rows of new data files ([`written`]): `keys` in file order, row by row.
-    pub fn add_files(&mut self, files: Vec<(String, usize)>, keys: Vec<String>) {
+    pub fn add_files(&mut self, files: Vec<FileOf>, keys: Vec<String>) {
         let mut keys = keys.into_iter();
-        for (path, rows) in files {
-            self.add_file(path, keys.by_ref().take(rows));
+        for of in files {
+            let rows = of.rows;
+            self.add_file(of, keys.by_ref().take(rows));
         }
     }
 
@@ -129,15 +165,14 @@ impl KeyIndex {
         let mut data = Vec::new();
         let mut deletes = Vec::new();
         for manifest in &manifests {
+            let spec_id = manifest.partition_spec_id;
             let manifest = manifest.load_manifest(table.file_io()).await?;
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let file = entry.data_file();
                 match file.content_type() {
-                    DataContentType::Data => data.push((
-                        file.file_path().to_owned(),
-                        file.file_size_in_bytes(),
-                        file.record_count(),
-                    )),
+                    DataContentType::Data => {
+                        data.push((FileOf::of(file, spec_id), file.file_size_in_bytes()))
+                    }
                     DataContentType::PositionDeletes => {
                         deletes.push((file.file_path().to_owned(), file.file_size_in_bytes()))
                     }
@@ -187,8 +222,10 @@ impl KeyIndex {
             }
         }
         let schema = table.metadata().current_schema().clone();
-        for (path, size, records) in data {
-            let batches = read_file(table, &path, size, schema.clone(), key_ids.to_vec()).await?;
+        for (of, size) in data {
+            let path = &of.path;
+            let records = of.rows as u64;
+            let batches = read_file(table, path, size, schema.clone(), key_ids.to_vec()).await?;
             let mut keys = Vec::with_capacity(records as usize);
             for batch in &batches {
                 keys.extend(keys_of(
@@ -206,9 +243,9 @@ impl KeyIndex {
                     ),
                 ));
             }
-            let gone = deleted.remove(&path).unwrap_or_default();
+            let gone = deleted.remove(path).unwrap_or_default();
             let file = index.files.len() as u32;
-            index.files.push(path);
+            index.files.push(of);
             for (pos, key) in keys.into_iter().enumerate() {
                 if !gone.contains(&(pos as u64)) {
                     index.insert(
@@ -225,12 +262,10 @@ impl KeyIndex {
     }
 }
 
-/// Path and row count of each of `files`, for [`KeyIndex::add_files`] once they are committed.
-pub fn written(files: &[DataFile]) -> Vec<(String, usize)> {
-    files
-        .iter()
-        .map(|file| (file.file_path().to_owned(), file.record_count() as usize))
-        .collect()
+/// What [`KeyIndex::add_files`] needs of `files` (written under the partition spec `spec_id`)
+/// once they are committed.
+pub fn written(files: &[DataFile], spec_id: i32) -> Vec<FileOf> {
+    files.iter().map(|file| FileOf::of(file, spec_id)).collect()
 }
 
 /// The manifests of `table`'s current snapshot; `None` for a table without snapshots.
@@ -322,7 +357,10 @@ mod tests {
     #[test]
     fn taking_a_repeated_key_leaves_the_other_rows() {
         let mut index = KeyIndex::default();
-        index.add_file("a".into(), ["1".to_owned(), "2".to_owned(), "1".to_owned()]);
+        index.add_file(
+            FileOf::unpartitioned("a", 3),
+            ["1".to_owned(), "2".to_owned(), "1".to_owned()],
+        );
         assert_eq!(index.len(), 3);
         assert_eq!(index.take("1"), Some(Loc { file: 0, pos: 2 }));
         assert_eq!(index.take("1"), Some(Loc { file: 0, pos: 0 }));

@@ -20,8 +20,9 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_select::concat::concat_batches;
 use arrow_select::interleave::interleave;
 use iceberg::spec::{
-    DataContentType, DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+    DataContentType, DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestContentType,
+    ManifestListWriter, ManifestWriterBuilder, Operation, PartitionKey, Snapshot,
+    SnapshotReference, SnapshotRetention, Summary,
 };
 use iceberg::table::Table;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -32,7 +33,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use parquet::file::properties::WriterProperties;
 
 pub use self::index::KeyIndex;
-use self::index::{Loc, delete_schema, keys_of, read_file};
+use self::index::{FileOf, Loc, delete_schema, keys_of, read_file};
 use self::plan::NewRow;
 use super::batch::{self, Record};
 use super::types::{ColumnValues, Kind, array};
@@ -118,8 +119,11 @@ impl IcebergDestination {
             .rows_batch(&table, &arrow, schema, &index.files, &new_rows)
             .await?;
         let (data_files, new_keys) = self.write_rows(&table, schema, rows, &new_rows).await?;
-        let written = index::written(&data_files);
-        let delete_file = self
+        let written = index::written(
+            &data_files,
+            table.metadata().default_partition_spec().spec_id(),
+        );
+        let delete_files = self
             .write_deletes(&table, schema, &index, &plan.deletes)
             .await?;
         let committed = self
@@ -128,7 +132,7 @@ impl IcebergDestination {
                 schema,
                 Commit {
                     data_files,
-                    delete_file,
+                    delete_files,
                     keep_current: !plan.truncated,
                     operation: Operation::Overwrite,
                 },
@@ -136,12 +140,21 @@ impl IcebergDestination {
             )
             .await;
         match committed {
-            Ok((table, live_files)) => {
+            Ok((table, delete_files)) => {
                 index.add_files(written, new_keys);
                 index.snapshot = table.metadata().current_snapshot_id();
+                // What compaction would rewrite away: the files batches added (the copy's and
+                // the last compaction's files are the table's compact layout, one or more per
+                // partition, and do not count).
+                let compactable = delete_files
+                    + index
+                        .files
+                        .iter()
+                        .filter(|f| file_name(&f.path).starts_with(BATCH_PREFIX))
+                        .count();
                 slot.index = Some(index);
                 slot.table = Some(table.clone());
-                if self.compact_files > 0 && live_files > self.compact_files as usize {
+                if self.compact_files > 0 && compactable > self.compact_files as usize {
                     // The batch is committed: a failed compaction is retried after the next.
                     if let Err(e) = self.compact(slot, schema, table, position).await {
                         slot.table = None;
@@ -169,7 +182,7 @@ impl IcebergDestination {
         table: &Table,
         arrow: &Arc<arrow_schema::Schema>,
         schema: &TableSchema,
-        files_of: &[String],
+        files_of: &[FileOf],
         new_rows: &[&NewRow],
     ) -> Result<RecordBatch> {
         let records: Vec<Record<'_>> = new_rows
@@ -230,7 +243,7 @@ impl IcebergDestination {
         &self,
         table: &Table,
         schema: &TableSchema,
-        files_of: &[String],
+        files_of: &[FileOf],
         fills: &[(usize, Loc)],
     ) -> Result<RecordBatch> {
         let current = table.metadata().current_schema().clone();
@@ -250,9 +263,10 @@ impl IcebergDestination {
             let source = match source_of.get(&loc.file) {
                 Some(&source) => source,
                 None => {
-                    let path = files_of.get(loc.file as usize).ok_or_else(|| {
-                        Error::table(schema, "a stored row's data file is unknown")
-                    })?;
+                    let path = &files_of
+                        .get(loc.file as usize)
+                        .ok_or_else(|| Error::table(schema, "a stored row's data file is unknown"))?
+                        .path;
                     let size = sizes.get(path.as_str()).copied().ok_or_else(|| {
                         Error::table(schema, format!("data file {path} is not in the table"))
                     })?;
@@ -291,86 +305,120 @@ impl IcebergDestination {
         if rows.num_rows() == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let files = self.write_data(table, schema, "mirror", rows).await?;
         let keys = new_rows.iter().map(|row| row.key.clone()).collect();
-        Ok((files, keys))
+        self.write_data(table, schema, BATCH_PREFIX, rows, Some(keys))
+            .await
     }
 
-    /// Writes the position-delete file of `deletes`, sorted by file and position as the spec
-    /// asks; `None` when nothing is deleted.
+    /// Writes the position-delete files of `deletes`, one per partition of the data files they
+    /// name (a reader applies a delete file to data files of its partition only), each sorted
+    /// by file and position as the spec asks; none when nothing is deleted.
     async fn write_deletes(
         &self,
         table: &Table,
         schema: &TableSchema,
         index: &KeyIndex,
         deletes: &[Loc],
-    ) -> Result<Option<DataFile>> {
-        if deletes.is_empty() {
-            return Ok(None);
+    ) -> Result<Vec<DataFile>> {
+        let default_spec = table.metadata().default_partition_spec();
+        // Per partition, in order of first appearance: (file path, position) pairs.
+        let mut groups: Vec<(&FileOf, Vec<(&str, u32)>)> = Vec::new();
+        let mut group_of: HashMap<&iceberg::spec::Struct, usize> = HashMap::new();
+        for loc in deletes {
+            let of = index
+                .files
+                .get(loc.file as usize)
+                .ok_or_else(|| Error::table(schema, "a deleted row's data file is unknown"))?;
+            if of.spec_id != default_spec.spec_id() {
+                return Err(Error::table(
+                    schema,
+                    format!(
+                        "data file {} was written under partition spec {}, the table's is now \
+                         {}; mirror mode writes one partition spec: recopy the table (etl \
+                         tables resync)",
+                        of.path,
+                        of.spec_id,
+                        default_spec.spec_id()
+                    ),
+                ));
+            }
+            let g = *group_of.entry(&of.partition).or_insert_with(|| {
+                groups.push((of, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((of.path.as_str(), loc.pos));
         }
-        let mut named: Vec<(&str, u32)> = deletes
-            .iter()
-            .map(|loc| {
-                index
-                    .files
-                    .get(loc.file as usize)
-                    .map(|path| (path.as_str(), loc.pos))
-                    .ok_or_else(|| Error::table(schema, "a deleted row's data file is unknown"))
-            })
-            .collect::<Result<_>>()?;
-        named.sort_unstable();
         let delete_schema =
             Arc::new(delete_schema().map_err(|e| error(schema, "position-delete schema", e))?);
         let arrow = Arc::new(
             iceberg::arrow::schema_to_arrow_schema(&delete_schema)
                 .map_err(|e| error(schema, "position-delete schema", e))?,
         );
-        let batch = RecordBatch::try_new(
-            arrow,
-            vec![
-                Arc::new(StringArray::from_iter_values(named.iter().map(|(p, _)| *p))),
-                Arc::new(Int64Array::from_iter_values(
-                    named.iter().map(|(_, pos)| i64::from(*pos)),
-                )),
-            ],
-        )
-        .map_err(|e| Error::table(schema, e.to_string()))?;
-        let parquet = ParquetWriterBuilder::new(WriterProperties::builder().build(), delete_schema);
-        let location = DefaultLocationGenerator::new(table.metadata())
-            .map_err(|e| error(schema, "preparing data file locations", e))?;
-        let names = DefaultFileNameGenerator::new(
-            super::unique_prefix("deletes"),
-            None,
-            DataFileFormat::Parquet,
-        );
-        let mut writer = RollingFileWriterBuilder::new(
-            parquet,
-            usize::MAX,
-            table.file_io().clone(),
-            location,
-            names,
-        )
-        .build();
-        writer
-            .write(&None, &batch)
-            .await
-            .map_err(|e| error(schema, "writing a position-delete file", e))?;
-        let mut built = writer
-            .close()
-            .await
-            .map_err(|e| error(schema, "closing a position-delete file", e))?;
-        let mut builder = built
-            .pop()
-            .ok_or_else(|| Error::table(schema, "the position-delete writer wrote no file"))?;
-        builder.content(DataContentType::PositionDeletes);
-        builder
-            .build()
-            .map(Some)
-            .map_err(|e| Error::table(schema, format!("position-delete file: {e}")))
+        let mut files = Vec::with_capacity(groups.len());
+        for (of, mut named) in groups {
+            named.sort_unstable();
+            let batch = RecordBatch::try_new(
+                arrow.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(named.iter().map(|(p, _)| *p))),
+                    Arc::new(Int64Array::from_iter_values(
+                        named.iter().map(|(_, pos)| i64::from(*pos)),
+                    )),
+                ],
+            )
+            .map_err(|e| Error::table(schema, e.to_string()))?;
+            let parquet = ParquetWriterBuilder::new(
+                WriterProperties::builder().build(),
+                delete_schema.clone(),
+            );
+            let location = DefaultLocationGenerator::new(table.metadata())
+                .map_err(|e| error(schema, "preparing data file locations", e))?;
+            let names = DefaultFileNameGenerator::new(
+                super::unique_prefix("deletes"),
+                None,
+                DataFileFormat::Parquet,
+            );
+            let mut writer = RollingFileWriterBuilder::new(
+                parquet,
+                usize::MAX,
+                table.file_io().clone(),
+                location,
+                names,
+            )
+            .build();
+            let key = (!default_spec.is_unpartitioned()).then(|| {
+                PartitionKey::new(
+                    default_spec.as_ref().clone(),
+                    table.metadata().current_schema().clone(),
+                    of.partition.clone(),
+                )
+            });
+            writer
+                .write(&key, &batch)
+                .await
+                .map_err(|e| error(schema, "writing a position-delete file", e))?;
+            let mut built = writer
+                .close()
+                .await
+                .map_err(|e| error(schema, "closing a position-delete file", e))?;
+            let mut builder = built
+                .pop()
+                .ok_or_else(|| Error::table(schema, "the position-delete writer wrote no file"))?;
+            builder
+                .content(DataContentType::PositionDeletes)
+                .partition(of.partition.clone())
+                .partition_spec_id(of.spec_id);
+            files.push(
+                builder
+                    .build()
+                    .map_err(|e| Error::table(schema, format!("position-delete file: {e}")))?,
+            );
+        }
+        Ok(files)
     }
 
     /// Commits one snapshot of `commit` at `position`; returns the table and how many live
-    /// files (data and deletes) the snapshot has.
+    /// position-delete files the snapshot has.
     async fn commit_mirror(
         &self,
         table: &Table,
@@ -380,7 +428,7 @@ impl IcebergDestination {
     ) -> Result<(Table, usize)> {
         let Commit {
             data_files,
-            delete_file,
+            delete_files,
             keep_current,
             operation,
         } = commit;
@@ -416,18 +464,15 @@ impl IcebergDestination {
                     .to_string(),
             ),
         ]);
-        for (n, (files, deletes)) in [
-            (data_files, false),
-            (delete_file.into_iter().collect(), true),
-        ]
-        .into_iter()
-        .enumerate()
+        for (n, (files, deletes)) in [(data_files, false), (delete_files, true)]
+            .into_iter()
+            .enumerate()
         {
             if files.is_empty() {
                 continue;
             }
             if deletes {
-                summary.insert("added-delete-files".to_owned(), "1".to_owned());
+                summary.insert("added-delete-files".to_owned(), files.len().to_string());
                 summary.insert(
                     "added-position-deletes".to_owned(),
                     files
@@ -463,8 +508,9 @@ impl IcebergDestination {
                     .map_err(|e| error(schema, "writing a manifest", e))?,
             );
         }
-        let live_files: usize = manifests
+        let delete_files: usize = manifests
             .iter()
+            .filter(|m| m.content == ManifestContentType::Deletes)
             .map(|m| {
                 (m.added_files_count.unwrap_or(0) + m.existing_files_count.unwrap_or(0)) as usize
             })
@@ -527,14 +573,22 @@ impl IcebergDestination {
             .replace_metadata(table, next)
             .await
             .map_err(|e| error(schema, "committing", e))?;
-        Ok((table, live_files))
+        Ok((table, delete_files))
     }
+}
+
+/// The name prefix of the data files a batch writes.
+const BATCH_PREFIX: &str = "mirror";
+
+/// The last part of a file path.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// What one mirror snapshot holds besides the position.
 struct Commit {
     data_files: Vec<DataFile>,
-    delete_file: Option<DataFile>,
+    delete_files: Vec<DataFile>,
     /// Whether the current snapshot's files stay (not after a truncate or a compaction).
     keep_current: bool,
     /// `overwrite` for a batch, `replace` for a compaction (same rows, other files).

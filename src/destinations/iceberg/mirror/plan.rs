@@ -154,6 +154,7 @@ mod tests {
     use super::*;
     use crate::base::lsn::Lsn;
     use crate::base::schema::{TableId, TableName};
+    use crate::destinations::iceberg::mirror::index::FileOf;
 
     fn schema() -> Arc<TableSchema> {
         with_identity(ReplicaIdentity::Default)
@@ -187,7 +188,10 @@ mod tests {
     #[test]
     fn a_batch_folds_to_the_last_form_of_each_key() {
         let mut index = KeyIndex::default();
-        index.add_file("f".into(), ["1".to_owned(), "2".to_owned()]);
+        index.add_file(
+            FileOf::unpartitioned("f", 2),
+            ["1".to_owned(), "2".to_owned()],
+        );
         let events = [
             // stored 1 updated, keeping its TOASTed second column
             event(
@@ -256,7 +260,7 @@ mod tests {
     #[test]
     fn a_truncate_drops_what_came_before_it() {
         let mut index = KeyIndex::default();
-        index.add_file("f".into(), ["1".to_owned()]);
+        index.add_file(FileOf::unpartitioned("f", 1), ["1".to_owned()]);
         let events = [
             event(
                 Change::Delete {
@@ -290,7 +294,7 @@ mod tests {
             (ReplicaIdentity::Default, None),
         ] {
             let mut index = KeyIndex::default();
-            index.add_file("f".into(), ["1".to_owned()]);
+            index.add_file(FileOf::unpartitioned("f", 1), ["1".to_owned()]);
             let old = match identity {
                 ReplicaIdentity::Full => vec![text("1"), text("big")],
                 _ => vec![text("1"), Cell::Null],
