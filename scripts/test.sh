@@ -34,9 +34,10 @@ start_cluster() {
 }
 
 # The kafka destination tests run a Kafka-protocol broker (tansu, built from crates.io once into
-# /var/tmp/etl-kafka): its first build overlaps with the lints and the test build below.
+# /var/tmp/etl-kafka) and the iceberg S3 test an S3-compatible store (s3s-fs, into
+# /var/tmp/etl-s3): their first builds overlap with the lints and the test build below.
 kafka_log="$(mktemp)"
-"$repo/scripts/kafka-server.sh" install >"$kafka_log" 2>&1 &
+{ "$repo/scripts/kafka-server.sh" install && "$repo/scripts/s3-server.sh" install; } >"$kafka_log" 2>&1 &
 kafka_install=$!
 
 echo "==> cargo fmt --check"
@@ -56,10 +57,10 @@ export ETL_PYICEBERG
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-echo "==> Kafka-protocol broker (tansu) for the kafka destination tests"
+echo "==> Kafka-protocol broker (tansu) and S3 store (s3s-fs) for the destination tests"
 if ! wait "$kafka_install"; then
     cat "$kafka_log" >&2
-    echo "error: scripts/kafka-server.sh install failed" >&2
+    echo "error: scripts/kafka-server.sh or scripts/s3-server.sh install failed" >&2
     exit 1
 fi
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::invalid::{InvalidSetting, Problem};
 use super::postgres::PgConnectionConfig;
+use super::secret::Secret;
 
 /// `destination: {iceberg: {catalog: {sql: {url}}, warehouse: file:///…, namespace, mode}}`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -14,8 +15,11 @@ use super::postgres::PgConnectionConfig;
 pub struct IcebergDestinationConfig {
     pub catalog: IcebergCatalogConfig,
     /// Where tables' data and metadata files go: `file:///absolute/dir` (a local or mounted
-    /// directory).
+    /// directory) or `s3://bucket/prefix` (see [`IcebergS3Config`]).
     pub warehouse: String,
+    /// How to reach an `s3://` warehouse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<IcebergS3Config>,
     /// The Iceberg namespace every table is created in.
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -162,6 +166,36 @@ fn column_name(text: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// `s3: {endpoint, region, access_key_id, secret_access_key, path_style}`: an `s3://`
+/// warehouse on AWS S3 or an S3-compatible store. Without keys, the AWS SDK's usual sources are
+/// read (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `~/.aws`, web identity, instance metadata).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergS3Config {
+    /// `http(s)://host:port` of an S3-compatible store; AWS's endpoint of `region` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible stores want, instead
+    /// of virtual-hosted ones (`bucket.endpoint/key`).
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+/// Where a warehouse lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarehouseKind {
+    /// `file:///dir`
+    Local,
+    /// `s3://bucket/prefix`
+    S3,
+}
+
 /// `catalog: {sql: {url: postgres://…}}`: the catalog that holds each table's current metadata.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -204,21 +238,18 @@ impl IcebergDestinationConfig {
         let IcebergCatalogConfig::Sql(sql) = &self.catalog;
         sql.resolve()
             .map_err(|e| InvalidSetting::new("iceberg.catalog.sql", e.into()))?;
-        let Some(path) = self.warehouse.strip_prefix("file://") else {
-            return Err(InvalidSetting::new(
-                "iceberg.warehouse",
-                Problem::Invalid(
-                    "must be a file:///absolute/dir URL (only local or mounted directories are \
-                     supported)"
-                        .into(),
-                ),
-            ));
-        };
-        if !path.starts_with('/') || path.len() < 2 {
-            return Err(InvalidSetting::new(
-                "iceberg.warehouse",
-                Problem::Invalid("must name an absolute directory: file:///absolute/dir".into()),
-            ));
+        match self.warehouse_kind()? {
+            WarehouseKind::Local => {
+                if self.s3.is_some() {
+                    return Err(InvalidSetting::new(
+                        "iceberg.s3",
+                        Problem::Invalid(
+                            "is for an s3:// warehouse; iceberg.warehouse is a file:// one".into(),
+                        ),
+                    ));
+                }
+            }
+            WarehouseKind::S3 => self.validate_s3()?,
         }
         for (key, value) in [
             ("iceberg.namespace", &self.namespace),
@@ -251,6 +282,79 @@ impl IcebergDestinationConfig {
         }
         self.partitioning()?;
         Ok(())
+    }
+
+    /// What `warehouse` names, or why it is not a warehouse.
+    pub fn warehouse_kind(&self) -> Result<WarehouseKind, InvalidSetting> {
+        let invalid = |message: &str| {
+            Err(InvalidSetting::new(
+                "iceberg.warehouse",
+                Problem::Invalid(message.into()),
+            ))
+        };
+        if let Some(path) = self.warehouse.strip_prefix("file://") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return invalid("must name an absolute directory: file:///absolute/dir");
+            }
+            return Ok(WarehouseKind::Local);
+        }
+        if let Some(place) = self.warehouse.strip_prefix("s3://") {
+            let bucket = place.split('/').next().unwrap_or_default();
+            if bucket.is_empty() || place.contains("//") {
+                return invalid("must be s3://bucket or s3://bucket/prefix");
+            }
+            return Ok(WarehouseKind::S3);
+        }
+        invalid(
+            "must be a file:///absolute/dir URL (a local or mounted directory) or an \
+             s3://bucket/prefix URL",
+        )
+    }
+
+    fn validate_s3(&self) -> Result<(), InvalidSetting> {
+        let Some(s3) = &self.s3 else {
+            return Ok(());
+        };
+        if s3.endpoint.is_some() && self.s3_endpoint().is_none() {
+            return Err(InvalidSetting::new(
+                "iceberg.s3.endpoint",
+                Problem::Invalid("must be http://host[:port] or https://host[:port]".into()),
+            ));
+        }
+        if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+            return Err(InvalidSetting::new(
+                "iceberg.s3",
+                Problem::Invalid(
+                    "give both access_key_id and secret_access_key, or neither (the AWS \
+                     environment's credentials are used then)"
+                        .into(),
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("iceberg.s3.region", s3.region.as_deref()),
+            (
+                "iceberg.s3.access_key_id",
+                s3.access_key_id.as_ref().map(Secret::expose),
+            ),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                return Err(InvalidSetting::new(key, Problem::Empty));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host and port of the S3 endpoint, if one is set and is an `http(s)://host[:port]`
+    /// URL (the control plane checks it against its network policy).
+    pub fn s3_endpoint(&self) -> Option<(String, u16)> {
+        let endpoint = self.s3.as_ref()?.endpoint.as_deref()?;
+        let url = url::Url::parse(endpoint).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.path().len() > 1 {
+            return None;
+        }
+        let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
+        Some((host, url.port_or_known_default()?))
     }
 
     /// `partition_by`, parsed: source table (`schema.table`) → its partition expressions.
@@ -324,8 +428,43 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(
-            bad(&GOOD.replace("file:///var/lake", "s3://b/p")),
+            bad(&GOOD.replace("file:///var/lake", "gs://b/p")),
             "iceberg.warehouse"
+        );
+        assert_eq!(
+            bad(&GOOD.replace("file:///var/lake", "s3:///p")),
+            "iceberg.warehouse"
+        );
+        let s3 = GOOD.replace("file:///var/lake", "s3://lake/tables");
+        assert!(parse(&s3).unwrap().validate().is_ok());
+        let with = |settings: &str| s3.replace("namespace: shop", &format!("s3: {settings}"));
+        assert!(
+            parse(&with(
+                "{endpoint: 'http://127.0.0.1:9000', region: r, access_key_id: a, \
+                 secret_access_key: s, path_style: true}"
+            ))
+            .unwrap()
+            .validate()
+            .is_ok()
+        );
+        assert_eq!(
+            bad(&with("{endpoint: '127.0.0.1:9000'}")),
+            "iceberg.s3.endpoint"
+        );
+        assert_eq!(
+            bad(&with("{endpoint: 'http://h:9/x'}")),
+            "iceberg.s3.endpoint"
+        );
+        let DestinationConfig::Iceberg(endpoint) =
+            parse(&with("{endpoint: 'https://[::1]'}")).unwrap()
+        else {
+            panic!("not iceberg")
+        };
+        assert_eq!(endpoint.s3_endpoint(), Some(("::1".to_owned(), 443)));
+        assert_eq!(bad(&with("{access_key_id: a}")), "iceberg.s3");
+        assert_eq!(
+            bad(&GOOD.replace("namespace: shop", "s3: {region: r}")),
+            "iceberg.s3"
         );
         assert_eq!(
             bad(&GOOD.replace("file:///var/lake", "file://rel")),

@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 
 use crate::common::TestDatabase;
 use crate::helpers::{exec, source_pool};
+use crate::servers::{S3_ACCESS_KEY, S3_SECRET_KEY, Server};
 
 const SCHEMA: &str = r#"
 create table orders (id int primary key, customer text, amount numeric(12,2), placed timestamptz,
@@ -224,6 +225,7 @@ async fn run_oracle(
     python: &Path,
     catalog: &TestDatabase,
     warehouse: &str,
+    storage: &[String],
     source: &TestDatabase,
     mode: &str,
     tables: &[&str],
@@ -254,6 +256,9 @@ async fn run_oracle(
         "--pruned",
         PRUNED_COUNTED,
     ]);
+    for property in storage {
+        command.args(["--property", property]);
+    }
     for table in tables {
         command.args(["--table", table]);
     }
@@ -307,6 +312,8 @@ struct Lake {
     pool: PgPool,
     warehouse: String,
     _warehouse_dir: tempfile::TempDir,
+    /// The S3 store of an `s3://` warehouse (kept running while the lake lives).
+    s3: Option<Server>,
     pipeline_id: u64,
     /// `changelog` or `mirror`.
     mode: String,
@@ -315,12 +322,30 @@ struct Lake {
 
 impl Lake {
     async fn create(schema: &str, pipeline_offset: u64, mode: &str) -> Lake {
+        Lake::create_in(schema, pipeline_offset, mode, None).await
+    }
+
+    /// A lake whose warehouse is `s3://lake/wh` in `s3` when given.
+    async fn create_in(schema: &str, pipeline_offset: u64, mode: &str, s3: Option<Server>) -> Lake {
         let source = TestDatabase::create("ice_src").await;
         let catalog = TestDatabase::create("ice_cat").await;
         let pool = source_pool(&source).await;
         exec(&pool, schema).await;
         let warehouse_dir = tempfile::tempdir().unwrap();
-        let warehouse = format!("file://{}", warehouse_dir.path().display());
+        let (warehouse, storage) = match &s3 {
+            None => (
+                format!("file://{}", warehouse_dir.path().display()),
+                String::new(),
+            ),
+            Some(server) => (
+                "s3://lake/wh".to_owned(),
+                format!(
+                    "    s3: {{endpoint: '{}', region: us-east-1, access_key_id: {S3_ACCESS_KEY}, \
+                     secret_access_key: {S3_SECRET_KEY}, path_style: true}}\n",
+                    server.address
+                ),
+            ),
+        };
         let pipeline_id = u64::from(std::process::id()) * 1000 + 900 + pipeline_offset;
         let config_dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -331,7 +356,7 @@ impl Lake {
                  metrics_address: null\n  retry: {{initial_ms: 100, max_ms: 1000}}\n\
                  destination:\n  iceberg:\n    catalog: {{sql: {{url: '{}'}}}}\n    warehouse: '{warehouse}'\n    \
                  namespace: shop\n    target_file_bytes: 4194304\n    mode: {mode}\n    compact_files: {COMPACT_FILES}\n    \
-                 partition_by: {PARTITION_BY}\n",
+                 partition_by: {PARTITION_BY}\n{storage}",
                 source.url, catalog.url
             ),
         )
@@ -342,6 +367,7 @@ impl Lake {
             pool,
             warehouse,
             _warehouse_dir: warehouse_dir,
+            s3,
             pipeline_id,
             mode: mode.to_owned(),
             etl: Replicator {
@@ -379,6 +405,7 @@ impl Lake {
             python,
             &self.catalog,
             &self.warehouse,
+            &self.storage_properties(),
             &self.source,
             &self.mode,
             tables,
@@ -444,12 +471,14 @@ impl Lake {
             .replacen("postgres://", "postgresql+psycopg2://", 1);
         let script = "import sys, pyarrow as pa\n\
             from pyiceberg.catalog.sql import SqlCatalog\n\
-            c = SqlCatalog('etl', uri=sys.argv[1], warehouse=sys.argv[2])\n\
+            props = dict(p.split('=', 1) for p in sys.argv[3:])\n\
+            c = SqlCatalog('etl', uri=sys.argv[1], warehouse=sys.argv[2], **props)\n\
             for ident in c.list_tables('shop'):\n\
             \x20   t = c.load_table(ident)\n\
             \x20   t.append(pa.Table.from_pylist([], schema=t.schema().as_arrow()))\n";
         let output = Command::new(python)
             .args(["-c", script, &uri, &self.warehouse])
+            .args(self.storage_properties())
             .output()
             .await
             .expect("run pyiceberg");
@@ -458,6 +487,19 @@ impl Lake {
             "foreign commit failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// pyiceberg's catalog properties for the warehouse's store (`key=value`).
+    fn storage_properties(&self) -> Vec<String> {
+        match &self.s3 {
+            None => Vec::new(),
+            Some(server) => vec![
+                format!("s3.endpoint={}", server.address),
+                format!("s3.access-key-id={S3_ACCESS_KEY}"),
+                format!("s3.secret-access-key={S3_SECRET_KEY}"),
+                "s3.region=us-east-1".to_owned(),
+            ],
+        }
     }
 
     /// Replaces `from` with `to` in the replicator's config file.
@@ -820,5 +862,50 @@ async fn partitioning_errors_name_the_setting_and_a_resync_applies_it() {
         "{fragile}"
     );
     assert_eq!(fragile["partitions"].as_u64(), Some(9), "{fragile}");
+    lake.drop().await;
+}
+
+/// Mirror mode on an `s3://` warehouse in a real S3-compatible server (`s3s-fs`, which checks
+/// each request's SigV4 signature): a wrong secret key is reported at start, naming the
+/// warehouse; with the right one the workload runs through SIGKILLs and pyiceberg, reading the
+/// files through its own S3 client, finds every table equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_on_s3_reads_as_the_source_through_sigkills() {
+    let Some(python) = pyiceberg() else {
+        return;
+    };
+    let Some(s3) = Server::s3("iceberg") else {
+        return;
+    };
+    let mut lake = Lake::create_in(SCHEMA, 6, "mirror", Some(s3)).await;
+    let right = format!("secret_access_key: {S3_SECRET_KEY}");
+    lake.edit_config(&right, "secret_access_key: not-the-secret");
+    lake.etl.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lake
+        .etl
+        .logs()
+        .contains("cannot write to the warehouse s3://lake/wh")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no error about the warehouse: {}",
+            lake.etl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    lake.etl.kill().await;
+    lake.edit_config("secret_access_key: not-the-secret", &right);
+    let cycles = 6;
+    let transactions = through_sigkills(&mut lake, &python, cycles).await;
+    let report = lake.check(&python, TABLES).await;
+    assert_partitioned(&report);
+    assert!(
+        total(&report, "position_deletes") > 100,
+        "few rows were ever deleted: {report}"
+    );
+    eprintln!(
+        "iceberg mirror on S3 after {cycles} SIGKILLs and {transactions} transactions: {report}"
+    );
     lake.drop().await;
 }

@@ -283,12 +283,14 @@ def main():
     parser.add_argument("--table", action="append", required=True, help="schema.table:key")
     parser.add_argument("--mode", choices=("changelog", "mirror"), default="changelog")
     parser.add_argument("--pruned", action="append", default=[], help="schema.table:column:op:value")
+    parser.add_argument("--property", action="append", default=[], help="catalog property key=value (S3 settings)")
     args = parser.parse_args()
     pruned = {}
     for spec in args.pruned:
         qualified, column, op, value = spec.split(":", 3)
         pruned[qualified] = (column, op, value)
-    catalog = SqlCatalog(args.catalog_name, uri=args.catalog_uri, warehouse=args.warehouse)
+    properties = dict(p.split("=", 1) for p in args.property)
+    catalog = SqlCatalog(args.catalog_name, uri=args.catalog_uri, warehouse=args.warehouse, **properties)
     conn = psycopg2.connect(args.source_dsn)
     conn.set_session(readonly=True)
     with conn.cursor() as cur:

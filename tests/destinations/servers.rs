@@ -1,10 +1,16 @@
 //! Throwaway servers for one test, each started and stopped by its script under `scripts/` in
-//! its own directory: `nats-server.sh` (a `nats-server` with JetStream) and `kafka-server.sh`
-//! (a Kafka-protocol broker, `tansu`, data in memory). Under `CI=true` a server that cannot be
+//! its own directory: `nats-server.sh` (a `nats-server` with JetStream), `kafka-server.sh`
+//! (a Kafka-protocol broker, `tansu`, data in memory) and `s3-server.sh` (an S3-compatible
+//! store, `s3s-fs`, with the bucket `lake`). Under `CI=true` a server that cannot be
 //! started fails the test; elsewhere the test is skipped with a message.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+/// The access key `s3-server.sh` accepts.
+pub const S3_ACCESS_KEY: &str = "etl-test";
+/// Its secret key.
+pub const S3_SECRET_KEY: &str = "etl-test-secret";
 
 /// A server of this test, in its own directory.
 pub struct Server {
@@ -12,7 +18,8 @@ pub struct Server {
     /// The variable that gives the script its directory.
     dir_var: &'static str,
     dir: PathBuf,
-    /// What clients connect to: `nats://127.0.0.1:PORT`, or `127.0.0.1:PORT` for Kafka.
+    /// What clients connect to: `nats://127.0.0.1:PORT`, `127.0.0.1:PORT` for Kafka,
+    /// `http://127.0.0.1:PORT` for S3.
     pub address: String,
 }
 
@@ -28,6 +35,11 @@ impl Server {
 
     pub fn kafka(name: &str) -> Option<Server> {
         Server::start("kafka-server.sh", "ETL_KAFKA_DIR", "kafka", name)
+    }
+
+    /// An S3 store with the bucket `lake`, keys [`S3_ACCESS_KEY`] / [`S3_SECRET_KEY`].
+    pub fn s3(name: &str) -> Option<Server> {
+        Server::start("s3-server.sh", "ETL_S3_DIR", "s3", name)
     }
 
     /// Starts a server; `None` (after saying why) when it cannot be started outside CI.

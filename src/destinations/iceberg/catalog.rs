@@ -52,6 +52,9 @@ pub struct SqlCatalog {
     name: String,
     warehouse: String,
     file_io: FileIO,
+    /// A local warehouse directory, flushed to disk before each swap (an object store's write
+    /// is durable when it returns).
+    local: bool,
 }
 
 impl fmt::Debug for SqlCatalog {
@@ -73,8 +76,14 @@ fn namespace_key(namespace: &NamespaceIdent) -> String {
 }
 
 impl SqlCatalog {
-    /// Creates the catalog's tables if missing.
-    pub async fn open(pool: PgPool, name: String, warehouse: String) -> Result<Self> {
+    /// Creates the catalog's tables if missing; files are read and written through `file_io`.
+    pub async fn open(
+        pool: PgPool,
+        name: String,
+        warehouse: String,
+        file_io: FileIO,
+        local: bool,
+    ) -> Result<Self> {
         for statement in CREATE {
             sqlx::query(statement)
                 .execute(&pool)
@@ -85,7 +94,8 @@ impl SqlCatalog {
             pool,
             name,
             warehouse: warehouse.trim_end_matches('/').to_owned(),
-            file_io: FileIO::new_with_fs(),
+            file_io,
+            local,
         })
     }
 
@@ -160,6 +170,9 @@ impl SqlCatalog {
     /// reference are on disk before the catalog points at them: iceberg fsyncs data files but
     /// writes metadata, manifest lists and manifests without.
     async fn flush_warehouse(&self) -> Result<()> {
+        if !self.local {
+            return Ok(());
+        }
         let dir = self
             .warehouse
             .strip_prefix("file://")

@@ -23,6 +23,7 @@ mod catalog;
 mod evolve;
 mod mirror;
 mod partition;
+mod storage;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,7 +50,7 @@ use crate::base::event::{ChangeEvent, CopyChunk};
 use crate::base::lsn::Lsn;
 use crate::base::schema::{TableId, TableSchema};
 use crate::config::IcebergDestinationConfig;
-use crate::config::iceberg::{IcebergMode, PartitionExpr};
+use crate::config::iceberg::{IcebergMode, PartitionExpr, WarehouseKind};
 use crate::engine::destination::{Destination, Error, PipelineIdentity, Result};
 
 pub use self::batch::META_COLUMNS;
@@ -169,12 +170,21 @@ impl IcebergDestination {
                     e,
                 )
             })?;
-        let dir = config.warehouse_dir();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::fatal(format!("cannot create the warehouse directory {dir}"), e))?;
-        let catalog = SqlCatalog::open(pool, config.catalog_name.clone(), config.warehouse.clone())
-            .await
-            .map_err(|e| fatal("opening the SQL catalog", e))?;
+        let kind = config.warehouse_kind().map_err(|e| Error::Fatal {
+            message: format!("destination.{e}"),
+            source: None,
+        })?;
+        let io = storage::file_io(config, kind);
+        storage::check_writable(config, kind, &io).await?;
+        let catalog = SqlCatalog::open(
+            pool,
+            config.catalog_name.clone(),
+            config.warehouse.clone(),
+            io,
+            kind == WarehouseKind::Local,
+        )
+        .await
+        .map_err(|e| fatal("opening the SQL catalog", e))?;
         let namespace = NamespaceIdent::new(config.namespace.clone());
         if !catalog
             .namespace_exists(&namespace)
