@@ -141,9 +141,13 @@ impl TenantFiles {
 const WAREHOUSE_FIELD: &str = "config.iceberg.warehouse";
 
 /// The warehouse directory of an `iceberg` destination config, relative to the tenant's
-/// directory: through the API, `file:///lake` is `{data_dir}/{tenant}/lake`.
+/// directory: through the API, `file:///lake` is `{data_dir}/{tenant}/lake`. An `s3://`
+/// warehouse is no file of the tenant's (its endpoint and keys are checked with the config).
 fn warehouse_path(config: &Value) -> Option<&str> {
     let warehouse = config.get("iceberg")?.get("warehouse")?.as_str()?;
+    if warehouse.starts_with("s3://") {
+        return None;
+    }
     Some(
         warehouse
             .strip_prefix("file://")
@@ -183,6 +187,10 @@ mod tests {
             placed["iceberg"]["warehouse"],
             json!(format!("file://{}/acme/lake", root.path().display()))
         );
+        // A bucket is not a file of the tenant's: left as it is.
+        assert_eq!(files.check("acme", &config("s3://lake/x")), Ok(()));
+        let placed = files.place("acme", config("s3://lake/x")).unwrap();
+        assert_eq!(placed["iceberg"]["warehouse"], json!("s3://lake/x"));
     }
 
     #[test]

@@ -181,5 +181,45 @@ async fn iceberg_validate_reaches_the_catalog() {
         .await
         .expect(200);
     assert_eq!(escaping["findings"][0]["code"], json!("invalid_config"));
+    // An s3:// warehouse needs the tenant's own keys, and its endpoint must answer.
+    let s3 = |settings: serde_json::Value| {
+        json!({"config": {"iceberg": {"catalog": {"sql": {"url": url}}, "warehouse": "s3://lake/w",
+                                      "s3": settings}}})
+    };
+    let keyless = app
+        .post(
+            "/v1/destinations/validate",
+            Some("acme"),
+            s3(json!({"endpoint": format!("http://127.0.0.1:{closed}")})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(keyless["findings"][0]["code"], json!("invalid_config"));
+    assert!(
+        keyless["findings"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("config.iceberg.s3.access_key_id"),
+        "{keyless}"
+    );
+    let down = app
+        .post(
+            "/v1/destinations/validate",
+            Some("acme"),
+            s3(
+                json!({"endpoint": format!("http://127.0.0.1:{closed}"), "access_key_id": "a",
+                      "secret_access_key": "s", "path_style": true}),
+            ),
+        )
+        .await
+        .expect(200);
+    assert_eq!(down["findings"][0]["code"], json!("unreachable"), "{down}");
+    assert!(
+        down["findings"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot write to the warehouse s3://lake/w"),
+        "{down}"
+    );
     app.shutdown().await;
 }

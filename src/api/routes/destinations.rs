@@ -57,9 +57,37 @@ async fn check(state: &AppState, tenant: &TenantId, plain: &Value) -> Result<(),
                 .map_err(|e| ApiError::Invalid(format!("`config.kafka.brokers`: {e}")))?;
             check_addresses(state, addresses, "config.kafka.brokers").await?;
         }
+        Ok(DestinationConfig::Iceberg(iceberg)) => check_iceberg_store(state, &iceberg).await?,
         _ => {}
     }
     Ok(())
+}
+
+/// An `s3://` warehouse through the API: its endpoint passes the network policy, and its keys
+/// are the tenant's own (without keys the replicator would fall back on the credentials of the
+/// machine or pod it runs on, which belong to the operator, not to the tenant).
+async fn check_iceberg_store(
+    state: &AppState,
+    iceberg: &crate::config::IcebergDestinationConfig,
+) -> Result<(), ApiError> {
+    use crate::config::iceberg::WarehouseKind;
+    if iceberg.warehouse_kind().ok() != Some(WarehouseKind::S3) {
+        return Ok(());
+    }
+    let keys = iceberg
+        .s3
+        .as_ref()
+        .is_some_and(|s3| s3.access_key_id.is_some() && s3.secret_access_key.is_some());
+    if !keys {
+        return Err(ApiError::Invalid(
+            "`config.iceberg.s3.access_key_id`: an s3:// warehouse needs access_key_id and \
+             secret_access_key through the control plane (the replicator's own credentials are \
+             the operator's)"
+                .to_owned(),
+        ));
+    }
+    let endpoint = iceberg.s3_endpoint().into_iter().collect();
+    check_addresses(state, endpoint, "config.iceberg.s3.endpoint").await
 }
 
 /// The network policy applies to every server of a `nats` URL list.
@@ -222,6 +250,7 @@ pub async fn validate_destination(
                 Ok(()) => {
                     let mut findings = reachable(&body.config).await;
                     findings.extend(catalog_reachable(&state, &body.config).await);
+                    findings.extend(warehouse_writable(&body.config).await);
                     findings
                 }
             },
@@ -260,6 +289,26 @@ async fn reachable(plain: &Value) -> Vec<Finding> {
         message: format!("`config.{kind}`: {message}"),
         hint: hint.into(),
     }]
+}
+
+/// For an `iceberg` destination with an `s3://` warehouse, whether an object can be written
+/// and deleted there (the endpoint passed the network policy in [`check`]).
+async fn warehouse_writable(plain: &Value) -> Vec<crate::api::domain::source::Finding> {
+    let Ok(DestinationConfig::Iceberg(iceberg)) = serde_json::from_value(plain.clone()) else {
+        return Vec::new();
+    };
+    let probe = crate::destinations::iceberg::probe_warehouse(&iceberg);
+    let message = match tokio::time::timeout(std::time::Duration::from_secs(20), probe).await {
+        Ok(Ok(())) => return Vec::new(),
+        Ok(Err(message)) => message,
+        Err(_) => format!(
+            "no answer within 20 s from the warehouse {}",
+            iceberg.warehouse
+        ),
+    };
+    vec![crate::api::source_db::checks::unreachable(format!(
+        "`config.iceberg.warehouse`: {message}"
+    ))]
 }
 
 /// For an `iceberg` destination, whether its catalog database answers (through the network

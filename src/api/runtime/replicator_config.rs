@@ -86,6 +86,7 @@ pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, BuildErro
             &mut secrets,
         );
     }
+    let taken = secret_fields(&destination);
     let file = ReplicatorFile {
         pipeline: PipelineConfig {
             metrics_address,
@@ -93,7 +94,19 @@ pub fn build(inputs: ReplicatorInputs<'_>) -> Result<ReplicatorConfig, BuildErro
         },
         destination,
     };
-    let document = serde_json::to_value(&file)?;
+    let mut document = serde_json::to_value(&file)?;
+    // The other secret fields leave the file for their variables (a required one, such as a
+    // `nats` URL, is then given by its variable alone).
+    for (path, secret) in taken {
+        let mut at = &mut document;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        if let Some(object) = at.as_object_mut() {
+            object.remove(path[path.len() - 1]);
+        }
+        secrets.insert(AppEnv::variable_name(&path), secret);
+    }
     if let Some(path) = redacted_leaf(&document, &mut Vec::new()) {
         return Err(BuildError::SecretInFile(path));
     }
@@ -121,6 +134,43 @@ fn take_secrets(
     if let Some(password) = connection.password.take() {
         put("password", password);
     }
+}
+
+/// The secret fields of `destination` other than its Postgres connections (which
+/// [`take_secrets`] moves): each one's path in the file and its value.
+fn secret_fields(destination: &DestinationConfig) -> Vec<(Vec<&'static str>, Secret)> {
+    let mut fields = Vec::new();
+    let mut put = |path: &[&'static str], secret: Option<&Secret>| {
+        if let Some(secret) = secret {
+            let path = std::iter::once("destination").chain(path.iter().copied());
+            fields.push((path.collect(), secret.clone()));
+        }
+    };
+    match destination {
+        DestinationConfig::Nats(nats) => {
+            put(&["nats", "url"], Some(&nats.url));
+            put(&["nats", "token"], nats.token.as_ref());
+            put(&["nats", "password"], nats.password.as_ref());
+            put(&["nats", "nkey_seed"], nats.nkey_seed.as_ref());
+        }
+        DestinationConfig::Kafka(kafka) => {
+            put(&["kafka", "sasl_password"], kafka.sasl_password.as_ref());
+        }
+        DestinationConfig::Iceberg(iceberg) => {
+            if let Some(s3) = &iceberg.s3 {
+                put(
+                    &["iceberg", "s3", "access_key_id"],
+                    s3.access_key_id.as_ref(),
+                );
+                put(
+                    &["iceberg", "s3", "secret_access_key"],
+                    s3.secret_access_key.as_ref(),
+                );
+            }
+        }
+        _ => {}
+    }
+    fields
 }
 
 /// The dotted path of a value that serialized as a redacted secret, if any.
@@ -270,6 +320,50 @@ mod tests {
         let crate::config::iceberg::IcebergCatalogConfig::Sql(catalog) = iceberg.catalog;
         assert_eq!(catalog.password.unwrap().expose(), "pw-7");
         assert_eq!(iceberg.namespace, "shop");
+    }
+
+    /// Every secret field of a message-stream or S3 destination leaves the file for a
+    /// variable, and the replicator loads the same config back.
+    #[test]
+    fn stream_and_object_store_secrets_go_out_as_variables_only() {
+        let cases = [
+            (
+                serde_json::json!({"nats": {"url": "nats://u:nats-pw@n:4222", "token": "tok-1",
+                                            "nkey_seed": "SU-seed"}}),
+                vec!["nats-pw", "tok-1", "SU-seed"],
+            ),
+            (
+                serde_json::json!({"kafka": {"brokers": ["k:9092"], "security_protocol": "sasl_ssl",
+                                             "sasl_mechanism": "PLAIN", "sasl_username": "u",
+                                             "sasl_password": "kafka-pw"}}),
+                vec!["kafka-pw"],
+            ),
+            (
+                serde_json::json!({"iceberg": {"catalog": {"sql": {"url": "postgres://lake/db"}},
+                                               "warehouse": "s3://b/w",
+                                               "s3": {"endpoint": "http://s3:9000",
+                                                      "access_key_id": "AKID-1",
+                                                      "secret_access_key": "s3-secret"}}}),
+                vec!["AKID-1", "s3-secret"],
+            ),
+        ];
+        for (json, hidden) in cases {
+            let destination: DestinationConfig = serde_json::from_value(json.clone()).unwrap();
+            let config = build(ReplicatorInputs {
+                pipeline_id: 9,
+                publication_name: "p",
+                settings: &PipelineSettings::default(),
+                source: PgConnectionConfig::from_url("postgres://rep@db/shop"),
+                destination: destination.clone(),
+                metrics_address: None,
+            })
+            .unwrap_or_else(|e| panic!("{json}: {e}"));
+            for secret in hidden.iter().copied().chain([REDACTED]) {
+                assert!(!config.yaml.contains(secret), "{secret}: {}", config.yaml);
+            }
+            let loaded: DestinationConfig = load(&config).section("destination").unwrap();
+            assert_eq!(loaded, destination, "{json}");
+        }
     }
 
     #[test]

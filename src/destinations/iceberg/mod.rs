@@ -128,6 +128,19 @@ pub fn describe(config: &IcebergDestinationConfig) -> String {
     )
 }
 
+/// Whether an `s3://` warehouse can be written with its settings (the control plane's
+/// `validate`); a local warehouse is not touched. The error says what failed.
+pub async fn probe_warehouse(config: &IcebergDestinationConfig) -> std::result::Result<(), String> {
+    let kind = config.warehouse_kind().map_err(|e| e.to_string())?;
+    if kind == WarehouseKind::Local {
+        return Ok(());
+    }
+    let io = storage::file_io(config, kind);
+    storage::check_writable(config, kind, &io)
+        .await
+        .map_err(|e| crate::base::error_chain(&e))
+}
+
 /// An iceberg error as a destination error: bad data errors the table, the rest is retried.
 fn error(schema: &TableSchema, what: &str, e: iceberg::Error) -> Error {
     match e.kind() {
