@@ -16,7 +16,8 @@
 //!    the new shape).
 //!
 //! `Ok` from any method means the write is **durable**: only then does the engine acknowledge
-//! the WAL to Postgres. An `Err` means nothing of that call may be assumed written; the engine
+//! the WAL to Postgres. (Copied rows are the one exception: a destination may hold them back
+//! until [`Destination::finish_copy`], since a copy cut short is redone from `begin_copy`.) An `Err` means nothing of that call may be assumed written; the engine
 //! retries transient errors ([`Error::is_transient`]) with backoff and marks the table errored
 //! for [`Error::Table`].
 //!

@@ -1,7 +1,8 @@
 //! The `kafka` destination through the `Destination` trait against a real Kafka-protocol broker
 //! (`tansu`): replays are skipped (also by a new instance that only has the state topic to go
 //! by), a re-copy starts again with a truncate record, the identity and the copied tables are
-//! kept in the state topic, and a second producer with the same transactional id fences the
+//! kept in the state topic, a large copy is committed in a few transactions with every row
+//! once, and a second producer with the same transactional id fences the
 //! first, whose next write fails for good (fatal) with a message that says so.
 
 use std::sync::Arc;
@@ -128,6 +129,55 @@ async fn replays_are_skipped_and_a_recopy_starts_with_a_truncate() {
     assert!(
         fenced.to_string().contains("same transactional id"),
         "{fenced}"
+    );
+}
+
+/// A copy larger than one transaction's worth of rows: rows are held back and written in
+/// transactions of about 8 MiB (a consumer sees some before the copy ends, never all), and
+/// `finish_copy` commits the rest with the end of the copy: every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_copy_is_written_in_few_transactions_each_row_once() {
+    let Some(server) = KafkaServer::kafka("large-copy") else {
+        return;
+    };
+    let config = config(&server.address, "large");
+    let table = Arc::new(simple_table(
+        16_600,
+        "public",
+        "wide",
+        ReplicaIdentity::Default,
+        true,
+    ));
+    let topic = "large.public.wide";
+    let destination = KafkaDestination::new(&config, "shopdb");
+    destination.begin_copy(&table).await.unwrap();
+    let filler = "x".repeat(1000);
+    let (rows, per_chunk) = (12_000, 50);
+    for first in (1..=rows).step_by(per_chunk) {
+        let text: String = (first..first + per_chunk)
+            .map(|id| format!("{id}\tname-{id}\t{filler}\n"))
+            .collect();
+        let chunk = etl::base::event::CopyChunk::new(bytes::Bytes::from(text), per_chunk);
+        destination.write_copy_rows(&table, chunk).await.unwrap();
+    }
+    let before_end = read_topics(&server.address, "large").await.unwrap();
+    let seen = ops(&before_end, topic)
+        .iter()
+        .filter(|op| *op == "r")
+        .count();
+    assert!(
+        seen > 0 && seen < rows,
+        "{seen} of {rows} rows visible before finish_copy"
+    );
+    destination.finish_copy(&table).await.unwrap();
+    let messages = read_topics(&server.address, "large").await.unwrap();
+    assert_eq!(repeated_ids(&messages), Vec::<String>::new());
+    let ops = ops(&messages, topic);
+    assert_eq!(ops.first().map(String::as_str), Some("t"));
+    assert_eq!(ops.iter().filter(|op| *op == "r").count(), rows);
+    assert_eq!(
+        destination.copied_tables().await.unwrap(),
+        Some([TableId(16_600)].into())
     );
 }
 

@@ -6,8 +6,11 @@
 //!
 //! # Exactly once
 //!
-//! Each call of the engine (a batch of changes, a chunk of copied rows, the start or end of a
-//! copy) is one Kafka transaction of a transactional, idempotent producer. The same transaction
+//! Each call of the engine (a batch of changes, the start or end of a copy) is one Kafka
+//! transaction of a transactional, idempotent producer; copied rows are gathered into
+//! transactions of about [`COPY_TRANSACTION_BYTES`], the last one committed with the end of the
+//! copy (a copy cut short is started again from its truncate record, so rows held back are
+//! never lost). The same transaction
 //! writes, to the destination's compacted state topic ([`state`]), each touched table's last
 //! change position. After any failure the producer is made again (which aborts an open
 //! transaction and fences an older producer with the same `transactional.id`) and the state is
@@ -68,9 +71,35 @@ struct Session {
     state: Option<State>,
     /// Topics known to exist.
     topics: HashSet<String>,
-    /// Per table being copied: the copy's token and the next row number.
-    copies: HashMap<TableId, (u64, u64)>,
+    /// Per table being copied.
+    copies: HashMap<TableId, Copy>,
 }
+
+/// A running copy of one table.
+struct Copy {
+    /// Part of each copied row's message id: a new copy's ids differ from an earlier one's.
+    token: u64,
+    /// The next row's number.
+    next: u64,
+    /// Encoded rows not yet written, and their bytes.
+    pending: Vec<Outgoing>,
+    pending_bytes: usize,
+}
+
+impl Copy {
+    fn new(token: u64) -> Copy {
+        Copy {
+            token,
+            next: 1,
+            pending: Vec::new(),
+            pending_bytes: 0,
+        }
+    }
+}
+
+/// Copied rows are written in transactions of about this many bytes of values: one per
+/// 64 KiB chunk made the copy as slow as the broker's transaction round trips.
+const COPY_TRANSACTION_BYTES: usize = 8 * 1024 * 1024;
 
 /// Writes change records into Kafka topics.
 pub struct KafkaDestination {
@@ -352,7 +381,7 @@ impl Destination for KafkaDestination {
             ],
         )
         .await?;
-        session.copies.insert(schema.id, (token, 1));
+        session.copies.insert(schema.id, Copy::new(token));
         Ok(())
     }
 
@@ -363,35 +392,38 @@ impl Destination for KafkaDestination {
         let now = now_ms();
         let mut session = self.session.lock().await;
         let topic = self.ensure_topic(&mut session, schema).await?;
-        let (token, first) = *session
+        let copy = session
             .copies
             .entry(schema.id)
-            .or_insert_with(|| (rand::random::<u64>(), 1));
+            .or_insert_with(|| Copy::new(rand::random::<u64>()));
         let table = Arc::new(schema.clone());
-        let records = (first..)
-            .zip(&rows)
-            .map(|(n, row)| {
-                let message = self.encoder.read(schema, row, now);
-                outgoing(&table, &topic, copy_id(schema.id, token, n), message)
-            })
-            .collect();
-        self.transact(&mut session, records, Vec::new()).await?;
-        session
-            .copies
-            .insert(schema.id, (token, first + rows.len() as u64));
-        Ok(())
+        for (n, row) in (copy.next..).zip(&rows) {
+            let message = self.encoder.read(schema, row, now);
+            let record = outgoing(&table, &topic, copy_id(schema.id, copy.token, n), message);
+            copy.pending_bytes += record.value.as_ref().map_or(0, Vec::len);
+            copy.pending.push(record);
+        }
+        copy.next += rows.len() as u64;
+        if copy.pending_bytes < COPY_TRANSACTION_BYTES {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut copy.pending);
+        copy.pending_bytes = 0;
+        // On failure the engine starts the copy again (`begin_copy`): nothing is retried here.
+        self.transact(&mut session, records, Vec::new()).await
     }
 
     async fn finish_copy(&self, schema: &TableSchema) -> Result<()> {
         let mut session = self.session.lock().await;
         let (_, state) = self.ready(&mut session).await?;
         let copied = self.copied_update(state, schema.id, true)?;
-        self.transact(
-            &mut session,
-            Vec::new(),
-            vec![(COPIED.to_owned(), Some(copied))],
-        )
-        .await?;
+        let rest = session
+            .copies
+            .get_mut(&schema.id)
+            .map(|copy| std::mem::take(&mut copy.pending))
+            .unwrap_or_default();
+        self.transact(&mut session, rest, vec![(COPIED.to_owned(), Some(copied))])
+            .await?;
         session.copies.remove(&schema.id);
         Ok(())
     }
