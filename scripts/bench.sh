@@ -44,6 +44,8 @@
 #   --perf         record `perf` (all processes, call graphs) while etl copies, drains the
 #                  backlog and streams the big transaction: $ETL_BENCH_DIR/perf-<phase>.data
 #   --out FILE     also write the result table to FILE
+# ETL_BENCH_KAFKA_PROPERTIES adds librdkafka properties to the kafka destination, e.g.
+# "{linger.ms: '100'}".
 # ETL_BENCH_DIR moves the work directory (default /tmp/etl-bench); ETL_BIN runs another etl
 # binary (no build), e.g. to compare two versions on the same data; ETL_BENCH_PIPELINE adds one
 # `key: value` line to the pipeline section (e.g. `read_low_water_bytes: 0`).
@@ -108,7 +110,7 @@ destination_kafka() {
     ETL_KAFKA_DIR="$work/kafka" "$here/kafka-server.sh" stop >/dev/null 2>&1 || true
     local address
     address="$(ETL_KAFKA_DIR="$work/kafka" "$here/kafka-server.sh" start)"
-    echo "kafka: {brokers: ['$address'], topic_prefix: bench}"
+    echo "kafka: {brokers: ['$address'], topic_prefix: bench${ETL_BENCH_KAFKA_PROPERTIES:+, properties: $ETL_BENCH_KAFKA_PROPERTIES}}"
 }
 destination_postgres() {
     local db="dest_${1//[^a-zA-Z0-9]/_}"

@@ -137,6 +137,14 @@ impl FileSet {
 
     /// Writes `batch`; `tags`, when given, holds one tag per row.
     pub async fn write(&mut self, batch: RecordBatch, tags: Option<Vec<String>>) -> Result<()> {
+        if let Some(tags) = &tags
+            && tags.len() != batch.num_rows()
+        {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{} tags for {} rows", tags.len(), batch.num_rows()),
+            ));
+        }
         let Some(partitioner) = &self.partitioner else {
             let at = self.writer(Struct::empty()).await?;
             return self.write_to(at, batch, tags).await;
@@ -205,15 +213,7 @@ impl FileSet {
         tags: Option<Vec<String>>,
     ) -> Result<()> {
         let (writer, written_tags) = &mut self.writers[at];
-        if let Some(tags) = tags {
-            if tags.len() != batch.num_rows() {
-                return Err(Error::new(
-                    ErrorKind::Unexpected,
-                    format!("{} tags for {} rows", tags.len(), batch.num_rows()),
-                ));
-            }
-            written_tags.extend(tags);
-        }
+        written_tags.extend(tags.into_iter().flatten());
         writer.write(batch).await
     }
 

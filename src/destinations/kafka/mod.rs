@@ -269,10 +269,23 @@ async fn write_transaction(producer: &FutureProducer, records: Vec<Outgoing>) ->
         .map_err(|e| kafka_error("committing a transaction", e))
 }
 
-/// Queues `records` in the producer, waiting while its queue is full.
+/// Records queued in the producer and not yet acknowledged by the broker, at most: beyond what
+/// its in-flight requests carry, queued records make librdkafka's broker thread poll its socket
+/// without sleeping until a request slot frees (measured: a core spinning during a copy).
+const UNACKNOWLEDGED: usize = 1024;
+
+/// Queues `records` in the producer, waiting while its queue is full or while
+/// [`UNACKNOWLEDGED`] records wait for the broker's acknowledgement.
 async fn queue(producer: &FutureProducer, records: &[Outgoing]) -> Result<()> {
-    let mut deliveries = Vec::with_capacity(records.len());
+    let mut deliveries =
+        std::collections::VecDeque::with_capacity(records.len().min(UNACKNOWLEDGED));
     for record in records {
+        if deliveries.len() >= UNACKNOWLEDGED
+            && let Some(oldest) = deliveries.pop_front()
+        {
+            // A failed delivery fails the commit too, whose error says more: only waited for.
+            let _ = oldest.await;
+        }
         let mut future = FutureRecord::<str, [u8]>::to(&record.topic);
         if let Some(key) = &record.key {
             future = future.key(key.as_str());
@@ -289,7 +302,7 @@ async fn queue(producer: &FutureProducer, records: &[Outgoing]) -> Result<()> {
         loop {
             match producer.send_result(future) {
                 Ok(delivery) => {
-                    deliveries.push(delivery);
+                    deliveries.push_back(delivery);
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
