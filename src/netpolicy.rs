@@ -356,6 +356,8 @@ pub enum Refusal {
     },
     #[error("{host}:{port} ({ip}) matches no allow rule")]
     NotAllowed { host: String, port: u16, ip: IpAddr },
+    #[error("`{path}` is a Unix-domain socket directory on this machine")]
+    LocalSocket { path: String },
 }
 
 impl Refusal {
@@ -432,6 +434,13 @@ impl NetworkPolicy {
         if self.is_open() {
             return Ok(Checked {
                 addresses: Vec::new(),
+            });
+        }
+        // A directory is a Unix-domain socket on this very machine (libpq's convention): the
+        // loopback of sockets, never a tenant's to reach.
+        if host.starts_with('/') {
+            return Err(Refusal::LocalSocket {
+                path: host.to_owned(),
             });
         }
         let name = host.trim_end_matches('.').to_ascii_lowercase();
@@ -546,6 +555,7 @@ mod tests {
             ("fd00:ec2::254", 80, "AWS IPv6 metadata"),
             ("192.0.2.10", 5432, "the control plane's database"),
             ("localhost", 5432, "a name resolving to loopback"),
+            ("/var/run/postgresql", 5432, "a Unix-socket directory"),
         ] {
             assert_refused(&policy, host, port, description).await;
         }

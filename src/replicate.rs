@@ -192,17 +192,28 @@ async fn enforce(
     }
 }
 
-/// Tries a TCP connection to the source once, so a refused or unreachable source is reported
+/// Tries a TCP (or Unix-socket) connection to the source once, so a refused or unreachable source is reported
 /// within seconds with its cause; with `once` that ends the run, otherwise the engine keeps
 /// retrying.
 async fn probe_source(connection: &PgConnectionConfig, once: bool) -> anyhow::Result<()> {
     let Ok(resolved) = connection.resolve() else {
         return Ok(());
     };
-    let address = format!("{}:{}", resolved.host, resolved.port);
-    let attempt = tokio::net::TcpStream::connect((resolved.host.as_str(), resolved.port));
+    let socket = resolved.socket_path();
+    let address = socket
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", resolved.host, resolved.port));
+    let attempt = async {
+        match &socket {
+            #[cfg(unix)]
+            Some(path) => tokio::net::UnixStream::connect(path).await.map(drop),
+            _ => tokio::net::TcpStream::connect((resolved.host.as_str(), resolved.port))
+                .await
+                .map(drop),
+        }
+    };
     let failure = match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-        Ok(Ok(_)) => return Ok(()),
+        Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
     };

@@ -172,11 +172,17 @@ fn parse_url(raw: &str) -> Result<PgConnection, ConnectionConfigError> {
     let decode = |s: &str| {
         percent_decode(s).map_err(|e| ConnectionConfigError::BadUrl(format!("bad escape: {e}")))
     };
-    let host = url.host_str().unwrap_or("localhost");
-    let host = host
+    // A percent-encoded path as the host (`postgres://%2Fvar%2Frun%2Fpostgresql/db`) names a
+    // Unix-socket directory, as in libpq.
+    let host = match url.host_str() {
+        None | Some("") => "localhost".to_owned(),
+        Some(host) => decode(host)?,
+    };
+    let mut host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
+    let mut port = url.port().unwrap_or(5432);
     let username = match url.username() {
         "" => "postgres".to_owned(),
         user => decode(user)?,
@@ -196,13 +202,23 @@ fn parse_url(raw: &str) -> Result<PgConnection, ConnectionConfigError> {
                         })?
             }
             "sslrootcert" => tls.ca_file = Some(PathBuf::from(value.as_ref())),
+            // libpq's `?host=/var/run/postgresql` (a socket directory) and `?port=`.
+            "host" => host = value.into_owned(),
+            "port" => {
+                port = value
+                    .parse()
+                    .map_err(|_| ConnectionConfigError::BadUrlParameter {
+                        key: "port".into(),
+                        message: format!("`{value}` is not a port number"),
+                    })?
+            }
             // Other libpq parameters (application_name, options, …) do not change how we connect.
             _ => {}
         }
     }
     Ok(PgConnection {
         host,
-        port: url.port().unwrap_or(5432),
+        port,
         name,
         username,
         password,
@@ -217,14 +233,28 @@ fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
 }
 
 impl PgConnection {
+    /// The server's Unix-domain socket when `host` is a directory (starts with `/`, as in
+    /// libpq): `{host}/.s.PGSQL.{port}`.
+    pub fn socket_path(&self) -> Option<String> {
+        self.host
+            .starts_with('/')
+            .then(|| format!("{}/.s.PGSQL.{}", self.host.trim_end_matches('/'), self.port))
+    }
+
     /// Options for an sqlx pool or connection to this server.
     pub fn sqlx_options(&self) -> PgConnectOptions {
+        // As libpq, no TLS on a Unix-domain socket (the server would refuse the request).
+        let mode = if self.socket_path().is_some() {
+            TlsMode::Disable
+        } else {
+            self.tls.mode
+        };
         let mut options = PgConnectOptions::new_without_pgpass()
             .host(&self.host)
             .port(self.port)
             .database(&self.name)
             .username(&self.username)
-            .ssl_mode(match self.tls.mode {
+            .ssl_mode(match mode {
                 TlsMode::Disable => PgSslMode::Disable,
                 TlsMode::Prefer => PgSslMode::Prefer,
                 TlsMode::Require => PgSslMode::Require,
@@ -241,8 +271,12 @@ impl PgConnection {
         options
     }
 
-    /// `host:port/name` for log lines and errors (never the password).
+    /// `user@host:port/name` (`user@[socket]/name` on a Unix socket) for log lines and errors
+    /// (never the password).
     pub fn describe(&self) -> String {
+        if let Some(socket) = self.socket_path() {
+            return format!("{}@[{socket}]/{}", self.username, self.name);
+        }
         format!(
             "{}@{}:{}/{}",
             self.username, self.host, self.port, self.name
@@ -281,6 +315,30 @@ mod tests {
         assert_eq!(conn.username, "us@er");
         assert_eq!(conn.password.unwrap().expose(), "p/w");
         assert_eq!(conn.name, "d b");
+    }
+
+    #[test]
+    fn a_directory_as_host_is_a_unix_socket() {
+        for url in [
+            "postgres://app@%2Fvar%2Frun%2Fpostgresql:5433/shop",
+            "postgres:///shop?host=/var/run/postgresql&port=5433",
+            "postgresql:///shop?host=%2Fvar%2Frun%2Fpostgresql%2F&port=5433&user=x",
+        ] {
+            let conn = PgConnectionConfig::from_url(url).resolve().unwrap();
+            assert_eq!(
+                conn.socket_path().as_deref(),
+                Some("/var/run/postgresql/.s.PGSQL.5433"),
+                "{url}"
+            );
+            assert_eq!(conn.name, "shop", "{url}");
+        }
+        let tcp = PgConnectionConfig::from_url("postgres://h:5433/shop").resolve();
+        assert_eq!(tcp.unwrap().socket_path(), None);
+        let bad = PgConnectionConfig::from_url("postgres:///shop?port=many").resolve();
+        assert!(
+            matches!(&bad, Err(ConnectionConfigError::BadUrlParameter { key, .. }) if key == "port"),
+            "{bad:?}"
+        );
     }
 
     #[test]

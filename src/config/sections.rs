@@ -396,9 +396,10 @@ fn default_status_update_interval_ms() -> u64 {
     10_000
 }
 
-/// Off by default: the measured curve (README, Performance) shows no gain under load.
+/// 256 KiB: on an idle machine the backlog drain ran 1.5× faster than with the mark off and
+/// the live lag fell (README, Performance: the low-water curve).
 fn default_read_low_water_bytes() -> usize {
-    0
+    256 * 1024
 }
 
 fn default_publication_refresh_secs() -> u64 {

@@ -1,5 +1,5 @@
-//! Login (SCRAM, wrong password), TLS negotiation against a server without TLS, simple query,
-//! IDENTIFY_SYSTEM and error reporting.
+//! Login (SCRAM, wrong password), TLS negotiation against a server without TLS, a Unix-domain
+//! socket, simple query, IDENTIFY_SYSTEM and error reporting.
 
 use etl::config::Secret;
 use etl::config::TlsMode;
@@ -52,6 +52,62 @@ async fn scram_login_succeeds_and_runs_queries() {
         .execute(&pool)
         .await
         .unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_socket_directory_as_host_connects_over_the_unix_socket() {
+    let db = TestDatabase::create("src_unix").await;
+    let pool = db.pool().await;
+    let (directories, port): (String, String) = sqlx::query_as(
+        "select current_setting('unix_socket_directories'), current_setting('port')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let directory = directories.split(',').next().unwrap_or_default().trim();
+    assert!(
+        directory.starts_with('/'),
+        "the test cluster listens on a Unix socket directory: {directories:?}"
+    );
+    let mut conn = connection(&db);
+    conn.host = directory.to_owned();
+    conn.port = port.parse().unwrap();
+    // As with libpq, TLS settings do not apply to a local socket.
+    conn.tls.mode = TlsMode::Require;
+
+    let mut client = ReplicationClient::connect(&conn).await.unwrap();
+    assert!(!client.is_tls());
+    let rows = client
+        .simple_query("select inet_server_addr() is null, current_database()")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![Some("t".to_owned()), Some(db.name.clone())]]
+    );
+    client.close().await.unwrap();
+
+    // The state store's sqlx pool takes the same settings.
+    let local = sqlx::PgPool::connect_with(conn.sqlx_options())
+        .await
+        .unwrap();
+    let over_socket: bool = sqlx::query_scalar("select inet_server_addr() is null")
+        .fetch_one(&local)
+        .await
+        .unwrap();
+    assert!(over_socket);
+    local.close().await;
+
+    // A directory without the server's socket is a connection error naming the socket.
+    conn.host = "/nonexistent-etl-socket-dir".to_owned();
+    let err = ReplicationClient::connect(&conn).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("[/nonexistent-etl-socket-dir/.s.PGSQL.{port}]")),
+        "{text}"
+    );
     db.drop_database().await;
 }
 

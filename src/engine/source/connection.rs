@@ -1,5 +1,5 @@
-//! One PostgreSQL session over TCP (optionally TLS): startup, authentication, message framing
-//! and the simple-query protocol.
+//! One PostgreSQL session over TCP (optionally TLS) or a Unix-domain socket: startup,
+//! authentication, message framing and the simple-query protocol.
 //!
 //! Bytes are read into one `BytesMut` and only whole messages are parsed (a partial message
 //! stays buffered, so reading is cancel-safe). `postgres-protocol` parses every backend message
@@ -59,9 +59,10 @@ pub struct ReplicationClient {
     pub(super) bytes_received: u64,
     /// Whether the session is encrypted.
     tls: bool,
-    /// The socket's descriptor (also under TLS), for socket options set after start-up.
+    /// The TCP socket's descriptor (also under TLS), for socket options set after start-up;
+    /// `None` on a Unix-domain socket.
     #[cfg(target_os = "linux")]
-    fd: std::os::fd::RawFd,
+    fd: Option<std::os::fd::RawFd>,
     /// The adaptive receive low-water mark while streaming.
     low_water: LowWater,
 }
@@ -114,6 +115,9 @@ impl ReplicationClient {
     }
 
     async fn connect_mode(conn: &PgConnection, mode: TlsMode) -> Result<Self, Error> {
+        if let Some(path) = conn.socket_path() {
+            return Self::connect_unix(conn, &path).await;
+        }
         let target = conn.describe();
         let tcp = TcpStream::connect((conn.host.as_str(), conn.port))
             .await
@@ -133,6 +137,45 @@ impl ReplicationClient {
                 tls::Negotiated::Plain(tcp) => (Box::new(tcp), false),
             }
         };
+        #[cfg(not(target_os = "linux"))]
+        let fd = ();
+        Self::start(io, tls, Some(fd), target, conn).await
+    }
+
+    /// A session over the Unix-domain socket `path` (the server's `{directory}/.s.PGSQL.{port}`).
+    /// As with libpq, TLS is never used on a local socket.
+    async fn connect_unix(conn: &PgConnection, path: &str) -> Result<Self, Error> {
+        let target = conn.describe();
+        #[cfg(unix)]
+        {
+            let socket = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|source| Error::Connect {
+                    target: target.clone(),
+                    source,
+                })?;
+            // The low-water mark is a TCP feature: a Unix socket wakes its reader per send.
+            Self::start(Box::new(socket), false, None, target, conn).await
+        }
+        #[cfg(not(unix))]
+        Err(Error::Connect {
+            target,
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("Unix-domain sockets ({path}) are not supported on this platform"),
+            ),
+        })
+    }
+
+    /// Starts the session on a connected socket: startup message and authentication.
+    async fn start(
+        io: Box<dyn Io>,
+        tls: bool,
+        #[cfg(target_os = "linux")] fd: Option<std::os::fd::RawFd>,
+        #[cfg(not(target_os = "linux"))] _fd: Option<()>,
+        target: String,
+        conn: &PgConnection,
+    ) -> Result<Self, Error> {
         let mut client = ReplicationClient {
             io,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -343,8 +386,8 @@ impl ReplicationClient {
     /// backlog streams (see [`LowWater`]); 0 keeps every wake-up.
     pub(super) fn adapt_low_water(&mut self, bytes: usize) {
         #[cfg(target_os = "linux")]
-        {
-            self.low_water = LowWater::new(self.fd, bytes);
+        if let Some(fd) = self.fd {
+            self.low_water = LowWater::new(fd, bytes);
         }
         #[cfg(not(target_os = "linux"))]
         let _ = bytes;
