@@ -78,13 +78,26 @@ type Writer =
 type WriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
+/// A column chunk's dictionary may grow to this many bytes before the column falls back to
+/// plain encoding. Parquet's usual 1 MiB keeps interning every value of a high-cardinality
+/// column (ids, timestamps, uuids) for hundreds of thousands of rows, to no gain once zstd
+/// compresses the plain pages; 64 KiB still keeps a dictionary for low-cardinality columns.
+/// Measured on `bench_mixed` (1 M rows, 20 columns): 7.4 → 6.6 µs of CPU per copied row, and
+/// files 9 % smaller (README, Performance › iceberg).
+const DICTIONARY_LIMIT: usize = 64 * 1024;
+
 /// What the destination keeps per table between calls.
 #[derive(Default)]
 struct Slot {
     /// The table as last loaded or committed; `None` after an error (reloaded next time).
     table: Option<Table>,
-    /// The open data files of a running copy.
-    copy: Option<FileSet>,
+    /// The open data files of a running copy that no write holds right now: each concurrent
+    /// write of the copy (one per COPY stream) takes one, writes without the slot's lock, and
+    /// gives it back, so parallel streams of one table encode Parquet in parallel.
+    copy: Vec<FileSet>,
+    /// Which copy the files in `copy` belong to: a file set taken before `begin_copy` started
+    /// the copy again is not given back.
+    copy_generation: u64,
     /// Rows copied so far (their `_etl_seq`).
     copied_rows: i64,
     /// Mirror mode: where each key's row is; `None` until read from the table (and after an
@@ -386,6 +399,7 @@ impl IcebergDestination {
     fn writer_builder(&self, table: &Table, prefix: String) -> Result<WriterBuilder> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_dictionary_page_size_limit(DICTIONARY_LIMIT)
             .build();
         let parquet = ParquetWriterBuilder::new(props, table.metadata().current_schema().clone());
         let location = DefaultLocationGenerator::new(table.metadata())
@@ -606,7 +620,8 @@ impl Destination for IcebergDestination {
     async fn begin_copy(&self, schema: &TableSchema) -> Result<()> {
         let slot = self.slot(schema.id);
         let mut slot = slot.lock().await;
-        slot.copy = None;
+        slot.copy.clear();
+        slot.copy_generation += 1;
         slot.copied_rows = 0;
         slot.index = None;
         let table = self.table(&mut slot, schema).await?;
@@ -643,9 +658,18 @@ impl Destination for IcebergDestination {
             .rows(schema.columns.len())
             .map_err(|e| Error::table(schema, e.to_string()))?;
         let slot = self.slot(schema.id);
-        let mut slot = slot.lock().await;
-        let table = self.table(&mut slot, schema).await?;
-        let first = slot.copied_rows;
+        // Under the lock only: the rows' numbers, the table and a file set to write into.
+        let (table, first, mut files, generation) = {
+            let mut slot = slot.lock().await;
+            let table = self.table(&mut slot, schema).await?;
+            let first = slot.copied_rows;
+            slot.copied_rows = first + rows.len() as i64;
+            let files = match slot.copy.pop() {
+                Some(files) => files,
+                None => self.open_files(&table, schema, "copy")?,
+            };
+            (table, first, files, slot.copy_generation)
+        };
         let records: Vec<Record<'_>> = rows
             .iter()
             .zip(first..)
@@ -665,27 +689,29 @@ impl Destination for IcebergDestination {
         );
         let batch = batch::record_batch(&arrow, schema, &records)
             .map_err(|message| Error::table(schema, message))?;
-        if slot.copy.is_none() {
-            slot.copy = Some(self.open_files(&table, schema, "copy")?);
-        }
-        let Some(files) = slot.copy.as_mut() else {
-            return Err(Error::table(schema, "copy writer missing"));
-        };
         if let Err(e) = files.write(batch, None).await {
-            slot.copy = None;
+            // The copy fails and starts over (`begin_copy`): its other files go too.
+            let mut slot = slot.lock().await;
+            slot.copy.clear();
+            slot.copy_generation += 1;
             return Err(error(schema, "writing a data file", e));
         }
-        slot.copied_rows = first + rows.len() as i64;
+        let mut slot = slot.lock().await;
+        if slot.copy_generation == generation {
+            slot.copy.push(files);
+        }
         Ok(())
     }
 
     async fn finish_copy(&self, schema: &TableSchema) -> Result<()> {
         let slot = self.slot(schema.id);
         let mut slot = slot.lock().await;
-        let files = match slot.copy.take() {
-            Some(files) => close_files(schema, files).await?.0,
-            None => Vec::new(),
-        };
+        // Every write of the copy has returned (the engine finishes a copy after its streams),
+        // so every file set is back in `copy`.
+        let mut files = Vec::new();
+        for set in std::mem::take(&mut slot.copy) {
+            files.extend(close_files(schema, set).await?.0);
+        }
         let table = self.table(&mut slot, schema).await?;
         slot.index = None;
         let tx = Transaction::new(&table);
