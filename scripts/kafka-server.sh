@@ -16,6 +16,8 @@
 #
 # ETL_KAFKA_OPT_LEVEL=1 builds it with opt-level 1 (for benchmarks: it serves several times
 # faster, and takes about twice as long to build); use its own ETL_KAFKA_TOOLS.
+# ETL_KAFKA_ADVERTISE=HOST:PORT makes the broker tell clients to connect there instead (e.g. a
+# TLS-terminating proxy in front of it, as the kafka TLS test does).
 # ETL_KAFKA_DIR moves the broker's directory (default /tmp/etl-kafka): port, pid, log. The
 # broker keeps its data in memory, so an outage is simulated with pause/resume, not a restart.
 set -euo pipefail
@@ -63,9 +65,11 @@ start() {
     if [ ! -f "$dir/port" ]; then free_port >"$dir/port"; fi
     if running; then address; return; fi
     local url="tcp://127.0.0.1:$(cat "$dir/port")"
+    local advertised="$url"
+    if [ -n "${ETL_KAFKA_ADVERTISE:-}" ]; then advertised="tcp://$ETL_KAFKA_ADVERTISE"; fi
     RUST_LOG="${ETL_KAFKA_LOG:-warn}" "$tools/bin/tansu" broker \
         --storage-engine "memory://tansu/" \
-        --listener-url "$url" --advertised-listener-url "$url" \
+        --listener-url "$url" --advertised-listener-url "$advertised" \
         >"$dir/tansu.log" 2>&1 &
     echo $! >"$dir/pid"
     for _ in $(seq 1 100); do

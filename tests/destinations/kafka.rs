@@ -33,6 +33,8 @@ pub struct TopicReader {
     /// Per topic and partition, the offset to read from next.
     next: HashMap<(String, i32), i64>,
     received: Vec<Received>,
+    /// Over TLS, trusting this CA (PEM file); plaintext when `None`.
+    tls_ca: Option<String>,
 }
 
 impl TopicReader {
@@ -42,19 +44,34 @@ impl TopicReader {
             prefix: prefix.to_owned(),
             next: HashMap::new(),
             received: Vec::new(),
+            tls_ca: None,
+        }
+    }
+
+    /// A reader that connects over TLS, trusting the CA in the PEM file `ca`.
+    pub fn over_tls(address: &str, prefix: &str, ca: &str) -> Self {
+        TopicReader {
+            tls_ca: Some(ca.to_owned()),
+            ..TopicReader::new(address, prefix)
         }
     }
 
     /// Reads every table topic to its end (blocking); returns all records read so far.
     pub fn read(&mut self) -> Result<Vec<Received>, String> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.address)
             .set("group.id", "etl-test-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .create()
-            .map_err(|e| e.to_string())?;
+            .set("isolation.level", "read_committed");
+        if let Some(ca) = &self.tls_ca {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", ca)
+                .set("broker.address.family", "v4");
+        }
+        let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| format!("metadata: {e}"))?;

@@ -16,6 +16,7 @@ mod identity;
 mod jsonl;
 mod kafka;
 mod kafka_crashes;
+mod kafka_tls;
 mod kafka_trait;
 mod nats;
 mod nats_crashes;

@@ -30,20 +30,33 @@ pub type KafkaServer = Server;
 
 impl Server {
     pub fn nats(name: &str) -> Option<Server> {
-        Server::start("nats-server.sh", "ETL_NATS_DIR", "nats", name)
+        Server::start("nats-server.sh", "ETL_NATS_DIR", "nats", name, &[])
     }
 
     pub fn kafka(name: &str) -> Option<Server> {
-        Server::start("kafka-server.sh", "ETL_KAFKA_DIR", "kafka", name)
+        Server::start("kafka-server.sh", "ETL_KAFKA_DIR", "kafka", name, &[])
+    }
+
+    /// A `tansu` broker that tells clients to connect to `advertise` (`host:port`) instead of
+    /// itself, e.g. a TLS proxy in front of it.
+    pub fn kafka_behind(name: &str, advertise: &str) -> Option<Server> {
+        let env = [("ETL_KAFKA_ADVERTISE", advertise)];
+        Server::start("kafka-server.sh", "ETL_KAFKA_DIR", "kafka", name, &env)
     }
 
     /// An S3 store with the bucket `lake`, keys [`S3_ACCESS_KEY`] / [`S3_SECRET_KEY`].
     pub fn s3(name: &str) -> Option<Server> {
-        Server::start("s3-server.sh", "ETL_S3_DIR", "s3", name)
+        Server::start("s3-server.sh", "ETL_S3_DIR", "s3", name, &[])
     }
 
     /// Starts a server; `None` (after saying why) when it cannot be started outside CI.
-    fn start(script: &str, dir_var: &'static str, kind: &str, name: &str) -> Option<Server> {
+    fn start(
+        script: &str,
+        dir_var: &'static str,
+        kind: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Option<Server> {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("scripts")
             .join(script);
@@ -51,6 +64,7 @@ impl Server {
         let output = Command::new(&script)
             .arg("start")
             .env(dir_var, &dir)
+            .envs(env.iter().copied())
             .output();
         match output {
             Ok(output) if output.status.success() => Some(Server {
