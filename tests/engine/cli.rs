@@ -16,6 +16,11 @@ pub(crate) fn write_config(dir: &Path, source: &Source) {
 }
 
 fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
+    write_config_at(dir, source, &source.url, metrics_address);
+}
+
+/// The config of `source` reached through `url` (the same database, another way in).
+fn write_config_at(dir: &Path, source: &Source, url: &str, metrics_address: &str) {
     std::fs::write(
         dir.join("base.yaml"),
         "pipeline:\n  batch: {max_size: 1000, max_fill_ms: 100}\n  status_update_interval_ms: 200\n  \
@@ -29,7 +34,7 @@ fn write_config_with(dir: &Path, source: &Source, metrics_address: &str) {
              metrics_address: {}\ndestination:\n  sqlite: {{path: '{}'}}\n",
             source.config.id,
             source.config.publication_name,
-            source.url,
+            url,
             metrics_address,
             dir.join("out.db").display()
         ),
@@ -92,6 +97,46 @@ async fn replicate_once_copies_streams_and_exits_zero() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("resuming from LSN"), "{stderr}");
     assert!(!stderr.contains("copy started"), "{stderr}");
+    source.drop().await;
+}
+
+#[tokio::test]
+async fn replicate_over_the_unix_socket_copies_and_streams() {
+    let source = Source::create("eng_cli_unix", "pub_cli_unix").await;
+    source
+        .exec(
+            "create table u (id int primary key); insert into u select generate_series(1, 300); \
+             create publication pub_cli_unix for table u",
+        )
+        .await;
+    let (directories, port): (String, String) = sqlx::query_as(
+        "select current_setting('unix_socket_directories'), current_setting('port')",
+    )
+    .fetch_one(&source.pool)
+    .await
+    .unwrap();
+    let directory = directories.split(',').next().unwrap_or_default().trim();
+    assert!(directory.starts_with('/'), "{directories:?}");
+    // libpq's form for a socket directory: the path, percent-encoded, as the host.
+    let mut url = url::Url::parse(&source.url).unwrap();
+    let encoded = directory.replace('/', "%2F");
+    url.set_host(Some(&encoded)).unwrap();
+    url.set_port(Some(port.parse().unwrap())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config_at(dir.path(), &source, url.as_str(), "null");
+    source.exec("insert into u values (301)").await;
+    let before = source.current_lsn().await;
+    let (code, stderr) = finish(replicate(dir.path(), true)).await;
+    // The host is a path: there is no TCP to fall back to, so a run that copies and streams
+    // went through the socket (state store included).
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("copy started"), "{stderr}");
+    assert!(source.confirmed_flush().await.unwrap() >= before);
+    let out = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+    let rows: i64 = out
+        .query_row("select count(*) from \"public.u\"", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 301);
     source.drop().await;
 }
 
