@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::stream_crashes::ten_sigkills_and_an_outage;
 use crate::targets::Target;
 
-/// How long the server stays down.
-const OUTAGE: Duration = Duration::from_secs(30);
+/// How long the server stays down: a minute, as an outage a deployment should ride out.
+const OUTAGE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_keeps_each_change_once_across_ten_sigkills_and_a_server_outage() {
