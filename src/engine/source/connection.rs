@@ -137,9 +137,13 @@ impl ReplicationClient {
                 tls::Negotiated::Plain(tcp) => (Box::new(tcp), false),
             }
         };
-        #[cfg(not(target_os = "linux"))]
-        let fd = ();
-        Self::start(io, tls, Some(fd), target, conn).await
+        let mut client = Self::new(io, tls, target);
+        #[cfg(target_os = "linux")]
+        {
+            client.fd = Some(fd);
+        }
+        client.startup(conn).await?;
+        Ok(client)
     }
 
     /// A session over the Unix-domain socket `path` (the server's `{directory}/.s.PGSQL.{port}`).
@@ -154,8 +158,11 @@ impl ReplicationClient {
                     target: target.clone(),
                     source,
                 })?;
-            // The low-water mark is a TCP feature: a Unix socket wakes its reader per send.
-            Self::start(Box::new(socket), false, None, target, conn).await
+            // No descriptor: the low-water mark is a TCP feature (a Unix socket wakes its
+            // reader on every send).
+            let mut client = Self::new(Box::new(socket), false, target);
+            client.startup(conn).await?;
+            Ok(client)
         }
         #[cfg(not(unix))]
         Err(Error::Connect {
@@ -167,16 +174,9 @@ impl ReplicationClient {
         })
     }
 
-    /// Starts the session on a connected socket: startup message and authentication.
-    async fn start(
-        io: Box<dyn Io>,
-        tls: bool,
-        #[cfg(target_os = "linux")] fd: Option<std::os::fd::RawFd>,
-        #[cfg(not(target_os = "linux"))] _fd: Option<()>,
-        target: String,
-        conn: &PgConnection,
-    ) -> Result<Self, Error> {
-        let mut client = ReplicationClient {
+    /// A session on a connected socket, before its startup message.
+    fn new(io: Box<dyn Io>, tls: bool, target: String) -> Self {
+        ReplicationClient {
             io,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::with_capacity(1024),
@@ -186,11 +186,9 @@ impl ReplicationClient {
             bytes_received: 0,
             tls,
             #[cfg(target_os = "linux")]
-            fd,
+            fd: None,
             low_water: LowWater::off(),
-        };
-        client.startup(conn).await?;
-        Ok(client)
+        }
     }
 
     async fn startup(&mut self, conn: &PgConnection) -> Result<(), Error> {
